@@ -1,0 +1,205 @@
+"""``seqclassifier`` command line.
+
+Subcommands::
+
+    seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
+                                   [--format table|csv|json|jsonl] [--out FILE]
+    seqclassifier synth OUTDIR [--studies N] [--seed S] [--size tiny|small]
+
+Exit codes (``classify``):
+
+====  ===========================================================
+0     every file was used and every series classified
+1     usage error or fatal error (bad model file, unwritable --out)
+2     series classified, but some files were skipped (listed on stderr
+      and in the JSON/JSONL output with their reasons)
+3     nothing classified: no MR series found in the inputs
+130   interrupted (Ctrl-C); no output file is left behind
+====  ===========================================================
+
+When no trained model is installed, ``classify`` still lists every series but
+gives no label, and says so (table banner, ``"model": "untrained"``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Optional, Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_SKIPPED = 2
+EXIT_NOTHING = 3
+EXIT_INTERRUPTED = 130
+
+
+def _progress(label: str, enabled: Optional[bool], json_stage: Optional[str] = None):
+    from .progress import JsonProgress, ProgressBar
+
+    if json_stage is not None:
+        return JsonProgress(json_stage)
+    return ProgressBar(label, enabled=enabled)
+
+
+def _report_skipped(skipped, verbose: bool) -> None:
+    limit = None if verbose else 20
+    for s in skipped[:limit]:
+        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+    if limit is not None and len(skipped) > limit:
+        print(f"... and {len(skipped) - limit} more skipped files (use --verbose to list all)", file=sys.stderr)
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .output import (format_csv, format_json, format_jsonl, format_table, is_inside, make_row,
+                         write_atomic)
+    from .series_reader import discover_series
+
+    jsonl_stream = args.format == "jsonl" and args.out is None
+    if args.out:
+        inside = is_inside(args.out, args.paths)
+        if inside:
+            print(f"error: --out {args.out} is inside the input folder {inside}; "
+                  "SeqClassifier never writes into DICOM input folders", file=sys.stderr)
+            return EXIT_ERROR
+        out_dir = os.path.dirname(os.path.abspath(args.out))
+        if not os.path.isdir(out_dir):
+            print(f"error: --out folder does not exist: {out_dir}", file=sys.stderr)
+            return EXIT_ERROR
+    show = True if args.progress else (False if args.quiet else None)
+
+    t0 = time.perf_counter()
+    bar = _progress("reading headers", show, "discover" if jsonl_stream else None)
+    try:
+        discovery = discover_series(args.paths, progress=bar)
+    finally:
+        bar.close()
+    t_discover = time.perf_counter() - t0
+
+    from .predict import Classifier
+
+    try:
+        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size)
+    except Exception as exc:
+        print(f"error: cannot load model: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if not classifier.is_trained and not args.quiet:
+        print("warning: no trained model is installed: series are listed WITHOUT labels "
+              "(model: untrained)", file=sys.stderr)
+    bar = _progress("classifying", show, "classify" if jsonl_stream else None)
+    try:
+        predictions = classifier.classify(discovery.series, progress=bar)
+    finally:
+        bar.close()
+    rows = [make_row(r, p) for r, p in zip(discovery.series, predictions)]
+    model_info = {
+        "name": classifier.model_name,
+        "trained": classifier.is_trained,
+        "path": str(classifier.model_path) if classifier.model_path else None,
+        "device": classifier.device,
+    }
+    if args.format == "table":
+        text = format_table(rows, untrained=not classifier.is_trained)
+    elif args.format == "csv":
+        text = format_csv(rows)
+    elif args.format == "json":
+        text = format_json(rows, discovery.skipped, model_info)
+    else:
+        text = format_jsonl(rows, discovery.skipped)
+
+    if not discovery.series:
+        code = EXIT_NOTHING
+    elif discovery.skipped:
+        code = EXIT_SKIPPED
+    else:
+        code = EXIT_OK
+    if args.format == "jsonl":
+        text += json.dumps({"type": "summary", "n_series": len(rows), "n_skipped": len(discovery.skipped),
+                            "n_files": discovery.n_files, "model": model_info, "exit_code": code}) + "\n"
+    if args.out:
+        write_atomic(args.out, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if args.format != "jsonl":
+        _report_skipped(discovery.skipped, args.verbose)
+    if not args.quiet:
+        print(f"{len(rows)} series from {discovery.n_files} files "
+              f"({len(discovery.skipped)} skipped) in {time.perf_counter() - t0:.2f} s "
+              f"(headers {t_discover:.2f} s); model: {classifier.model_name} on {classifier.device}",
+              file=sys.stderr)
+    if code == EXIT_NOTHING:
+        print("no MR series found in: " + ", ".join(map(str, args.paths)), file=sys.stderr)
+    return code
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .synth import generate_studies
+
+    bar = _progress("writing studies", None if not args.quiet else False)
+    try:
+        series = generate_studies(args.outdir, studies=args.studies, seed=args.seed, size=args.size,
+                                  progress=bar)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        bar.close()
+    if not args.quiet:
+        n_files = sum(s.n_files for s in series)
+        print(f"wrote {args.studies} studies, {len(series)} series, {n_files} files to {args.outdir} "
+              f"(labels in {os.path.join(args.outdir, 'labels.csv')})", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="seqclassifier",
+        description="Tell what each MR series of a prostate study is (T2w, DWI, ADC, DCE, OTHER).",
+        epilog="Exit codes of classify: 0 all classified; 1 error; 2 classified with skipped files; "
+               "3 nothing classified; 130 interrupted.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("classify", help="classify every MR series under the given folders/files")
+    p.add_argument("paths", nargs="+", help="DICOM folders and/or files (read only, never modified)")
+    p.add_argument("--model", help="checkpoint (.json card or .safetensors); default: the shipped model")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--format", default="table", choices=("table", "csv", "json", "jsonl"))
+    p.add_argument("--out", help="write the result to this file (atomically) instead of stdout")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--progress", action="store_true", help="always draw progress bars on stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress, no summary on stderr")
+    p.add_argument("--verbose", action="store_true", help="list every skipped file")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("synth", help="write synthetic prostate mpMRI DICOM studies")
+    p.add_argument("outdir")
+    p.add_argument("--studies", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", default="small", choices=("tiny", "small"))
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_synth)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""Prediction: series records in, one :class:`~.records.Prediction` per series out.
+
+:class:`Classifier` loads a checkpoint (safetensors + JSON card, see
+:mod:`.checkpoint`) once and classifies batches of series: metadata features
+and center slices are prepared on a small thread pool (I/O and decoding
+overlap with the model), then run through the model in batches under
+``torch.inference_mode`` with mixed precision on a GPU.
+
+When no trained model is available the classifier says so and returns no
+labels: SeqClassifier never invents a label.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+
+from .features import FEATURE_SCHEMA_VERSION, extract_features
+from .labels import CLASS_NAMES, SequenceLabel
+from .preprocessing import ImageUnavailable, prepare_image
+from .records import Prediction, SeriesRecord
+
+ProgressFn = Callable[[int, int], None]
+
+#: Environment variable naming a checkpoint to use instead of the shipped default.
+MODEL_ENV = "SEQCLASSIFIER_MODEL"
+DEFAULT_MODEL_NAME = "seqclassifier_default.json"
+#: Confidence below which a prediction is flagged for review when the card sets none.
+DEFAULT_REVIEW_THRESHOLD = 0.80
+UNTRAINED = "untrained"
+
+
+def resources_dir() -> Path:
+    """The extension's top-level ``Resources`` folder (source checkout or installed module)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent.parent / "Resources", here.parent / "Resources"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent.parent / "Resources"
+
+
+def default_model_path() -> Optional[Path]:
+    """The checkpoint ``classify`` uses by default, or None if none ships."""
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return Path(env)
+    path = resources_dir() / "Models" / DEFAULT_MODEL_NAME
+    return path if path.is_file() else None
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; explicit values are checked."""
+    import torch
+
+    device = (device or "auto").lower()
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was requested but no CUDA GPU is available to torch")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; use auto, cpu or cuda")
+    return device
+
+
+class Classifier:
+    """Classify series with a trained checkpoint.
+
+    ``model`` is a checkpoint path (``.json`` card or ``.safetensors``), or
+    None for the shipped default.  If neither exists the classifier is
+    *untrained*: :meth:`classify` returns predictions with ``label=None``.
+    """
+
+    def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
+                 batch_size: int = 64, workers: int = 4):
+        self.batch_size = batch_size
+        self.workers = workers
+        self.model_path: Optional[Path] = Path(model) if model is not None else default_model_path()
+        self.card: dict = {}
+        self._model = None
+        self.device = "cpu"
+        if model is not None and not Path(model).exists():
+            raise FileNotFoundError(f"model checkpoint not found: {model}")
+        if self.model_path is not None:
+            from .checkpoint import load_checkpoint  # torch: only when a model is used
+
+            self.device = resolve_device(device)
+            self._model, self.card = load_checkpoint(self.model_path, map_location=self.device)
+            self._model.to(self.device).eval()
+            schema = str(self.card.get("feature_schema_version", ""))
+            if schema and schema.split(".")[0] != FEATURE_SCHEMA_VERSION.split(".")[0]:
+                raise ValueError(
+                    f"{self.model_path}: model was trained on feature schema {schema}, "
+                    f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION}"
+                )
+
+    @property
+    def is_trained(self) -> bool:
+        return self._model is not None
+
+    @property
+    def model_name(self) -> str:
+        if not self.is_trained:
+            return UNTRAINED
+        return str(self.card.get("name") or self.model_path.stem) + (
+            f"@{self.card['version']}" if self.card.get("version") else ""
+        )
+
+    @property
+    def review_threshold(self) -> float:
+        return float(self.card.get("review_threshold", DEFAULT_REVIEW_THRESHOLD))
+
+    def _preprocessing(self) -> tuple[int, Sequence[float], Sequence[float], bool]:
+        pre = self.card.get("preprocessing", {})
+        uses_image = self.card.get("model", {}).get("strategy", "joint") != "metadata"
+        return int(pre.get("input_size", 224)), pre.get("mean", (0.5,) * 3), pre.get("std", (0.5,) * 3), uses_image
+
+    def _prepare(self, record: SeriesRecord):
+        size, mean, std, uses_image = self._preprocessing()
+        meta = extract_features(record)
+        img, note = None, ""
+        if uses_image:
+            try:
+                img = prepare_image(record, size, mean, std)
+            except ImageUnavailable as exc:
+                note = f"image unavailable, metadata only: {exc}"
+            except Exception as exc:  # a corrupt slice must not stop the batch
+                note = f"image unreadable, metadata only: {type(exc).__name__}: {exc}"
+        return meta, img, note
+
+    def classify(self, records: Sequence[SeriesRecord], progress: Optional[ProgressFn] = None) -> list[Prediction]:
+        """One prediction per record, in the same order."""
+        records = list(records)
+        if not self.is_trained:
+            out = [
+                Prediction(r.series_uid, None, None, {}, True, UNTRAINED,
+                           "untrained: no trained model is installed, so no label is given")
+                for r in records
+            ]
+            if progress:
+                progress(len(records), len(records))
+            return out
+        import torch
+
+        size, _, _, uses_image = self._preprocessing()
+        results: list[Prediction] = []
+        done = 0
+        use_amp = self.device.startswith("cuda")
+        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
+            for start in range(0, len(records), self.batch_size):
+                batch = records[start:start + self.batch_size]
+                prepared = list(pool.map(self._prepare, batch))
+                meta = torch.from_numpy(np.stack([p[0] for p in prepared])).to(self.device)
+                present = torch.tensor([p[1] is not None for p in prepared], device=self.device)
+                images = None
+                if uses_image:
+                    arr = np.zeros((len(batch), 3, size, size), dtype=np.float32)
+                    for i, p in enumerate(prepared):
+                        if p[1] is not None:
+                            arr[i] = p[1]
+                    images = torch.from_numpy(arr).to(self.device, non_blocking=True)
+                meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
+                with torch.inference_mode(), torch.autocast(
+                    device_type="cuda", dtype=torch.bfloat16, enabled=use_amp
+                ):
+                    probs = self._model(images, meta, image_present=present, meta_present=meta_present)
+                probs = probs.float().cpu().numpy()
+                for r, p, (_, _, note) in zip(batch, probs, prepared):
+                    results.append(self._to_prediction(r, p, note))
+                done += len(batch)
+                if progress:
+                    progress(done, len(records))
+        return results
+
+    def _to_prediction(self, record: SeriesRecord, probs: np.ndarray, note: str) -> Prediction:
+        k = int(np.argmax(probs))
+        conf = float(probs[k])
+        needs_review = conf < self.review_threshold or bool(note)
+        if conf < self.review_threshold:
+            note = "; ".join(x for x in (note, f"confidence {conf:.2f} below review threshold {self.review_threshold:.2f}") if x)
+        return Prediction(
+            series_uid=record.series_uid,
+            label=SequenceLabel(CLASS_NAMES[k]),
+            confidence=round(conf, 4),
+            probabilities={c: round(float(p), 4) for c, p in zip(CLASS_NAMES, probs)},
+            needs_review=needs_review,
+            model=self.model_name,
+            note=note,
+        )

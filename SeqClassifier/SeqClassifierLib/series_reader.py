@@ -1,0 +1,730 @@
+"""Find MR series on disk: walk folders, read headers only, group into series.
+
+Discovery reads each file's header up to (not including) the pixel data and
+keeps only the attributes listed in :mod:`.dicom_tags`.  Files are grouped by
+SeriesInstanceUID; each series gets its 2D images (*frames*) ordered by
+b-value / temporal position and then by position along the slice normal.
+
+Handled layouts:
+
+* classic single-frame MR, one file per slice, any number of series per folder;
+* enhanced (and legacy converted enhanced) multi-frame MR: per-frame
+  positions, b-values (MRDiffusionSequence) and temporal positions
+  (FrameContentSequence) come from the functional groups;
+* Siemens mosaic: one file holds all slices of a volume as tiles;
+* one series holding several b-values or time points.
+
+Everything that cannot be used (not DICOM, empty, truncated, DICOMDIR, non-MR,
+missing SeriesInstanceUID, permission denied, ...) is reported as a
+:class:`~.records.SkippedFile` with its path and the reason, and the run goes
+on.  Nothing is ever written to the input folders.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import struct
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from . import dicom_tags as T
+from .labels import Plane
+from .records import FrameRef, SeriesRecord, SkippedFile
+
+PathLike = Union[str, os.PathLike]
+ProgressFn = Callable[[int, int], None]
+
+#: Plausible range of a diffusion b-value in s/mm^2; values outside are malformed.
+MAX_B_VALUE = 100_000.0
+
+
+class UnusableFile(Exception):
+    """A file that discovery cannot use; the message is the reason shown to the user."""
+
+
+# ----------------------------------------------------------------------------
+# Value helpers: a missing or malformed value becomes None, never an exception.
+# ----------------------------------------------------------------------------
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("latin-1", "replace").strip(" \x00")
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return "\\".join(_text(v) for v in value)
+    return str(value).strip()
+
+
+def _text_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return [_text(v).upper() for v in value if _text(v)]
+    text = _text(value)
+    return [t.strip().upper() for t in text.split("\\") if t.strip()]
+
+
+def _float(value: Any) -> Optional[float]:
+    """First numeric value of an element value, or None."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+        return _float(value[0]) if len(value) else None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace").strip(" \x00")
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        text = str(value).strip().split("\\")[0]
+        try:
+            out = float(text)
+        except ValueError:
+            return None
+    return out if math.isfinite(out) else None
+
+
+def _floats(value: Any, n: int) -> Optional[tuple[float, ...]]:
+    """Exactly ``n`` finite floats, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("latin-1", "replace").strip(" \x00").split("\\")
+    elif isinstance(value, str):
+        value = value.split("\\")
+    try:
+        items = [float(v) for v in value]
+    except (TypeError, ValueError):
+        return None
+    if len(items) != n or not all(math.isfinite(v) for v in items):
+        return None
+    return tuple(items)
+
+
+def _int(value: Any) -> Optional[int]:
+    f = _float(value)
+    return int(f) if f is not None and abs(f) < 2**62 else None
+
+
+def _elem_value(ds: Any, tag: Any) -> Any:
+    """Value of ``tag`` in ``ds`` or None; never raises on malformed elements."""
+    try:
+        elem = ds.get(tag)
+        return None if elem is None else elem.value
+    except Exception:  # malformed value that pydicom cannot convert
+        return None
+
+
+def _first_item(ds: Any, tag: Any) -> Any:
+    seq = _elem_value(ds, tag)
+    try:
+        return seq[0] if seq else None
+    except Exception:
+        return None
+
+
+def _private_creator_ok(ds: Any, creator_tag: Any, vendor: str) -> bool:
+    """Whether the vendor's private block 0x10 really belongs to that vendor.
+
+    True when the block's private creator is the vendor's, or when no creator
+    is recorded at all (anonymisers often strip creators) and the Manufacturer
+    is that vendor.  A block owned by another creator is never trusted.
+    """
+    creator = _text(_elem_value(ds, creator_tag)).upper()
+    if creator:
+        return creator in {c.upper() for c in T.PRIVATE_CREATORS[creator_tag]}
+    return vendor in _text(_elem_value(ds, T.MANUFACTURER)).upper()
+
+
+def _valid_b(b: Optional[float]) -> Optional[float]:
+    if b is None or not (0.0 <= b <= MAX_B_VALUE):
+        return None
+    return float(round(b, 3))
+
+
+def siemens_b_value(value: Any) -> Optional[float]:
+    """Siemens (0019,100C) B_value: IS/DS text, or OB/UN bytes holding text."""
+    return _valid_b(_float(value))
+
+
+def ge_b_value(value: Any) -> Optional[float]:
+    """GE (0043,1039) slop_int_6: the first value is the b-value, often +1e9."""
+    b = _float(value)
+    if b is None:
+        return None
+    if b >= 1e9:
+        b -= 1e9
+    return _valid_b(b)
+
+
+def philips_b_value(value: Any) -> Optional[float]:
+    """Philips (2001,1003) FL; an implicit/UN copy arrives as 4 little-endian bytes."""
+    if isinstance(value, bytes):
+        if len(value) == 4:
+            return _valid_b(struct.unpack("<f", value)[0])
+        if len(value) == 8:
+            return _valid_b(struct.unpack("<d", value)[0])
+    return _valid_b(_float(value))
+
+
+def b_value_of(ds: Any) -> Optional[float]:
+    """b-value of a classic single-frame image: standard tag first, then vendors'."""
+    b = _valid_b(_float(_elem_value(ds, T.DIFFUSION_B_VALUE)))
+    if b is not None:
+        return b
+    if T.SIEMENS_B_VALUE in ds and _private_creator_ok(ds, T.SIEMENS_CREATOR, "SIEMENS"):
+        b = siemens_b_value(_elem_value(ds, T.SIEMENS_B_VALUE))
+        if b is not None:
+            return b
+    if T.GE_B_VALUE in ds and _private_creator_ok(ds, T.GE_CREATOR, "GE"):
+        b = ge_b_value(_elem_value(ds, T.GE_B_VALUE))
+        if b is not None:
+            return b
+    if T.PHILIPS_B_VALUE in ds and _private_creator_ok(ds, T.PHILIPS_CREATOR, "PHILIPS"):
+        b = philips_b_value(_elem_value(ds, T.PHILIPS_B_VALUE))
+        if b is not None:
+            return b
+    return None
+
+
+def slice_normal(iop: Optional[Sequence[float]]) -> Optional[tuple[float, float, float]]:
+    """Unit normal (row x column) of ImageOrientationPatient, or None if degenerate."""
+    if iop is None or len(iop) != 6:
+        return None
+    r, c = iop[:3], iop[3:]
+    n = (r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0])
+    norm = math.sqrt(sum(v * v for v in n))
+    if norm < 1e-6:
+        return None
+    return (n[0] / norm, n[1] / norm, n[2] / norm)
+
+
+def plane_of(normal: Optional[Sequence[float]]) -> tuple[Plane, Optional[float]]:
+    """Nearest anatomical plane of a slice normal and the angle to its axis (degrees).
+
+    A prostate T2w tilted 10-20 degrees is still axial: the plane is the axis
+    the normal is closest to, whatever the tilt.
+    """
+    if normal is None:
+        return Plane.UNKNOWN, None
+    axis = max(range(3), key=lambda i: abs(normal[i]))
+    angle = math.degrees(math.acos(min(1.0, abs(normal[axis]))))
+    return (Plane.SAGITTAL, Plane.CORONAL, Plane.AXIAL)[axis], angle
+
+
+# ----------------------------------------------------------------------------
+# One file
+# ----------------------------------------------------------------------------
+
+#: Attributes copied into ``SeriesRecord.header`` for the feature extractor.
+_HEADER_FIELDS: dict[str, Any] = {
+    "ImageType": T.IMAGE_TYPE,
+    "ScanningSequence": T.SCANNING_SEQUENCE,
+    "SequenceVariant": T.SEQUENCE_VARIANT,
+    "ScanOptions": T.SCAN_OPTIONS,
+    "MRAcquisitionType": T.MR_ACQUISITION_TYPE,
+    "SequenceName": T.SEQUENCE_NAME,
+    "PulseSequenceName": T.PULSE_SEQUENCE_NAME,
+    "EchoPulseSequence": T.ECHO_PULSE_SEQUENCE,
+    "EchoTime": T.ECHO_TIME,
+    "RepetitionTime": T.REPETITION_TIME,
+    "InversionTime": T.INVERSION_TIME,
+    "FlipAngle": T.FLIP_ANGLE,
+    "EchoTrainLength": T.ECHO_TRAIN_LENGTH,
+    "ContrastBolusAgent": T.CONTRAST_BOLUS_AGENT,
+    "SliceThickness": T.SLICE_THICKNESS,
+    "SpacingBetweenSlices": T.SPACING_BETWEEN_SLICES,
+    "PixelSpacing": T.PIXEL_SPACING,
+    "Rows": T.ROWS,
+    "Columns": T.COLUMNS,
+    "MagneticFieldStrength": T.MAGNETIC_FIELD_STRENGTH,
+    "NumberOfTemporalPositions": T.NUMBER_OF_TEMPORAL_POSITIONS,
+    "TriggerTime": T.TRIGGER_TIME,
+    "ManufacturerModelName": T.MANUFACTURER_MODEL_NAME,
+    "RescaleSlope": T.RESCALE_SLOPE,
+    "RescaleIntercept": T.RESCALE_INTERCEPT,
+}
+_LIST_FIELDS = {"ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions"}
+_NUMBER_FIELDS = {
+    "EchoTime", "RepetitionTime", "InversionTime", "FlipAngle", "EchoTrainLength",
+    "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns",
+    "MagneticFieldStrength", "NumberOfTemporalPositions", "TriggerTime",
+    "RescaleSlope", "RescaleIntercept",
+}
+
+# Where enhanced multi-frame objects keep the attributes above (shared or
+# per-frame functional groups): keyword -> (macro sequence, attribute).
+_ENHANCED_FIELDS: dict[str, tuple[Any, Any]] = {
+    "EchoTime": (T.MR_ECHO_SEQUENCE, T.EFFECTIVE_ECHO_TIME),
+    "RepetitionTime": (T.MR_TIMING_SEQUENCE, T.REPETITION_TIME),
+    "FlipAngle": (T.MR_TIMING_SEQUENCE, T.FLIP_ANGLE),
+    "EchoTrainLength": (T.MR_TIMING_SEQUENCE, T.ECHO_TRAIN_LENGTH),
+    "SliceThickness": (T.PIXEL_MEASURES_SEQUENCE, T.SLICE_THICKNESS),
+    "SpacingBetweenSlices": (T.PIXEL_MEASURES_SEQUENCE, T.SPACING_BETWEEN_SLICES),
+    "PixelSpacing": (T.PIXEL_MEASURES_SEQUENCE, T.PIXEL_SPACING),
+    "RescaleSlope": (T.PIXEL_VALUE_TRANSFORMATION_SEQUENCE, T.RESCALE_SLOPE),
+    "RescaleIntercept": (T.PIXEL_VALUE_TRANSFORMATION_SEQUENCE, T.RESCALE_INTERCEPT),
+    "ImageType": (T.MR_IMAGE_FRAME_TYPE_SEQUENCE, T.FRAME_TYPE),
+}
+
+
+@dataclass
+class _Frame:
+    frame: int
+    ipp: Optional[tuple[float, ...]]
+    iop: Optional[tuple[float, ...]]
+    b_value: Optional[float]
+    temporal: Optional[int]
+    trigger_time: Optional[float]
+    stack_position: Optional[int] = None
+
+
+@dataclass
+class FileHeader:
+    """What discovery keeps of one file (internal; picklable for worker processes)."""
+
+    path: str
+    series_uid: str
+    study_uid: str
+    patient_id: str
+    patient_name: str
+    study_date: str
+    series_number: Optional[int]
+    instance_number: Optional[int]
+    acquisition_number: Optional[int]
+    description: str
+    protocol_name: str
+    manufacturer: str
+    sop_class_uid: str
+    modality: str
+    frames: list[_Frame]
+    mosaic_tiles: int = 0
+    header: dict[str, Any] = field(default_factory=dict)
+
+
+def _header_values(ds: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, tag in _HEADER_FIELDS.items():
+        value = _elem_value(ds, tag)
+        if value is None:
+            continue
+        if key in _LIST_FIELDS:
+            out[key] = _text_list(value)
+        elif key == "PixelSpacing":
+            ps = _floats(value, 2)
+            if ps is not None:
+                out[key] = list(ps)
+        elif key in _NUMBER_FIELDS:
+            f = _float(value)
+            if f is not None:
+                out[key] = f
+        else:
+            text = _text(value)
+            if text:
+                out[key] = text
+    return out
+
+
+def _enhanced_header_values(ds: Any, out: dict[str, Any]) -> None:
+    """Fill header values of an enhanced object from its shared/first per-frame groups."""
+    shared = _first_item(ds, T.SHARED_FUNCTIONAL_GROUPS)
+    first = _first_item(ds, T.PER_FRAME_FUNCTIONAL_GROUPS)
+    for key, (macro, attr) in _ENHANCED_FIELDS.items():
+        if key in out and key != "ImageType":
+            continue
+        for group in (shared, first):
+            item = _first_item(group, macro) if group is not None else None
+            value = _elem_value(item, attr) if item is not None else None
+            if value is None:
+                continue
+            if key == "ImageType":
+                frame_type = _text_list(value)
+                if frame_type:
+                    merged = list(out.get("ImageType", []))
+                    merged += [v for v in frame_type if v not in merged]
+                    out["ImageType"] = merged
+            elif key == "PixelSpacing":
+                ps = _floats(value, 2)
+                if ps is not None:
+                    out[key] = list(ps)
+            else:
+                f = _float(value)
+                if f is not None:
+                    out[key] = f
+            break
+
+
+def _enhanced_frames(ds: Any, n_frames: int) -> list[_Frame]:
+    shared = _first_item(ds, T.SHARED_FUNCTIONAL_GROUPS)
+    per_frame = _elem_value(ds, T.PER_FRAME_FUNCTIONAL_GROUPS) or []
+    shared_iop = None
+    shared_b = None
+    if shared is not None:
+        item = _first_item(shared, T.PLANE_ORIENTATION_SEQUENCE)
+        shared_iop = _floats(_elem_value(item, T.IMAGE_ORIENTATION_PATIENT), 6) if item else None
+        item = _first_item(shared, T.MR_DIFFUSION_SEQUENCE)
+        shared_b = _valid_b(_float(_elem_value(item, T.DIFFUSION_B_VALUE))) if item else None
+    frames = []
+    for i in range(n_frames):
+        group = per_frame[i] if i < len(per_frame) else None
+        ipp = iop = b = temporal = stack_pos = None
+        trigger = None
+        if group is not None:
+            item = _first_item(group, T.PLANE_POSITION_SEQUENCE)
+            ipp = _floats(_elem_value(item, T.IMAGE_POSITION_PATIENT), 3) if item else None
+            item = _first_item(group, T.PLANE_ORIENTATION_SEQUENCE)
+            iop = _floats(_elem_value(item, T.IMAGE_ORIENTATION_PATIENT), 6) if item else None
+            item = _first_item(group, T.MR_DIFFUSION_SEQUENCE)
+            b = _valid_b(_float(_elem_value(item, T.DIFFUSION_B_VALUE))) if item else None
+            item = _first_item(group, T.FRAME_CONTENT_SEQUENCE)
+            if item is not None:
+                temporal = _int(_elem_value(item, T.TEMPORAL_POSITION_INDEX))
+                stack_pos = _int(_elem_value(item, T.IN_STACK_POSITION_NUMBER))
+        frames.append(
+            _Frame(i, ipp, iop or shared_iop, b if b is not None else shared_b,
+                   temporal, trigger, stack_pos)
+        )
+    return frames
+
+
+def _mosaic_tiles(ds: Any, image_type: list[str]) -> int:
+    if "MOSAIC" not in image_type:
+        return 0
+    n = _int(_elem_value(ds, T.SIEMENS_MOSAIC_IMAGES))
+    if n and n > 0:
+        return n
+    # Without NumberOfImagesInMosaic, infer the tile grid from the acquisition
+    # matrix: tiles are (matrix x matrix) pieces of the big image.
+    matrix = [v for v in (_elem_value(ds, T.ACQUISITION_MATRIX) or []) if v]
+    rows, cols = _int(_elem_value(ds, T.ROWS)), _int(_elem_value(ds, T.COLUMNS))
+    if matrix and rows and cols:
+        tile = max(int(matrix[0]), 1)
+        grid = max(rows // tile, 1) * max(cols // tile, 1)
+        return grid
+    return 0
+
+
+def _looks_like_raw_dataset(path: str) -> bool:
+    """True if a file without the 'DICM' preamble starts like a DICOM data set.
+
+    Such files (no 128-byte preamble, no file meta) still occur; they begin with
+    a group 0x0008 element in little-endian byte order.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    if len(head) < 8:
+        return False
+    group, elem = struct.unpack("<HH", head[:4])
+    return group in (0x0002, 0x0008) and elem < 0x1000
+
+
+def read_file_header(path: PathLike) -> FileHeader:
+    """Read what discovery needs from one file's header (never its pixel data).
+
+    Raises :class:`UnusableFile` with a human-readable reason for anything that
+    is not a usable MR image.
+    """
+    path = os.fspath(path)
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise UnusableFile(f"cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise UnusableFile("empty file (0 bytes)")
+    tags = list(T.HEADER_TAGS)
+    try:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
+        except InvalidDicomError:
+            if not _looks_like_raw_dataset(path):
+                raise UnusableFile("not a DICOM file (no 'DICM' marker and no DICOM data set)") from None
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags, force=True)
+    except UnusableFile:
+        raise
+    except PermissionError:
+        raise UnusableFile("cannot read: permission denied") from None
+    except OSError as exc:
+        raise UnusableFile(f"cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise UnusableFile(f"corrupt or truncated DICOM header ({type(exc).__name__}: {exc})") from None
+
+    meta = getattr(ds, "file_meta", None)
+    sop_class = _text(_elem_value(ds, T.SOP_CLASS_UID)) or (
+        _text(meta.get("MediaStorageSOPClassUID").value) if meta is not None and "MediaStorageSOPClassUID" in meta else ""
+    )
+    if sop_class == T.MEDIA_STORAGE_DIRECTORY or os.path.basename(path).upper() == "DICOMDIR":
+        raise UnusableFile("DICOMDIR (a media index, not an image); the image files it lists are read directly")
+    modality = _text(_elem_value(ds, T.MODALITY)).upper()
+    if modality and modality != "MR":
+        raise UnusableFile(f"not an MR image (Modality {modality})")
+    if not modality and sop_class and sop_class not in T.MR_SOP_CLASSES:
+        raise UnusableFile(f"not an MR image (SOP class {sop_class})")
+    if sop_class and sop_class not in T.MR_SOP_CLASSES and modality == "MR":
+        try:
+            name = pydicom.uid.UID(sop_class).name
+        except Exception:
+            name = sop_class
+        raise UnusableFile(f"MR object that is not an image ({name})")
+    series_uid = _text(_elem_value(ds, T.SERIES_INSTANCE_UID))
+    if not series_uid:
+        raise UnusableFile("missing SeriesInstanceUID (0020,000E)")
+    if _elem_value(ds, T.ROWS) is None or _elem_value(ds, T.COLUMNS) is None:
+        raise UnusableFile("no image: Rows/Columns missing")
+
+    header = _header_values(ds)
+    image_type = header.get("ImageType", [])
+    enhanced = sop_class in T.ENHANCED_SOP_CLASSES or _elem_value(ds, T.PER_FRAME_FUNCTIONAL_GROUPS) is not None
+    n_frames = _int(_elem_value(ds, T.NUMBER_OF_FRAMES)) or 1
+    if enhanced:
+        _enhanced_header_values(ds, header)
+        frames = _enhanced_frames(ds, max(n_frames, 1))
+        bs = {f.b_value for f in frames if f.b_value is not None}
+    else:
+        iop = _floats(_elem_value(ds, T.IMAGE_ORIENTATION_PATIENT), 6)
+        ipp = _floats(_elem_value(ds, T.IMAGE_POSITION_PATIENT), 3)
+        temporal = _int(_elem_value(ds, T.TEMPORAL_POSITION_IDENTIFIER))
+        frames = [
+            _Frame(i, ipp, iop, b_value_of(ds), temporal, _float(_elem_value(ds, T.TRIGGER_TIME)))
+            for i in range(max(n_frames, 1))
+        ]
+        bs = {frames[0].b_value} if frames[0].b_value is not None else set()
+    if bs:
+        header["BValues"] = sorted(bs)
+    return FileHeader(
+        path=path,
+        series_uid=series_uid,
+        study_uid=_text(_elem_value(ds, T.STUDY_INSTANCE_UID)),
+        patient_id=_text(_elem_value(ds, T.PATIENT_ID)),
+        patient_name=_text(_elem_value(ds, T.PATIENT_NAME)),
+        study_date=_text(_elem_value(ds, T.STUDY_DATE)),
+        series_number=_int(_elem_value(ds, T.SERIES_NUMBER)),
+        instance_number=_int(_elem_value(ds, T.INSTANCE_NUMBER)),
+        acquisition_number=_int(_elem_value(ds, T.ACQUISITION_NUMBER)),
+        description=_text(_elem_value(ds, T.SERIES_DESCRIPTION)),
+        protocol_name=_text(_elem_value(ds, T.PROTOCOL_NAME)),
+        manufacturer=_text(_elem_value(ds, T.MANUFACTURER)),
+        sop_class_uid=sop_class,
+        modality=modality or "MR",
+        frames=frames,
+        mosaic_tiles=_mosaic_tiles(ds, image_type),
+        header=header,
+    )
+
+
+# ----------------------------------------------------------------------------
+# Walking folders
+# ----------------------------------------------------------------------------
+
+def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterator[str]:
+    """Yield every regular file under ``paths`` (files or folders), once each.
+
+    Symbolic links to folders are followed, but a folder already visited (a
+    symlink loop) is not entered twice.  Missing paths and unreadable folders
+    are reported in ``skipped``.
+    """
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[str] = set()
+
+    def emit(p: str) -> Iterator[str]:
+        real = os.path.realpath(p)
+        if real not in seen_files:
+            seen_files.add(real)
+            yield p
+
+    for raw in paths:
+        root = os.fspath(raw)
+        if os.path.isfile(root):
+            yield from emit(root)
+            continue
+        if not os.path.isdir(root):
+            skipped.append(SkippedFile(root, "no such file or folder"))
+            continue
+        stack = [root]
+        while stack:
+            folder = stack.pop()
+            try:
+                st = os.stat(folder)
+            except OSError as exc:
+                skipped.append(SkippedFile(folder, f"cannot open folder: {exc.strerror or exc}"))
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in seen_dirs:
+                continue
+            seen_dirs.add(key)
+            try:
+                with os.scandir(folder) as it:
+                    entries = sorted(it, key=lambda e: e.name)
+            except OSError as exc:
+                skipped.append(SkippedFile(folder, f"cannot list folder: {exc.strerror or exc}"))
+                continue
+            subdirs = []
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=True):
+                        subdirs.append(entry.path)
+                    elif entry.is_file(follow_symlinks=True):
+                        yield from emit(entry.path)
+                    elif entry.is_symlink():
+                        skipped.append(SkippedFile(entry.path, "broken symbolic link"))
+                except OSError as exc:
+                    skipped.append(SkippedFile(entry.path, f"cannot stat: {exc.strerror or exc}"))
+            stack.extend(reversed(subdirs))
+
+
+# ----------------------------------------------------------------------------
+# Grouping into series
+# ----------------------------------------------------------------------------
+
+def _majority(values: Iterable[Any]) -> Any:
+    counts = Counter(v for v in values if v is not None)
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _round_iop(iop: Optional[tuple[float, ...]]) -> Optional[tuple[float, ...]]:
+    return tuple(round(v, 3) for v in iop) if iop is not None else None
+
+
+def build_series(headers: list[FileHeader]) -> SeriesRecord:
+    """Assemble one :class:`SeriesRecord` from the headers of its files."""
+    headers = sorted(headers, key=lambda h: (h.acquisition_number or 0, h.instance_number or 0, h.path))
+    first = headers[0]
+    iop_key = _majority(_round_iop(f.iop) for h in headers for f in h.frames)
+    iop = None
+    if iop_key is not None:
+        iop = next(f.iop for h in headers for f in h.frames if _round_iop(f.iop) == iop_key)
+    normal = slice_normal(iop)
+    plane, obliquity = plane_of(normal)
+
+    # Temporal positions: explicit indices where present; otherwise the number
+    # of repeats of the same slice position at the same b-value (4D series
+    # without TemporalPositionIdentifier, e.g. many GE DCE exports).
+    entries = []  # (header, frame, location)
+    for h in headers:
+        for f in h.frames:
+            loc = None
+            if (normal is not None and f.ipp is not None and h.mosaic_tiles == 0
+                    and _round_iop(f.iop) == iop_key):
+                loc = round(sum(p * n for p, n in zip(f.ipp, normal)), 3)
+            entries.append((h, f, loc))
+    temporal_ids = {f.temporal for _, f, _ in entries if f.temporal is not None}
+    b_values = sorted({f.b_value for _, f, _ in entries if f.b_value is not None})
+    if len(temporal_ids) > 1:
+        n_temporal = len(temporal_ids)
+    else:
+        repeats = Counter((loc, f.b_value) for _, f, loc in entries if loc is not None)
+        n_rep = max(repeats.values()) if repeats else 1
+        n_temporal = n_rep if (n_rep > 1 and len(b_values) <= 1) else 1
+    declared = _int(first.header.get("NumberOfTemporalPositions"))
+    if declared and declared > n_temporal:
+        n_temporal = declared
+
+    def order(item: tuple[FileHeader, _Frame, Optional[float]]) -> tuple:
+        h, f, loc = item
+        return (
+            f.b_value if f.b_value is not None else -1.0,
+            f.temporal if f.temporal is not None else 0,
+            loc if loc is not None else float(f.stack_position or h.instance_number or 0),
+            h.instance_number or 0,
+            f.frame,
+        )
+
+    entries.sort(key=order)
+    frames = [
+        FrameRef(
+            path=h.path,
+            frame=f.frame,
+            location=loc,
+            b_value=f.b_value,
+            temporal_position=f.temporal,
+            mosaic_tiles=h.mosaic_tiles,
+        )
+        for h, f, loc in entries
+    ]
+    files = list(dict.fromkeys(fr.path for fr in frames))
+    header = dict(first.header)
+    if b_values:
+        header["BValues"] = b_values
+    return SeriesRecord(
+        series_uid=first.series_uid,
+        study_uid=first.study_uid,
+        patient_id=first.patient_id,
+        patient_name=first.patient_name,
+        study_date=first.study_date,
+        series_number=first.series_number,
+        description=first.description,
+        protocol_name=first.protocol_name,
+        modality=first.modality,
+        manufacturer=first.manufacturer,
+        sop_class_uid=first.sop_class_uid,
+        files=files,
+        frames=frames,
+        plane=plane,
+        normal=normal,
+        obliquity_deg=None if obliquity is None else round(obliquity, 2),
+        b_values=b_values,
+        temporal_positions=n_temporal,
+        is_multiframe=any(len(h.frames) > 1 for h in headers),
+        is_mosaic=any(h.mosaic_tiles > 0 for h in headers),
+        header=header,
+    )
+
+
+@dataclass
+class Discovery:
+    """Result of :func:`discover_series`."""
+
+    series: list[SeriesRecord]
+    skipped: list[SkippedFile]
+    n_files: int
+
+    def by_uid(self) -> dict[str, SeriesRecord]:
+        return {s.series_uid: s for s in self.series}
+
+
+def _series_sort_key(s: SeriesRecord) -> tuple:
+    return (s.patient_id, s.study_date, s.study_uid,
+            s.series_number if s.series_number is not None else 1 << 30, s.series_uid)
+
+
+def group_headers(headers: Iterable[FileHeader]) -> list[SeriesRecord]:
+    """Group file headers by SeriesInstanceUID into ordered series records."""
+    groups: dict[str, list[FileHeader]] = defaultdict(list)
+    for h in headers:
+        groups[h.series_uid].append(h)
+    return sorted((build_series(hs) for hs in groups.values()), key=_series_sort_key)
+
+
+def discover_series(
+    paths: Union[PathLike, Iterable[PathLike]],
+    *,
+    progress: Optional[ProgressFn] = None,
+) -> Discovery:
+    """Find every MR series under ``paths`` (folders and/or files).
+
+    ``progress(done, total)`` is called as files are read.  Unusable files end
+    up in :attr:`Discovery.skipped` with their reason; nothing raises for bad
+    input.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    skipped: list[SkippedFile] = []
+    files = list(iter_files(paths, skipped))
+    total = len(files)
+    headers: list[FileHeader] = []
+    for i, path in enumerate(files, 1):
+        try:
+            headers.append(read_file_header(path))
+        except UnusableFile as exc:
+            skipped.append(SkippedFile(path, str(exc)))
+        if progress is not None and (i == total or i % 50 == 0):
+            progress(i, total)
+    return Discovery(series=group_headers(headers), skipped=skipped, n_files=total)
