@@ -427,6 +427,30 @@ def _looks_like_raw_dataset(path: str) -> bool:
     return group in (0x0002, 0x0008) and elem < 0x1000
 
 
+def _check_pixel_data(head: bytes, offset: int, file_size: int) -> None:
+    """Check the pixel data element that starts at ``offset`` (its first bytes in ``head``).
+
+    pydicom's ``stop_before_pixels`` leaves the file positioned at the pixel
+    data tag, so its declared length can be compared with the file size at no
+    extra I/O: a copy cut short is refused here instead of failing later.
+    """
+    if len(head) < 8 or head[:4] not in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"):
+        raise UnusableFile("no pixel data (header only)")
+    little = head[:4] == b"\xe0\x7f\x10\x00"
+    fmt = "<" if little else ">"
+    if head[4:6] in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN") and len(head) >= 12:
+        header_len, length = 12, struct.unpack(fmt + "I", head[8:12])[0]
+    else:
+        header_len, length = 8, struct.unpack(fmt + "I", head[4:8])[0]
+    if length == 0xFFFFFFFF:  # encapsulated (compressed) fragments: no fixed length
+        return
+    if offset + header_len + length > file_size:
+        raise UnusableFile(
+            f"truncated: pixel data declares {length} bytes but the file ends "
+            f"{offset + header_len + length - file_size} bytes early"
+        )
+
+
 def read_file_header(path: PathLike) -> FileHeader:
     """Read what discovery needs from one file's header (never its pixel data).
 
@@ -442,12 +466,16 @@ def read_file_header(path: PathLike) -> FileHeader:
         raise UnusableFile("empty file (0 bytes)")
     tags = list(T.HEADER_TAGS)
     try:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags)
-        except InvalidDicomError:
-            if not _looks_like_raw_dataset(path):
-                raise UnusableFile("not a DICOM file (no 'DICM' marker and no DICOM data set)") from None
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=tags, force=True)
+        with open(path, "rb") as fh:
+            try:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags)
+            except InvalidDicomError:
+                if not _looks_like_raw_dataset(path):
+                    raise UnusableFile("not a DICOM file (no 'DICM' marker and no DICOM data set)") from None
+                fh.seek(0)
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags, force=True)
+            pixel_offset = fh.tell()
+            pixel_head = fh.read(12)
     except UnusableFile:
         raise
     except PermissionError:
@@ -459,7 +487,7 @@ def read_file_header(path: PathLike) -> FileHeader:
 
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(_elem_value(ds, T.SOP_CLASS_UID)) or (
-        _text(meta.get("MediaStorageSOPClassUID").value) if meta is not None and "MediaStorageSOPClassUID" in meta else ""
+        _text(getattr(meta, "MediaStorageSOPClassUID", "")) if meta is not None else ""
     )
     if sop_class == T.MEDIA_STORAGE_DIRECTORY or os.path.basename(path).upper() == "DICOMDIR":
         raise UnusableFile("DICOMDIR (a media index, not an image); the image files it lists are read directly")
@@ -480,6 +508,7 @@ def read_file_header(path: PathLike) -> FileHeader:
     if _elem_value(ds, T.ROWS) is None or _elem_value(ds, T.COLUMNS) is None:
         raise UnusableFile("no image: Rows/Columns missing")
 
+    _check_pixel_data(pixel_head, pixel_offset, size)
     header = _header_values(ds)
     image_type = header.get("ImageType", [])
     enhanced = sop_class in T.ENHANCED_SOP_CLASSES or _elem_value(ds, T.PER_FRAME_FUNCTIONAL_GROUPS) is not None

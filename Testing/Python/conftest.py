@@ -1,0 +1,64 @@
+"""Shared test setup: the library on sys.path and the real data beside the checkout.
+
+Real DICOM lives in ``../shared/data`` beside the repository (override with
+``SEQCLASSIFIER_DATA``); it is read, never copied or written.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "SeqClassifier"))
+
+DATA = Path(os.environ.get("SEQCLASSIFIER_DATA", REPO.parent / "shared" / "data"))
+PROSTATEX = DATA / "prostatex"
+VENDORS = DATA / "vendors"
+
+
+def _need(path: Path) -> Path:
+    if not path.is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"real test data missing at {path} (set SEQCLASSIFIER_DATA)")
+        pytest.skip(f"real test data not found at {path} (set SEQCLASSIFIER_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def prostatex() -> Path:
+    return _need(PROSTATEX)
+
+
+@pytest.fixture(scope="session")
+def vendors() -> Path:
+    return _need(VENDORS)
+
+
+def read_labels(root: Path) -> list[dict]:
+    with open(root / "labels.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="session")
+def prostatex_labels(prostatex) -> list[dict]:
+    return read_labels(prostatex)
+
+
+@pytest.fixture(scope="session")
+def prostatex_discovery(prostatex):
+    from SeqClassifierLib.series_reader import discover_series
+
+    return discover_series(prostatex)
+
+
+@pytest.fixture(scope="session")
+def pydicom_test_files() -> Path:
+    """pydicom's own bundled test files (MR_small in several transfer syntaxes)."""
+    import pydicom
+
+    return Path(pydicom.__file__).parent / "data" / "test_files"
