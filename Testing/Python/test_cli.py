@@ -1,0 +1,99 @@
+"""The ``seqclassifier`` command line: formats, fields, exit codes, read-only inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from SeqClassifierLib import cli
+from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.output import ROW_FIELDS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run(args, capsys):
+    code = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def untrained(monkeypatch, tmp_path):
+    """Force the untrained path (no shipped model) so the test does not depend on one."""
+    monkeypatch.setattr("SeqClassifierLib.predict.default_model_path", lambda: None)
+
+
+def test_json_lists_the_18_series_with_every_field(prostatex, prostatex_labels, capsys, untrained):
+    code, out, err = run(["classify", prostatex, "--format", "json", "--quiet"], capsys)
+    doc = json.loads(out)
+    rows = doc["series"]
+    assert len(rows) == 18
+    assert {r["series_uid"] for r in rows} == {r["SeriesInstanceUID"] for r in prostatex_labels}
+    for r in rows:
+        assert set(ROW_FIELDS) <= set(r)
+    by = {(r["patient_id"], r["description"]): r for r in rows}
+    assert by[("ProstateX-0000", "t2_tse_sag")]["plane"] == "sagittal"
+    assert by[("ProstateX-0000", "t2_tse_tra")]["plane"] == "axial"
+    assert by[("ProstateX-0000", "t2_tse_cor")]["plane"] == "coronal"
+    assert by[("ProstateX-0000", "ep2d_diff_tra_DYNDIST")]["b_values"] == [50.0, 400.0, 800.0]
+    assert by[("ProstateX-0000", "ep2d_diff_tra_DYNDIST")]["n_files"] == 57
+    # the labels.csv beside the data is reported, not fatal: exit code 2
+    assert code == cli.EXIT_SKIPPED
+    assert [Path(s["path"]).name for s in doc["skipped"]] == ["labels.csv"]
+    # untrained: no invented labels, and it says so
+    assert doc["model"]["trained"] is False and doc["model"]["name"] == "untrained"
+    assert all(r["label"] is None and r["confidence"] is None for r in rows)
+    assert all("untrained" in r["note"] for r in rows)
+
+
+def test_table_says_untrained(prostatex, capsys, untrained):
+    code, out, err = run(["classify", prostatex / "ProstateX-0000", "--quiet"], capsys)
+    assert code == cli.EXIT_OK
+    assert out.startswith("MODEL: UNTRAINED")
+    assert len(out.strip().splitlines()) == 2 + 7  # banner + header + 7 series
+    assert "t2_tse_sag" in out
+
+
+def test_csv_and_jsonl_formats(prostatex, capsys, untrained):
+    folder = prostatex / "ProstateX-0001"
+    code, out, _ = run(["classify", folder, "--format", "csv", "--quiet"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 11 and all(f"p_{c}" in rows[0] for c in CLASS_NAMES)
+    assert {r["plane"] for r in rows} == {"axial", "sagittal", "coronal"}
+    code, out, _ = run(["classify", folder, "--format", "jsonl", "--quiet"], capsys)
+    events = [json.loads(line) for line in out.splitlines()]
+    types = [e["type"] for e in events]
+    assert types.count("series") == 11 and types[-1] == "summary"
+    assert "progress" in types  # progress events for the Slicer background runner
+    assert events[-1]["exit_code"] == cli.EXIT_OK == code
+
+
+def test_out_file_is_written_and_never_inside_inputs(prostatex, tmp_path, capsys, untrained):
+    out_file = tmp_path / "result.json"
+    code, out, _ = run(["classify", prostatex / "ProstateX-0000", "--format", "json", "--out", out_file, "--quiet"], capsys)
+    assert code == 0 and out == ""
+    assert len(json.loads(out_file.read_text())["series"]) == 7
+    code, _, err = run(["classify", prostatex, "--out", prostatex / "result.csv"], capsys)
+    assert code == cli.EXIT_ERROR and "never writes into DICOM input folders" in err
+    assert not (prostatex / "result.csv").exists()
+
+
+def test_nothing_found_exit_code(tmp_path, capsys, untrained):
+    (tmp_path / "a.txt").write_text("hello")
+    code, _, err = run(["classify", tmp_path], capsys)
+    assert code == cli.EXIT_NOTHING
+    assert "a.txt: not a DICOM file" in err
+
+
+def test_console_script_entry_point_runs():
+    # `python -m SeqClassifierLib.cli --help` works from the module folder (as in Slicer)
+    res = subprocess.run([sys.executable, "-m", "SeqClassifierLib.cli", "--help"], cwd=REPO / "SeqClassifier",
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "classify" in res.stdout and "Exit codes" in res.stdout
