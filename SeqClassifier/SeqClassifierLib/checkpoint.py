@@ -1,0 +1,419 @@
+"""Trusted checkpoints: ``<stem>.safetensors`` (weights) + ``<stem>.json`` (card).
+
+A checkpoint holds the fold models of a cross-validation ensemble.  The
+weights of fold ``i`` are stored under the tensor-name prefix ``fold{i}.`` in one
+safetensors file whose header metadata is minimal (format marker and fold
+count).  Everything else lives in the human-readable JSON *card*: format
+version, class names, the model configuration (enough to rebuild the
+architecture with :func:`~SeqClassifierLib.fusion.model_from_config`), the
+number of folds, the SHA-256 of the weights file, and whatever the trainer
+adds (feature schema version, preprocessing, training-data summary, metrics,
+temperature, review threshold, ...).
+
+Loading reads only JSON and safetensors -- never pickle -- and verifies the
+weights' SHA-256 against the card before any tensor is read, so a checkpoint
+can be shared and loaded without executing code from it.  Both files are
+written atomically (temporary file, fsync, ``os.replace``).
+
+``torch`` and ``safetensors`` are imported at module level; this module is
+only imported when a model is needed and never imports ``slicer`` or ``qt``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+from torch import nn
+from safetensors import safe_open
+from safetensors.torch import load_file as _st_load_file
+from safetensors.torch import save_file as _st_save_file
+
+from .backbones import sha256_file
+from .fusion import SequenceModel, model_from_config
+from .labels import CLASS_NAMES
+
+__all__ = [
+    "CARD_FORMAT_VERSION",
+    "CheckpointError",
+    "EnsembleModel",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_card",
+    "checkpoint_paths",
+    "sha256_file",
+]
+
+#: Version of the card / file layout written by :func:`save_checkpoint`.
+CARD_FORMAT_VERSION = 1
+
+_FORMAT_MARKER = "seqclassifier-checkpoint"
+
+#: Card keys computed by :func:`save_checkpoint`; a caller may not override them.
+_RESERVED_KEYS = ("format", "format_version", "classes", "model", "n_folds", "weights_file", "weights_sha256")
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, incomplete, tampered with or incompatible."""
+
+
+# --------------------------------------------------------------------------------------
+# Paths and atomic writes
+# --------------------------------------------------------------------------------------
+
+
+def checkpoint_paths(path: PathLike) -> Tuple[Path, Path]:
+    """``(card_path, weights_path)`` for a ``.json`` path, a ``.safetensors``
+    path or a stem (``models/seqclassifier`` -> ``models/seqclassifier.json``,
+    ``models/seqclassifier.safetensors``)."""
+    p = Path(os.fspath(path)).expanduser()
+    if p.suffix.lower() in (".json", ".safetensors"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".json"), p.with_name(p.name + ".safetensors")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(str(directory), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _atomic_write_bytes(dest: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(dest.parent)
+
+
+def _jsonable(obj: Any) -> Any:
+    """Convert to strict JSON types: numpy/torch scalars and arrays to Python,
+    enums to their values, tuples to lists, paths to strings, NaN/inf to ``None``."""
+    if isinstance(obj, enum.Enum):
+        return _jsonable(obj.value)
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, str):
+        return str.__str__(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, torch.Tensor):
+        return _jsonable(obj.detach().cpu().tolist())
+    if hasattr(obj, "tolist"):  # numpy arrays and scalars
+        return _jsonable(obj.tolist())
+    raise TypeError(f"card value of type {type(obj).__name__} is not JSON-serialisable: {obj!r}")
+
+
+# --------------------------------------------------------------------------------------
+# Saving
+# --------------------------------------------------------------------------------------
+
+
+def _fold_tensors(models: Sequence[SequenceModel]) -> Dict[str, torch.Tensor]:
+    tensors: Dict[str, torch.Tensor] = {}
+    seen_storage = set()
+    for i, model in enumerate(models):
+        for key, value in model.state_dict().items():
+            t = value.detach().to("cpu")
+            # safetensors refuses non-contiguous tensors and tensors sharing storage.
+            ptr = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
+            if not t.is_contiguous() or (ptr is not None and ptr in seen_storage):
+                t = t.contiguous().clone()
+            elif ptr is not None:
+                seen_storage.add(ptr)
+            tensors[f"fold{i}.{key}"] = t
+    return tensors
+
+
+def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None) -> Path:
+    """Write the fold ``models`` and their ``card``; returns the card's path.
+
+    All models must share one architecture (identical ``.config``) and predict
+    :data:`~SeqClassifierLib.labels.CLASS_NAMES`.  The card written is the
+    caller's ``card`` plus ``format``, ``format_version``, ``classes``,
+    ``model`` (the config), ``n_folds``, ``weights_file``, ``weights_sha256``
+    and ``created`` (UTC, unless given).  Values are converted to strict JSON
+    (non-finite floats become ``null``).
+    """
+    models = list(models)
+    if not models:
+        raise ValueError("save_checkpoint needs at least one model")
+    config = models[0].config
+    for i, m in enumerate(models[1:], start=1):
+        if m.config != config:
+            raise ValueError(f"fold {i} has a different model configuration than fold 0")
+    if int(config["num_classes"]) != len(CLASS_NAMES):
+        raise ValueError(
+            f"models predict {config['num_classes']} classes but the library's classes are {list(CLASS_NAMES)}"
+        )
+    card = dict(card or {})
+    given_classes = card.pop("classes", None)
+    if given_classes is not None and [str(c) for c in _jsonable(list(given_classes))] != list(CLASS_NAMES):
+        raise ValueError(f"card classes {given_classes} differ from the library's {list(CLASS_NAMES)}")
+    clash = [k for k in _RESERVED_KEYS if k in card]
+    if clash:
+        raise ValueError(f"card keys {clash} are written by save_checkpoint and cannot be given")
+    if "temperature" in card and card["temperature"] is not None:
+        t = float(card["temperature"])
+        if not (math.isfinite(t) and t > 0):
+            raise ValueError(f"temperature must be a positive finite number, got {card['temperature']!r}")
+
+    card_path, weights_path = checkpoint_paths(path)
+    card_path.parent.mkdir(parents=True, exist_ok=True)
+
+    # 1) weights, atomically
+    tensors = _fold_tensors(models)
+    fd, tmp = tempfile.mkstemp(prefix=f".{weights_path.name}.", suffix=".tmp", dir=str(weights_path.parent))
+    os.close(fd)
+    try:
+        _st_save_file(
+            tensors,
+            tmp,
+            metadata={"format": "pt", "seqclassifier": _FORMAT_MARKER,
+                      "format_version": str(CARD_FORMAT_VERSION), "n_folds": str(len(models))},
+        )
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        digest = sha256_file(tmp)
+        os.replace(tmp, weights_path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(weights_path.parent)
+
+    # 2) card, atomically
+    full = {
+        "format": _FORMAT_MARKER,
+        "format_version": CARD_FORMAT_VERSION,
+        "classes": list(CLASS_NAMES),
+        "model": config,
+        "n_folds": len(models),
+        "weights_file": weights_path.name,
+        "weights_sha256": digest,
+    }
+    full.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    for key, value in card.items():
+        full[key] = value
+    full["torch_version"] = full.get("torch_version", torch.__version__)
+    text = json.dumps(_jsonable(full), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    _atomic_write_bytes(card_path, text.encode("utf-8"))
+    return card_path
+
+
+# --------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------
+
+
+def read_card(path: PathLike) -> Dict[str, Any]:
+    """Read and minimally validate a checkpoint's JSON card (weights untouched)."""
+    card_path, _ = checkpoint_paths(path)
+    if not card_path.is_file():
+        raise CheckpointError(f"checkpoint card {card_path} does not exist")
+    try:
+        with open(card_path, "r", encoding="utf-8") as fh:
+            card = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint card {card_path}: {exc}") from exc
+    if not isinstance(card, dict):
+        raise CheckpointError(f"checkpoint card {card_path} is not a JSON object")
+    version = card.get("format_version")
+    if not isinstance(version, int):
+        raise CheckpointError(f"checkpoint card {card_path} has no integer format_version")
+    if version > CARD_FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint card {card_path} has format_version {version}; this SeqClassifier reads "
+            f"up to {CARD_FORMAT_VERSION} (update SeqClassifier)"
+        )
+    return card
+
+
+def _check_card(card: Dict[str, Any], card_path: Path) -> None:
+    classes = card.get("classes")
+    if classes != list(CLASS_NAMES):
+        raise CheckpointError(
+            f"checkpoint {card_path} predicts classes {classes}, but this SeqClassifier uses {list(CLASS_NAMES)}"
+        )
+    for key in ("model", "n_folds", "weights_sha256"):
+        if key not in card:
+            raise CheckpointError(f"checkpoint card {card_path} lacks {key!r}")
+    if not isinstance(card["n_folds"], int) or card["n_folds"] < 1:
+        raise CheckpointError(f"checkpoint card {card_path} has an invalid n_folds {card['n_folds']!r}")
+
+
+class EnsembleModel(nn.Module):
+    """The fold models of a checkpoint, averaged.
+
+    ``forward(image, meta, image_present=None, meta_present=None)`` returns the
+    mean over folds of ``softmax(logits / temperature)`` -- class
+    probabilities ``[B, num_classes]`` in :data:`CLASS_NAMES` order.  The
+    temperature comes from ``card["temperature"]`` (1 when absent).
+    """
+
+    def __init__(self, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None):
+        super().__init__()
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        self.models = nn.ModuleList(models)
+        self.card: Dict[str, Any] = dict(card or {})
+        t = self.card.get("temperature")
+        self.temperature = float(t) if t is not None else 1.0
+        if not (math.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"invalid temperature {t!r}")
+        self.classes: Tuple[str, ...] = tuple(self.card.get("classes", CLASS_NAMES))
+
+    # Convenience: preprocessing expected by the (identical) fold models.
+    @property
+    def config(self) -> Dict[str, Any]:
+        return self.models[0].config
+
+    @property
+    def strategy(self) -> str:
+        return self.models[0].strategy
+
+    @property
+    def backbone_name(self) -> Optional[str]:
+        return self.models[0].backbone_name
+
+    @property
+    def input_size(self) -> Optional[int]:
+        return self.models[0].input_size
+
+    @property
+    def mean(self):
+        return self.models[0].mean
+
+    @property
+    def std(self):
+        return self.models[0].std
+
+    @property
+    def uses_image(self) -> bool:
+        return self.models[0].uses_image
+
+    @property
+    def uses_metadata(self) -> bool:
+        return self.models[0].uses_metadata
+
+    def forward(
+        self,
+        image: Optional[torch.Tensor],
+        meta: Optional[torch.Tensor],
+        image_present: Optional[torch.Tensor] = None,
+        meta_present: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
+        probs = None
+        for model in self.models:
+            logits = model(image, meta, image_present, meta_present)
+            p = torch.softmax(logits.float() / self.temperature, dim=1)
+            probs = p if probs is None else probs + p
+        return probs / len(self.models)
+
+
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, Dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint`.
+
+    ``path`` may be the ``.json`` card, the ``.safetensors`` file or their
+    common stem.  The weights file's SHA-256 is verified against the card
+    before anything else is read from it; a mismatch raises
+    :class:`CheckpointError` naming the file and both hashes.  Returns the
+    ensemble (in ``eval`` mode, parameters with ``requires_grad=False``, on
+    ``map_location``) and the card.
+    """
+    card_path, default_weights = checkpoint_paths(path)
+    card = read_card(card_path)
+    _check_card(card, card_path)
+    weights_name = card.get("weights_file") or default_weights.name
+    if os.path.basename(weights_name) != weights_name:
+        raise CheckpointError(f"checkpoint card {card_path} names a weights file outside its folder: {weights_name!r}")
+    weights_path = card_path.parent / weights_name
+    if not weights_path.is_file():
+        raise CheckpointError(
+            f"weights file {weights_path} referenced by checkpoint card {card_path} does not exist "
+            "(copy the .safetensors file next to the .json card)"
+        )
+
+    actual = sha256_file(weights_path)
+    expected = str(card["weights_sha256"]).lower()
+    if actual != expected:
+        raise CheckpointError(
+            f"weights file {weights_path} has SHA-256 {actual}, but its card {card_path} expects {expected}; "
+            "refusing to load a modified or mismatched checkpoint"
+        )
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        device = str(torch.device(map_location))
+        tensors = _st_load_file(str(weights_path), device=device)
+    except Exception as exc:  # corrupt header etc.
+        raise CheckpointError(f"cannot read weights file {weights_path}: {exc}") from exc
+    n_folds = int(card["n_folds"])
+    if header.get("n_folds") not in (None, str(n_folds)):
+        raise CheckpointError(
+            f"weights file {weights_path} holds {header.get('n_folds')} folds but its card says {n_folds}"
+        )
+
+    models: List[SequenceModel] = []
+    for i in range(n_folds):
+        prefix = f"fold{i}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if not state:
+            raise CheckpointError(f"weights file {weights_path} has no tensors for fold {i}")
+        try:
+            model = model_from_config(card["model"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"checkpoint card {card_path} has an unusable model config: {exc}") from exc
+        if model.num_classes != len(CLASS_NAMES):
+            raise CheckpointError(f"checkpoint model predicts {model.num_classes} classes, expected {len(CLASS_NAMES)}")
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"fold {i} weights in {weights_path} do not match the model config: {exc}") from exc
+        models.append(model)
+    extra = [k for k in tensors if not any(k.startswith(f"fold{i}.") for i in range(n_folds))]
+    if extra:
+        raise CheckpointError(f"weights file {weights_path} holds unexpected tensors, e.g. {extra[:3]}")
+
+    ensemble = EnsembleModel(models, card).to(map_location)
+    ensemble.eval()
+    # An inference artefact: no autograd bookkeeping (re-enable on ``ensemble.models[i]``
+    # with ``requires_grad_(True)`` to fine-tune from a checkpoint).
+    ensemble.requires_grad_(False)
+    return ensemble, card
