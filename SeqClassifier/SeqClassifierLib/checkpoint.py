@@ -57,7 +57,8 @@ CARD_FORMAT_VERSION = 1
 _FORMAT_MARKER = "seqclassifier-checkpoint"
 
 #: Card keys computed by :func:`save_checkpoint`; a caller may not override them.
-_RESERVED_KEYS = ("format", "format_version", "classes", "model", "n_folds", "weights_file", "weights_sha256")
+_RESERVED_KEYS = ("format", "format_version", "classes", "model", "n_folds", "weights_file", "weights_sha256",
+                  "weights_dtype")
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -101,6 +102,7 @@ def _atomic_write_bytes(dest: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
     except BaseException:
         try:
@@ -142,12 +144,14 @@ def _jsonable(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
-def _fold_tensors(models: Sequence[SequenceModel]) -> Dict[str, torch.Tensor]:
+def _fold_tensors(models: Sequence[SequenceModel], dtype: Optional[torch.dtype] = None) -> Dict[str, torch.Tensor]:
     tensors: Dict[str, torch.Tensor] = {}
     seen_storage = set()
     for i, model in enumerate(models):
         for key, value in model.state_dict().items():
             t = value.detach().to("cpu")
+            if dtype is not None and t.is_floating_point():
+                t = t.to(dtype)
             # safetensors refuses non-contiguous tensors and tensors sharing storage.
             ptr = (t.untyped_storage().data_ptr(), t.storage_offset()) if t.numel() else None
             if not t.is_contiguous() or (ptr is not None and ptr in seen_storage):
@@ -158,8 +162,12 @@ def _fold_tensors(models: Sequence[SequenceModel]) -> Dict[str, torch.Tensor]:
     return tensors
 
 
-def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None) -> Path:
+def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None,
+                    *, dtype: Optional[torch.dtype] = None) -> Path:
     """Write the fold ``models`` and their ``card``; returns the card's path.
+
+    ``dtype=torch.float16`` stores floating-point tensors in half precision
+    (half the file size; loading copies them back into the float32 model).
 
     All models must share one architecture (identical ``.config``) and predict
     :data:`~SeqClassifierLib.labels.CLASS_NAMES`.  The card written is the
@@ -195,7 +203,7 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
     card_path.parent.mkdir(parents=True, exist_ok=True)
 
     # 1) weights, atomically
-    tensors = _fold_tensors(models)
+    tensors = _fold_tensors(models, dtype)
     fd, tmp = tempfile.mkstemp(prefix=f".{weights_path.name}.", suffix=".tmp", dir=str(weights_path.parent))
     os.close(fd)
     try:
@@ -208,6 +216,7 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         digest = sha256_file(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is meant to be shared
         os.replace(tmp, weights_path)
     except BaseException:
         try:
@@ -226,6 +235,7 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
         "n_folds": len(models),
         "weights_file": weights_path.name,
         "weights_sha256": digest,
+        "weights_dtype": str(dtype or torch.float32).replace("torch.", ""),
     }
     full.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     for key, value in card.items():

@@ -5,6 +5,8 @@ Subcommands::
     seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
                                    [--format table|csv|json|jsonl] [--out FILE]
     seqclassifier synth OUTDIR [--studies N] [--seed S] [--size tiny|small]
+    seqclassifier train --labels CSV... --data ROOT... --out MODEL [--strategy ...] [--backbone ...]
+    seqclassifier evaluate --models MODEL... --labels CSV... --data ROOT... [--out DIR]
 
 Exit codes (``classify``):
 
@@ -155,6 +157,58 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .backbones import get_backbone_config
+    from .progress import ProgressBar
+    from .training import TrainConfig, load_samples, train
+
+    cfg = TrainConfig(strategy=args.strategy, backbone=args.backbone, pretrained=args.pretrained or False,
+                      folds=args.folds, recipe=args.recipe, max_epochs=args.max_epochs, patience=args.patience,
+                      batch_size=args.batch_size, seed=args.seed, device=args.device, lora_rank=args.lora_rank,
+                      head_epochs=args.head_epochs)
+    if cfg.pretrained in ("true", "True", "1", "yes"):
+        cfg.pretrained = True
+    log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        size = get_backbone_config(args.backbone).input_size
+    except KeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    bar = ProgressBar("reading labelled series", enabled=None if not args.quiet else False)
+    try:
+        samples = load_samples(args.labels, args.data, cache_size=int(round(size * 1.15)), log=log, progress=bar)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        bar.close()
+    if not samples:
+        print("error: no labelled series found under the data roots", file=sys.stderr)
+        return EXIT_NOTHING
+    log(f"{len(samples)} labelled series from {len({s.group for s in samples})} patients")
+    command = "seqclassifier " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
+    summary = {"labels": [str(p) for p in args.labels], "roots": [str(p) for p in args.data]}
+    try:
+        train(samples, cfg, args.out, log=log, command=command, data_summary=summary)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_models
+
+    try:
+        text = evaluate_models(args.models, args.labels, args.data, out_dir=args.out, device=args.device,
+                               test_names=args.name)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(text)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -178,6 +232,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress, no summary on stderr")
     p.add_argument("--verbose", action="store_true", help="list every skipped file")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("train", help="train a K-fold ensemble from labelled series (Denner et al. recipe)")
+    p.add_argument("--labels", nargs="+", required=True, type=str,
+                   help="labels CSV files (series_dir and/or SeriesInstanceUID, label)")
+    p.add_argument("--data", nargs="+", required=True, help="data roots holding the labelled series")
+    p.add_argument("--out", required=True, help="checkpoint path (.json card + .safetensors weights)")
+    p.add_argument("--strategy", default="joint", choices=("image", "metadata", "early", "late", "joint"))
+    p.add_argument("--backbone", default="compact_cnn", help="backbone name (see backbones.list_backbones())")
+    p.add_argument("--pretrained", default=None,
+                   help="pretrained weights: 'true' (HF cache / declared URL) or a local file; default none")
+    p.add_argument("--recipe", default="auto", choices=("auto", "paper", "scratch"),
+                   help="paper: head 5 epochs @1e-4 then full @1e-6; scratch: one stage @1e-3 (auto: by --pretrained)")
+    p.add_argument("--folds", type=int, default=4)
+    p.add_argument("--max-epochs", type=int, default=60)
+    p.add_argument("--head-epochs", type=int, default=5)
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lora-rank", type=int, default=0, help="LoRA adapters of this rank on the ViT (0: off)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score models on labelled series (F1, confusion, calibration)")
+    p.add_argument("--models", nargs="+", required=True, help="checkpoints to score")
+    p.add_argument("--labels", nargs="+", required=True, help="labels CSV of each test set (one per --data)")
+    p.add_argument("--data", nargs="+", required=True, help="data root of each test set")
+    p.add_argument("--name", nargs="*", default=None, help="names of the test sets (default: folder names)")
+    p.add_argument("--out", default=None, help="folder for confusion matrices, reliability diagrams, report JSON")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("synth", help="write synthetic prostate mpMRI DICOM studies")
     p.add_argument("outdir")

@@ -1,0 +1,531 @@
+"""Training: labelled series -> a K-fold ensemble checkpoint with calibrated confidence.
+
+Recipes
+-------
+``paper`` (Denner et al., MIDL 2025, Appendix A; for pretrained backbones)
+    stage 1: backbone frozen, only the new layers train for ``head_epochs``
+    (5) epochs at lr 1e-4; stage 2: everything unfrozen at lr 1e-6 until the
+    class-weighted cross-entropy on the validation fold stops improving
+    (``patience`` epochs without a better value; the best epoch is kept).
+``scratch`` (for a backbone without pretrained weights, e.g. ``compact_cnn``)
+    one stage, all parameters at lr 1e-3 (AdamW, cosine decay) with the same
+    early stopping on validation loss.  Fine-tuning at 1e-6 cannot train a
+    randomly initialised network, so the recipe is chosen by whether weights
+    are pretrained and is recorded in the model card.
+
+Both: class-weighted cross-entropy (inverse class frequency), K folds split by
+patient (no patient in two folds), fixed seeds, MR-style augmentation
+(intensity/contrast/gamma jitter, smooth bias field, noise, flips, small
+rotations, scaled crops), modality dropout (metadata masked, image masked, or
+the description keywords blanked) so that stripped headers or unreadable
+images are still classified.  After training, one temperature is fitted on
+the out-of-fold validation logits and the needs-review threshold is set from
+out-of-fold errors; both go into the card.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
+from .labels import CLASS_NAMES, SequenceLabel
+from .preprocessing import ImageUnavailable, load_center_slice, normalize_intensity
+from .records import SeriesRecord
+from .series_reader import discover_series
+
+LogFn = Callable[[str], None]
+
+_TOKEN_IDX = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("tok:")]
+_EMPTY_IDX = FEATURE_NAMES.index("tok:empty")
+
+
+# ----------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------
+
+@dataclass
+class Sample:
+    """One labelled series with its cached inputs."""
+
+    record: SeriesRecord
+    label: int
+    group: str           # patient: folds never split a group
+    source: str          # which data root it came from
+    meta: np.ndarray
+    image: Optional[np.ndarray]  # normalised center slice, [S, S] at the cache size
+
+
+def read_labels_csv(path: os.PathLike) -> list[dict[str, str]]:
+    """Rows of a labels CSV (``series_dir`` and/or ``SeriesInstanceUID``, ``label``)."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and "label" not in rows[0]:
+        raise ValueError(f"{path}: no 'label' column (expected series_dir,SeriesInstanceUID,label,...)")
+    return rows
+
+
+def _cache_image(record: SeriesRecord, size: int) -> Optional[np.ndarray]:
+    from .preprocessing import _resize_square
+
+    try:
+        return _resize_square(normalize_intensity(load_center_slice(record)), size).astype(np.float16)
+    except (ImageUnavailable, Exception):
+        return None
+
+
+def labelled_series(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike],
+                    log: LogFn = print) -> list[tuple[SeriesRecord, int, str]]:
+    """Match labelled rows to discovered series: ``(record, class index, root)``.
+
+    Rows are matched by SeriesInstanceUID, or by ``series_dir`` relative to the
+    labels file's folder.  Rows labelled ``?`` (uncertain) are ignored; rows
+    that match no series are reported.
+    """
+    wanted: dict[str, SequenceLabel] = {}
+    by_dir: dict[str, SequenceLabel] = {}
+    for lab in labels:
+        base = Path(lab).resolve().parent
+        for row in read_labels_csv(lab):
+            text = (row.get("label") or "").strip()
+            if not text or text == "?":
+                continue
+            label = SequenceLabel.parse(text)
+            uid = (row.get("SeriesInstanceUID") or "").strip()
+            if uid:
+                wanted[uid] = label
+            if row.get("series_dir"):
+                by_dir[str((base / row["series_dir"]).resolve())] = label
+    out: list[tuple[SeriesRecord, int, str]] = []
+    matched: set[str] = set()
+    for root in roots:
+        for rec in discover_series(root).series:
+            label = wanted.get(rec.series_uid)
+            if label is None and rec.files:
+                label = by_dir.get(str(Path(rec.files[0]).resolve().parent))
+            if label is None:
+                continue
+            matched.add(rec.series_uid)
+            out.append((rec, CLASS_NAMES.index(label.value), str(root)))
+    missing = [u for u in wanted if u not in matched]
+    if missing:
+        log(f"warning: {len(missing)} labelled series were not found under the data roots")
+    return out
+
+
+def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], cache_size: int,
+                 log: LogFn = print, progress: Optional[Callable[[int, int], None]] = None) -> list[Sample]:
+    """:func:`labelled_series` with each series' features and center slice cached."""
+    found = labelled_series(labels, roots, log)
+    samples = []
+    for i, (rec, label, root) in enumerate(found, 1):
+        samples.append(Sample(record=rec, label=label, group=rec.patient_id or rec.study_uid, source=root,
+                              meta=extract_features(rec), image=_cache_image(rec, cache_size)))
+        if progress:
+            progress(i, len(found))
+    return samples
+
+
+def group_folds(groups: Sequence[str], k: int, seed: int) -> list[int]:
+    """Fold index of each sample; all samples of a group share a fold."""
+    uniq = sorted(set(groups))
+    rng = random.Random(seed)
+    rng.shuffle(uniq)
+    fold_of = {g: i % k for i, g in enumerate(uniq)}
+    return [fold_of[g] for g in groups]
+
+
+# ----------------------------------------------------------------------------
+# Augmentation (on batches of normalised single-channel images)
+# ----------------------------------------------------------------------------
+
+def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """MR-style augmentation of a batch ``[B, 1, H, W]`` in [0, 1]."""
+    b, _, h, w = x.shape
+    dev = x.device
+
+    def u(lo, hi, *shape):
+        return torch.rand(*shape, generator=gen, device="cpu").to(dev) * (hi - lo) + lo
+
+    # geometry: rotation +-10 deg, scale 0.85-1.15 (crop/zoom), shift +-8 %, h-flip
+    ang = u(-10, 10, b) * math.pi / 180
+    scale = u(0.85, 1.15, b)
+    flip = torch.where(torch.rand(b, generator=gen).to(dev) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, u(-0.08, 0.08, b)], 1),
+                         torch.stack([sin * flip, cos, u(-0.08, 0.08, b)], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # smooth multiplicative bias field from a coarse random grid
+    coarse = 1.0 + u(-0.25, 0.25, b, 1, 4, 4)
+    x = x * F.interpolate(coarse, size=(h, w), mode="bicubic", align_corners=False)
+    # gamma, contrast, brightness
+    gamma = torch.exp(u(-0.35, 0.35, b, 1, 1, 1))
+    x = x.clamp(min=0) ** gamma
+    x = x * u(0.8, 1.2, b, 1, 1, 1) + u(-0.08, 0.08, b, 1, 1, 1)
+    # noise (Gaussian, level varies per image)
+    x = x + torch.randn(x.shape, generator=gen).to(dev) * u(0.0, 0.05, b, 1, 1, 1)
+    return x.clamp(0.0, 1.2)
+
+
+def _crop_center(x: torch.Tensor, size: int) -> torch.Tensor:
+    h = x.shape[-1]
+    if h == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def _model_input(x1: torch.Tensor, size: int, mean, std) -> torch.Tensor:
+    x = _crop_center(x1, size).expand(-1, 3, -1, -1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - m) / s
+
+
+# ----------------------------------------------------------------------------
+# Training loop
+# ----------------------------------------------------------------------------
+
+@dataclass
+class TrainConfig:
+    strategy: str = "joint"
+    backbone: str = "compact_cnn"
+    pretrained: Any = False
+    folds: int = 4
+    recipe: str = "auto"             # auto | paper | scratch
+    head_epochs: int = 5
+    head_lr: float = 1e-4
+    finetune_lr: float = 1e-6
+    scratch_lr: float = 1e-3
+    max_epochs: int = 60
+    patience: int = 6
+    batch_size: int = 32
+    seed: int = 0
+    device: str = "auto"
+    p_drop_meta: float = 0.15
+    p_drop_image: float = 0.15
+    p_blank_description: float = 0.2
+    lora_rank: int = 0
+    weight_decay: float = 1e-4
+    half_weights: bool = True          # store the checkpoint in float16 (half the size)
+    extra: dict = field(default_factory=dict)
+
+    def resolved_recipe(self) -> str:
+        if self.recipe != "auto":
+            return self.recipe
+        return "paper" if self.pretrained else "scratch"
+
+
+def class_weights(labels: Sequence[int], n: int = len(CLASS_NAMES)) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1; absent classes get weight 0."""
+    counts = np.bincount(np.asarray(labels, dtype=int), minlength=n).astype(np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n, 0.0)
+    w = w / w[w > 0].mean()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def _seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _batches(idx: np.ndarray, bs: int, shuffle: bool, rng: np.random.Generator):
+    idx = np.array(idx)
+    if shuffle:
+        rng.shuffle(idx)
+    for i in range(0, len(idx), bs):
+        yield idx[i:i + bs]
+
+
+class _Tensors:
+    """All samples as tensors on the training device (small data sets)."""
+
+    def __init__(self, samples: Sequence[Sample], cache_size: int, device: str):
+        imgs = np.zeros((len(samples), 1, cache_size, cache_size), dtype=np.float32)
+        has_img = np.zeros(len(samples), dtype=bool)
+        for i, s in enumerate(samples):
+            if s.image is not None:
+                imgs[i, 0] = s.image.astype(np.float32)
+                has_img[i] = True
+        self.images = torch.from_numpy(imgs).to(device)
+        self.has_image = torch.from_numpy(has_img).to(device)
+        self.meta = torch.from_numpy(np.stack([s.meta for s in samples])).to(device)
+        self.labels = torch.tensor([s.label for s in samples], dtype=torch.long, device=device)
+
+
+def _forward_batch(model, data: _Tensors, idx, cfg: TrainConfig, train: bool, gen: torch.Generator,
+                   rng: np.random.Generator):
+    dev = data.images.device
+    ii = torch.as_tensor(idx, device=dev)
+    x = data.images[ii]
+    meta = data.meta[ii].clone()
+    img_present = data.has_image[ii].clone()
+    meta_present = torch.ones(len(idx), dtype=torch.bool, device=dev)
+    if train:
+        x = augment_images(x, gen)
+        r = torch.from_numpy(rng.random(len(idx))).to(dev)
+        drop_meta = r < cfg.p_drop_meta
+        drop_img = (r >= cfg.p_drop_meta) & (r < cfg.p_drop_meta + cfg.p_drop_image) & img_present
+        meta_present &= ~drop_meta
+        img_present &= ~drop_img
+        blank = torch.from_numpy(rng.random(len(idx)) < cfg.p_blank_description).to(dev)
+        if blank.any():
+            meta[blank.nonzero().squeeze(1).unsqueeze(1), torch.tensor(_TOKEN_IDX, device=dev)] = 0.0
+            meta[blank, _EMPTY_IDX] = 1.0
+    images = _model_input(x, model.input_size or x.shape[-1], model.mean or (0.5,) * 3, model.std or (0.5,) * 3) \
+        if model.uses_image else None
+    return images, meta, img_present, meta_present, data.labels[ii]
+
+
+def _epoch(model, data, idx, cfg, opt, weights, gen, rng, sched=None) -> float:
+    model.train()
+    total, n = 0.0, 0
+    for bidx in _batches(idx, cfg.batch_size, True, rng):
+        images, meta, ip, mp, y = _forward_batch(model, data, bidx, cfg, True, gen, rng)
+        logits_list = model.loss_logits(images, meta, ip, mp)
+        loss = sum(F.cross_entropy(lg.float(), y, weight=weights) for lg in logits_list)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 5.0)
+        opt.step()
+        if sched is not None:
+            sched.step()
+        total += loss.item() * len(bidx)
+        n += len(bidx)
+    return total / max(n, 1)
+
+
+@torch.no_grad()
+def _logits(model, data, idx, cfg) -> tuple[torch.Tensor, float, torch.Tensor]:
+    model.eval()
+    out = []
+    rng = np.random.default_rng(0)
+    gen = torch.Generator().manual_seed(0)
+    for bidx in _batches(idx, 128, False, rng):
+        images, meta, ip, mp, _ = _forward_batch(model, data, bidx, cfg, False, gen, rng)
+        out.append(model(images, meta, ip, mp).float())
+    logits = torch.cat(out) if out else torch.zeros(0, len(CLASS_NAMES))
+    y = data.labels[torch.as_tensor(idx, device=data.labels.device)]
+    return logits, 0.0, y
+
+
+def _val_loss(model, data, idx, cfg, weights) -> float:
+    logits, _, y = _logits(model, data, idx, cfg)
+    return float(F.cross_entropy(logits, y, weight=weights)) if len(y) else 0.0
+
+
+def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConfig, n_meta: int,
+              fold: int, log: LogFn):
+    """Train one fold model with early stopping on validation loss; returns (model, history)."""
+    from .fusion import apply_lora, create_model
+
+    _seed_all(cfg.seed + fold)
+    dev = data.images.device
+    model = create_model(cfg.strategy, backbone=cfg.backbone, num_meta_features=n_meta,
+                         pretrained=cfg.pretrained)
+    if cfg.lora_rank > 0:
+        apply_lora(model, rank=cfg.lora_rank)
+    model.to(dev)
+    train_labels = data.labels[torch.as_tensor(samples_idx_train, device=dev)].cpu().numpy()
+    weights = class_weights(train_labels).to(dev)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + fold)
+    rng = np.random.default_rng(cfg.seed * 1000 + fold)
+    history = []
+    recipe = cfg.resolved_recipe()
+
+    def run_stage(name, params, lr, epochs, early_stop, cosine):
+        best = (math.inf, None, -1)
+        params = [p for p in params if p.requires_grad]
+        if not params:
+            return best
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        steps = max(1, epochs * math.ceil(len(samples_idx_train) / cfg.batch_size))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1) if cosine else None
+        bad = 0
+        for ep in range(epochs):
+            t0 = time.perf_counter()
+            tl = _epoch(model, data, samples_idx_train, cfg, opt, weights, gen, rng, sched)
+            vl = _val_loss(model, data, samples_idx_val, cfg, weights) if len(samples_idx_val) else tl
+            history.append({"fold": fold + 1, "stage": name, "epoch": ep + 1, "train_loss": round(tl, 5),
+                            "val_loss": round(vl, 5), "seconds": round(time.perf_counter() - t0, 2)})
+            log(f"fold {fold + 1} {name} epoch {ep + 1}/{epochs}: train {tl:.4f} val {vl:.4f}")
+            if vl < best[0] - 1e-5:
+                best = (vl, {k: v.detach().clone() for k, v in model.state_dict().items()}, ep + 1)
+                bad = 0
+            else:
+                bad += 1
+                if early_stop and bad >= cfg.patience:
+                    log(f"fold {fold + 1} {name}: validation loss converged (best epoch {best[2]})")
+                    break
+        if best[1] is not None:
+            model.load_state_dict(best[1])
+        return best
+
+    if recipe == "paper":
+        model.freeze_backbone()
+        run_stage("head", model.head_parameters() + model.adapter_parameters(), cfg.head_lr, cfg.head_epochs, False, False)
+        if cfg.lora_rank == 0:
+            model.unfreeze_backbone()
+        run_stage("finetune", list(model.parameters()), cfg.finetune_lr, cfg.max_epochs, True, False)
+    elif recipe == "scratch":
+        run_stage("scratch", list(model.parameters()), cfg.scratch_lr, cfg.max_epochs, True, True)
+    else:
+        raise ValueError(f"unknown recipe {recipe!r}; use auto, paper or scratch")
+    model.eval()
+    return model, history
+
+
+def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """One temperature minimising NLL of out-of-fold logits (temperature scaling)."""
+    if len(y) == 0:
+        return 1.0
+    log_t = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+
+
+def review_threshold(probs: np.ndarray, y: np.ndarray, floor: float = 0.5, cap: float = 0.95) -> float:
+    """Confidence below which predictions are flagged: just above the most confident OOF error."""
+    pred = probs.argmax(1)
+    conf = probs.max(1)
+    wrong = conf[pred != y]
+    if len(wrong) == 0:
+        return floor if len(conf) == 0 else float(np.clip(np.quantile(conf, 0.02), floor, cap))
+    return float(np.clip(wrong.max() + 1e-3, floor, cap))
+
+
+def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Per-class precision/recall/F1, macro-F1 over classes present, accuracy, confusion matrix."""
+    k = len(CLASS_NAMES)
+    cm = np.zeros((k, k), dtype=int)
+    for a, b in zip(y, pred):
+        cm[a, b] += 1
+    per = {}
+    f1s = []
+    for i, c in enumerate(CLASS_NAMES):
+        tp = cm[i, i]
+        prec = tp / cm[:, i].sum() if cm[:, i].sum() else 0.0
+        rec = tp / cm[i].sum() if cm[i].sum() else 0.0
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        per[c] = {"precision": round(float(prec), 4), "recall": round(float(rec), 4), "f1": round(float(f1), 4),
+                  "support": int(cm[i].sum())}
+        if cm[i].sum() or cm[:, i].sum():
+            f1s.append(f1)
+    return {"accuracy": round(float((y == pred).mean()) if len(y) else 0.0, 4),
+            "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
+            "per_class": per, "confusion": cm.tolist(), "n": int(len(y))}
+
+
+def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: LogFn = print,
+          command: str = "", data_summary: Optional[dict] = None) -> dict[str, Any]:
+    """Train the K-fold ensemble on ``samples`` and save it to ``out``; returns the card."""
+    from .checkpoint import save_checkpoint
+    from .fusion import create_model
+    from .predict import resolve_device
+
+    if len(samples) < 2:
+        raise ValueError("need at least two labelled series to train")
+    t_start = time.perf_counter()
+    device = resolve_device(cfg.device)
+    _seed_all(cfg.seed)
+    probe = create_model(cfg.strategy, backbone=cfg.backbone, num_meta_features=N_FEATURES, pretrained=False)
+    size = probe.input_size or 128
+    cache = samples[0].image.shape[-1] if samples[0].image is not None else size
+    data = _Tensors(samples, cache, device)
+    groups = [s.group for s in samples]
+    k = max(1, cfg.folds)
+    n_groups = len(set(groups))
+    if k > n_groups:
+        raise ValueError(f"--folds {k} needs at least {k} patients; the data has {n_groups}")
+    folds = group_folds(groups, k if k > 1 else 5, cfg.seed)
+    models, history = [], []
+    oof_logits = torch.zeros(len(samples), len(CLASS_NAMES))
+    oof_mask = np.zeros(len(samples), dtype=bool)
+    for fold in range(k):
+        val = np.array([i for i, f in enumerate(folds) if f == fold])
+        trn = np.array([i for i, f in enumerate(folds) if f != fold])
+        log(f"fold {fold + 1}/{k}: {len(trn)} training, {len(val)} validation series")
+        model, hist = train_one(trn, val, data, cfg, N_FEATURES, fold, log)
+        history += hist
+        logits, _, _ = _logits(model, data, val, cfg)
+        oof_logits[val] = logits.cpu()
+        oof_mask[val] = True
+        models.append(model.cpu())
+    y = np.array([s.label for s in samples])
+    idx = np.nonzero(oof_mask)[0]
+    temperature = fit_temperature(oof_logits[idx], torch.as_tensor(y[idx]))
+    probs = torch.softmax(oof_logits[idx] / temperature, 1).numpy()
+    threshold = review_threshold(probs, y[idx])
+    metrics = classification_metrics(y[idx], probs.argmax(1))
+    metrics["expected_calibration_error"] = round(expected_calibration_error(probs, y[idx]), 4)
+    misclassified = [
+        {"series_uid": samples[i].record.series_uid, "description": samples[i].record.description,
+         "true": CLASS_NAMES[y[i]], "predicted": CLASS_NAMES[int(p.argmax())], "confidence": round(float(p.max()), 4)}
+        for i, p in zip(idx, probs) if p.argmax() != y[i]
+    ]
+    counts = np.bincount(y, minlength=len(CLASS_NAMES))
+    card = {
+        "name": Path(out).stem,
+        "version": time.strftime("%Y%m%d"),
+        "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "preprocessing": {"input_size": int(size), "mean": list(probe.mean or (0.5,) * 3),
+                          "std": list(probe.std or (0.5,) * 3), "center_slice_rule": "see preprocessing.choose_volume",
+                          "intensity": "percentile 0.5-99.5 -> [0,1], pad to square, resize"},
+        "training": {
+            "recipe": cfg.resolved_recipe(), "strategy": cfg.strategy, "backbone": cfg.backbone,
+            "pretrained": str(cfg.pretrained), "folds": k, "seed": cfg.seed, "device": device,
+            "head_epochs": cfg.head_epochs, "head_lr": cfg.head_lr, "finetune_lr": cfg.finetune_lr,
+            "scratch_lr": cfg.scratch_lr, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
+            "batch_size": cfg.batch_size, "modality_dropout": {"meta": cfg.p_drop_meta, "image": cfg.p_drop_image,
+                                                                "description": cfg.p_blank_description},
+            "lora_rank": cfg.lora_rank, "command": command,
+            "wall_time_s": round(time.perf_counter() - t_start, 1),
+            "torch": torch.__version__,
+        },
+        "data": {"n_series": len(samples), "n_patients": n_groups,
+                 "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)},
+                 **(data_summary or {})},
+        "metrics": {"out_of_fold": metrics, "misclassified": misclassified},
+        "temperature": round(temperature, 4),
+        "review_threshold": round(threshold, 4),
+        "history": history,
+    }
+    save_checkpoint(out, models, card, dtype=torch.float16 if cfg.half_weights else None)
+    log(f"saved {out}: out-of-fold macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, "
+        f"temperature {temperature:.2f}, review below {threshold:.2f}, "
+        f"{card['training']['wall_time_s']:.0f} s on {device}")
+    return card
+
+
+def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    """ECE: mean |accuracy - confidence| over equal-width confidence bins, weighted by count."""
+    if len(y) == 0:
+        return 0.0
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            ece += m.mean() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece)
