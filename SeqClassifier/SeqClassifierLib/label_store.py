@@ -1,0 +1,637 @@
+"""The label store: what the classifier said and what the radiologist confirmed.
+
+One JSON file, keyed by SeriesInstanceUID, in a user-visible location
+(never inside a DICOM input folder)::
+
+    {
+      "schema": "seqclassifier-labels",
+      "version": 1,
+      "series": {
+        "<SeriesInstanceUID>": {
+          "series_uid": "...",
+          "predicted_label": "T2w" | null,   # null: untrained model, no label invented
+          "confidence": 0.97 | null,
+          "probabilities": {"T2w": 0.97, ...},
+          "needs_review": false,
+          "model": "seqclassifier-v1",       # model that made the prediction
+          "predicted_at": "2026-01-01T12:00:00+00:00",
+          "note": "",
+          "confirmed_label": "T2w" | null,    # set by a person; never overwritten by a new prediction
+          "confirmed_by": "jdoe" | null,
+          "confirmed_at": "..." | null,
+          "series_dir": "/data/P1/S4",         # for export in the training format
+          "description": "t2_tse_tra", "patient_id": "P1", "study_uid": "...",
+          "series_number": 4, "plane": "axial"
+        }
+      }
+    }
+
+Location: ``$SEQCLASSIFIER_HOME/labels.json`` when that variable is set, else
+the platform's user data folder (``$XDG_DATA_HOME`` or
+``~/.local/share/SeqClassifier`` on Linux, ``%APPDATA%\\SeqClassifier`` on
+Windows, ``~/Library/Application Support/SeqClassifier`` on macOS).
+
+Concurrency and safety:
+
+* every change takes an exclusive lock (``labels.json.lock`` beside the
+  store; ``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows), re-reads
+  the file, applies the change and writes it back (merge-on-write), so
+  several processes (Slicer, command line, a second Slicer) never lose each
+  other's updates;
+* writes are atomic: a temporary file in the same folder is written, flushed
+  and fsynced, then renamed over the store with :func:`os.replace`, then the
+  folder is fsynced: a reader sees the old or the new content, never a mix;
+* a damaged store (invalid JSON, wrong schema) is moved aside to
+  ``labels.json.corrupt-<timestamp>`` and reported: with ``on_corrupt="raise"``
+  as :class:`CorruptLabelStoreError`, with ``"warn"`` (default) as a
+  :class:`LabelStoreWarning` (``warnings.warn`` and :attr:`LabelStore.warnings`)
+  while the operation goes on with an empty store.  Nothing is silently lost.
+
+Exports: :meth:`LabelStore.export_csv` writes exactly the training format
+``series_dir,SeriesInstanceUID,label,SeriesDescription,note`` (label =
+confirmed label when set, else the prediction); :meth:`LabelStore.export_json`
+writes the whole store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import datetime as _dt
+import getpass
+import io
+import json
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+from .labels import SequenceLabel
+
+SCHEMA = "seqclassifier-labels"
+SCHEMA_VERSION = 1
+STORE_FILENAME = "labels.json"
+HOME_ENV = "SEQCLASSIFIER_HOME"
+#: Header of the training CSV (same as ``shared/data/*/labels.csv``).
+CSV_FIELDS = ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note")
+
+PathLike = Union[str, os.PathLike]
+
+
+class LabelStoreError(Exception):
+    """Base class of label store errors."""
+
+
+class CorruptLabelStoreError(LabelStoreError):
+    """The store file was damaged; it has been moved aside to :attr:`moved_to`."""
+
+    def __init__(self, path: str, moved_to: Optional[str], reason: str):
+        self.path = path
+        self.moved_to = moved_to
+        self.reason = reason
+        where = f"; moved aside to {moved_to}" if moved_to else ""
+        super().__init__(f"label store {path} is damaged ({reason}){where}")
+
+
+class LabelStoreWarning(UserWarning):
+    """A damaged store was moved aside and an empty store started."""
+
+
+class LockTimeout(LabelStoreError, TimeoutError):
+    """The store lock could not be taken in time."""
+
+
+def user_data_dir(app: str = "SeqClassifier") -> Path:
+    """The platform's per-user data folder for ``app`` (not created)."""
+    if sys.platform.startswith("win"):
+        base = os.environ.get("APPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Roaming")
+        return Path(base) / app
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / app
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / app
+
+
+def default_store_path() -> Path:
+    """``$SEQCLASSIFIER_HOME/labels.json`` or ``<user data dir>/labels.json``."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        return Path(home).expanduser() / STORE_FILENAME
+    return user_data_dir() / STORE_FILENAME
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _label_value(label: Any) -> Optional[str]:
+    if label is None or label == "":
+        return None
+    if isinstance(label, SequenceLabel):
+        return label.value
+    return SequenceLabel.parse(str(label)).value
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers, services)
+        return "unknown"
+
+
+@dataclass
+class LabelEntry:
+    """What the store knows about one series."""
+
+    series_uid: str
+    predicted_label: Optional[str] = None
+    confidence: Optional[float] = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    needs_review: bool = False
+    model: str = ""
+    predicted_at: Optional[str] = None
+    note: str = ""
+    confirmed_label: Optional[str] = None
+    confirmed_by: Optional[str] = None
+    confirmed_at: Optional[str] = None
+    series_dir: str = ""
+    description: str = ""
+    patient_id: str = ""
+    study_uid: str = ""
+    series_number: Optional[int] = None
+    plane: str = ""
+
+    @property
+    def label(self) -> Optional[str]:
+        """The label to use: the confirmed one when set, else the prediction (may be None)."""
+        return self.confirmed_label or self.predicted_label
+
+    @property
+    def is_confirmed(self) -> bool:
+        return self.confirmed_label is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, uid: str, data: Mapping[str, Any]) -> "LabelEntry":
+        if not isinstance(data, Mapping):
+            raise ValueError(f"entry {uid!r} is not an object")
+        known = {f.name for f in dataclasses.fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        kwargs["series_uid"] = uid
+        for key in ("predicted_label", "confirmed_label"):
+            if kwargs.get(key) is not None:
+                kwargs[key] = _label_value(kwargs[key])  # raises ValueError on an unknown label
+        probs = kwargs.get("probabilities") or {}
+        if not isinstance(probs, Mapping):
+            raise ValueError(f"entry {uid!r}: probabilities is not an object")
+        kwargs["probabilities"] = {str(k): (None if v is None else float(v)) for k, v in probs.items()}
+        if kwargs.get("confidence") is not None:
+            kwargs["confidence"] = float(kwargs["confidence"])
+        if kwargs.get("series_number") is not None:
+            kwargs["series_number"] = int(kwargs["series_number"])
+        return cls(**kwargs)
+
+
+def _validate(data: Any) -> dict[str, LabelEntry]:
+    """Parsed JSON -> entries; ValueError with the reason when the schema is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("top level is not an object")
+    if data.get("schema") != SCHEMA:
+        raise ValueError(f"schema is {data.get('schema')!r}, expected {SCHEMA!r}")
+    version = data.get("version")
+    if not isinstance(version, int) or version < 1:
+        raise ValueError(f"bad version {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"version {version} is newer than this SeqClassifier understands ({SCHEMA_VERSION})")
+    series = data.get("series")
+    if not isinstance(series, dict):
+        raise ValueError("'series' is not an object")
+    return {uid: LabelEntry.from_dict(uid, entry) for uid, entry in series.items()}
+
+
+def _serialise(entries: Mapping[str, LabelEntry]) -> str:
+    doc = {
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "updated_at": _now(),
+        "series": {uid: entries[uid].to_dict() for uid in sorted(entries)},
+    }
+    return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync folder."""
+    path = Path(path)
+    folder = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(folder))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    if os.name != "posix":
+        return  # Windows cannot open a directory for fsync; NTFS journals the rename
+    try:
+        dfd = os.open(str(folder), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
+    except OSError:
+        pass
+    finally:
+        os.close(dfd)
+
+
+@contextlib.contextmanager
+def file_lock(lock_path: PathLike, timeout: float = 30.0, poll: float = 0.05) -> Iterator[None]:
+    """Exclusive inter-process lock on ``lock_path`` (created if missing).
+
+    POSIX: ``fcntl.flock``; Windows: ``msvcrt.locking`` on the first byte.
+    The lock is released when the file is closed, also if the process dies.
+    """
+    lock_path = str(lock_path)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + timeout
+    try:
+        if os.name == "nt":
+            import msvcrt
+
+            while True:
+                try:
+                    os.lseek(fd, 0, os.SEEK_SET)
+                    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise LockTimeout(f"could not lock {lock_path} within {timeout:.0f} s")
+                    time.sleep(poll)
+            try:
+                yield
+            finally:
+                os.lseek(fd, 0, os.SEEK_SET)
+                with contextlib.suppress(OSError):
+                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise LockTimeout(f"could not lock {lock_path} within {timeout:.0f} s")
+                    time.sleep(poll)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _folder_of(files: Sequence[str]) -> str:
+    if not files:
+        return ""
+    folders = {os.path.dirname(os.path.abspath(f)) for f in files}
+    return folders.pop() if len(folders) == 1 else os.path.commonpath(sorted(folders))
+
+
+def _is_inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+class LabelStore:
+    """A JSON label store shared safely between processes.
+
+    ``path``: the store file (default :func:`default_store_path`).
+    ``on_corrupt``: ``"warn"`` (move aside, warn, go on empty) or ``"raise"``
+    (move aside, raise :class:`CorruptLabelStoreError`).
+    """
+
+    def __init__(self, path: Optional[PathLike] = None, *, on_corrupt: str = "warn",
+                 lock_timeout: float = 30.0):
+        if on_corrupt not in ("warn", "raise"):
+            raise ValueError("on_corrupt must be 'warn' or 'raise'")
+        self.path = Path(path).expanduser() if path else default_store_path()
+        self.path = Path(os.path.abspath(self.path))
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.on_corrupt = on_corrupt
+        self.lock_timeout = lock_timeout
+        #: Damage reports (:class:`CorruptLabelStoreError`) since the last :meth:`pop_warnings`.
+        self.warnings: list[CorruptLabelStoreError] = []
+
+    def __repr__(self) -> str:
+        return f"LabelStore({str(self.path)!r})"
+
+    # -- low level -----------------------------------------------------------------------------
+    def _ensure_folder(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._ensure_folder()
+        with file_lock(self.lock_path, timeout=self.lock_timeout):
+            yield
+
+    def _read_raw(self) -> tuple[Optional[dict[str, LabelEntry]], Optional[str]]:
+        """(entries, None) when readable, (None, reason) when damaged; missing file -> ({}, None)."""
+        try:
+            with open(self.path, "rb") as fh:
+                raw = fh.read()
+        except FileNotFoundError:
+            return {}, None
+        if not raw.strip():
+            return None, "empty file"
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            return None, f"invalid JSON: {exc}"
+        try:
+            return _validate(data), None
+        except (ValueError, TypeError) as exc:
+            return None, f"wrong schema: {exc}"
+
+    def _quarantine(self, reason: str) -> dict[str, LabelEntry]:
+        """Called under the lock: move the damaged file aside and report it."""
+        stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
+        target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{n}")
+        moved_to: Optional[str]
+        try:
+            os.replace(self.path, target)
+            _fsync_dir(self.path.parent)
+            moved_to = str(target)
+        except FileNotFoundError:
+            return {}
+        error = CorruptLabelStoreError(str(self.path), moved_to, reason)
+        self.warnings.append(error)
+        if self.on_corrupt == "raise":
+            raise error
+        warnings.warn(str(error), LabelStoreWarning, stacklevel=4)
+        return {}
+
+    def _load_locked(self) -> dict[str, LabelEntry]:
+        entries, reason = self._read_raw()
+        if entries is None:
+            return self._quarantine(reason or "unreadable")
+        return entries
+
+    def _update(self, change: Callable[[dict[str, LabelEntry]], Any]) -> Any:
+        """Merge-on-write: lock, re-read, apply ``change`` in place, write atomically."""
+        with self._locked():
+            entries = self._load_locked()
+            result = change(entries)
+            atomic_write_text(self.path, _serialise(entries))
+            return result
+
+    def load(self) -> dict[str, LabelEntry]:
+        """All entries by SeriesInstanceUID (a damaged store is moved aside and reported)."""
+        entries, reason = self._read_raw()
+        if entries is not None:
+            return entries
+        with self._locked():  # re-check under the lock: a writer may just have fixed it
+            return self._load_locked()
+
+    def pop_warnings(self) -> list[CorruptLabelStoreError]:
+        """Damage reports collected so far (and forget them)."""
+        out, self.warnings = self.warnings, []
+        return out
+
+    # -- queries ---------------------------------------------------------------------------------
+    def get(self, series_uid: str) -> Optional[LabelEntry]:
+        return self.load().get(series_uid)
+
+    def all(self) -> list[LabelEntry]:
+        """Every entry, sorted by patient, study, series number, UID."""
+        entries = list(self.load().values())
+        entries.sort(key=lambda e: (e.patient_id, e.study_uid,
+                                    e.series_number if e.series_number is not None else 1 << 30,
+                                    e.series_uid))
+        return entries
+
+    def confirmed_labels(self) -> dict[str, SequenceLabel]:
+        """SeriesInstanceUID -> confirmed label, for series a person confirmed."""
+        return {uid: SequenceLabel(e.confirmed_label) for uid, e in self.load().items()
+                if e.confirmed_label is not None}
+
+    def labels(self) -> dict[str, SequenceLabel]:
+        """SeriesInstanceUID -> label to use (confirmed, else predicted), where there is one."""
+        return {uid: SequenceLabel(e.label) for uid, e in self.load().items() if e.label is not None}
+
+    def __len__(self) -> int:
+        return len(self.load())
+
+    def __contains__(self, series_uid: object) -> bool:
+        return series_uid in self.load()
+
+    # -- changes ---------------------------------------------------------------------------------
+    def _check_location(self, folders: Iterable[str]) -> None:
+        store = Path(os.path.realpath(self.path))
+        for folder in folders:
+            if not folder:
+                continue
+            root = Path(os.path.realpath(folder))
+            if _is_inside(store, root):
+                raise LabelStoreError(
+                    f"the label store {self.path} is inside the DICOM input folder {folder}; "
+                    f"SeqClassifier never writes into input folders (set {HOME_ENV} elsewhere)")
+
+    def record_predictions(self, records: Sequence[Any], predictions: Optional[Sequence[Any]] = None,
+                           model: Optional[str] = None) -> int:
+        """Store predictions; confirmed labels are kept.  Returns the number of series stored.
+
+        ``records`` + ``predictions``: :class:`~.records.SeriesRecord` and
+        :class:`~.records.Prediction` lists of the same length (same order).
+        Or ``records`` alone: result rows as the command line writes them
+        (dicts with ``series_uid``, ``label``, ``confidence``, ``probabilities``,
+        ``needs_review``, ``model``, ``note``, ``folder``, ``description`` ...).
+        ``model`` overrides the model name recorded with each prediction.
+        """
+        if predictions is not None:
+            if len(records) != len(predictions):
+                raise ValueError("records and predictions differ in length")
+            items = [_item_from_record(r, p) for r, p in zip(records, predictions)]
+        else:
+            items = [_item_from_row(r) for r in records]
+        self._check_location(item["series_dir"] for item in items)
+        now = _now()
+
+        def change(entries: dict[str, LabelEntry]) -> int:
+            for item in items:
+                uid = item["series_uid"]
+                entry = entries.get(uid) or LabelEntry(series_uid=uid)
+                entry.predicted_label = item["predicted_label"]
+                entry.confidence = item["confidence"]
+                entry.probabilities = item["probabilities"]
+                entry.needs_review = item["needs_review"]
+                entry.model = model if model is not None else item["model"]
+                entry.note = item["note"]
+                entry.predicted_at = now
+                for key in ("series_dir", "description", "patient_id", "study_uid", "series_number", "plane"):
+                    value = item[key]
+                    if value not in (None, ""):
+                        setattr(entry, key, value)
+                entries[uid] = entry
+            return len(items)
+
+        return self._update(change)
+
+    def confirm(self, series_uid: str, label: Union[SequenceLabel, str, None], user: Optional[str] = None,
+                **info: Any) -> LabelEntry:
+        """Record a person's label for a series (``label=None`` withdraws the confirmation).
+
+        The series need not have a prediction; ``info`` may give ``series_dir``,
+        ``description``, ``patient_id``, ``study_uid``, ``series_number``, ``plane``.
+        """
+        value = _label_value(label)
+        who = user or _current_user()
+        unknown = set(info) - {"series_dir", "description", "patient_id", "study_uid", "series_number", "plane"}
+        if unknown:
+            raise TypeError(f"unknown series info: {', '.join(sorted(unknown))}")
+        if info.get("series_dir"):
+            self._check_location([info["series_dir"]])
+
+        def change(entries: dict[str, LabelEntry]) -> LabelEntry:
+            entry = entries.get(series_uid) or LabelEntry(series_uid=series_uid)
+            entry.confirmed_label = value
+            entry.confirmed_by = who if value is not None else None
+            entry.confirmed_at = _now() if value is not None else None
+            for key, v in info.items():
+                if v not in (None, ""):
+                    setattr(entry, key, v)
+            entries[series_uid] = entry
+            return dataclasses.replace(entry)
+
+        return self._update(change)
+
+    def confirm_many(self, labels: Mapping[str, Union[SequenceLabel, str]], user: Optional[str] = None) -> int:
+        """Confirm several series in one locked write.  Returns how many were confirmed."""
+        values = {uid: _label_value(label) for uid, label in labels.items()}
+        who = user or _current_user()
+        now = _now()
+
+        def change(entries: dict[str, LabelEntry]) -> int:
+            for uid, value in values.items():
+                entry = entries.get(uid) or LabelEntry(series_uid=uid)
+                entry.confirmed_label = value
+                entry.confirmed_by = who if value is not None else None
+                entry.confirmed_at = now if value is not None else None
+                entries[uid] = entry
+            return len(values)
+
+        return self._update(change)
+
+    def remove(self, series_uid: str) -> bool:
+        """Forget a series.  Returns whether it was there."""
+        return self._update(lambda entries: entries.pop(series_uid, None) is not None)
+
+    # -- export ----------------------------------------------------------------------------------
+    def csv_text(self, confirmed_only: bool = False, relative_to: Optional[PathLike] = None) -> str:
+        """The store in the training CSV format (see :data:`CSV_FIELDS`).
+
+        ``label`` is the confirmed label when set, else the prediction; series
+        without any label are left out.  ``confirmed_only`` keeps confirmed
+        series only.  ``relative_to``: write ``series_dir`` relative to this
+        folder (with ``/``) when the series lies inside it, as the shared
+        ``labels.csv`` files do.
+        """
+        root = Path(os.path.abspath(relative_to)) if relative_to else None
+        buf = io.StringIO()
+        writer = csv.writer(buf)  # default dialect: minimal quoting, CRLF (as the shared labels.csv)
+        writer.writerow(CSV_FIELDS)
+        for e in self.all():
+            label = e.confirmed_label if confirmed_only else e.label
+            if label is None:
+                continue
+            series_dir = e.series_dir
+            if root is not None and series_dir:
+                p = Path(os.path.abspath(series_dir))
+                if _is_inside(p, root):
+                    series_dir = p.relative_to(root).as_posix() or "."
+            writer.writerow([series_dir, e.series_uid, label, e.description, e.note])
+        return buf.getvalue()
+
+    def export_csv(self, path: PathLike, confirmed_only: bool = False,
+                   relative_to: Optional[PathLike] = None) -> int:
+        """Write :meth:`csv_text` to ``path`` atomically.  Returns the number of rows."""
+        text = self.csv_text(confirmed_only=confirmed_only, relative_to=relative_to)
+        atomic_write_text(path, text)
+        return max(0, len(text.splitlines()) - 1)
+
+    def export_json(self, path: PathLike, confirmed_only: bool = False) -> int:
+        """Write the store (or its confirmed series) as JSON to ``path`` atomically."""
+        entries = {e.series_uid: e for e in self.all() if not confirmed_only or e.is_confirmed}
+        atomic_write_text(path, _serialise(entries))
+        return len(entries)
+
+
+def _enum_value(v: Any) -> Any:
+    return getattr(v, "value", v)
+
+
+def _item_from_record(record: Any, prediction: Any) -> dict[str, Any]:
+    if prediction.series_uid != record.series_uid:
+        raise ValueError(f"prediction for {prediction.series_uid} paired with series {record.series_uid}")
+    label = prediction.label
+    return {
+        "series_uid": record.series_uid,
+        "predicted_label": _label_value(label),
+        "confidence": None if prediction.confidence is None else float(prediction.confidence),
+        "probabilities": {k: float(v) for k, v in (prediction.probabilities or {}).items() if v is not None},
+        "needs_review": bool(prediction.needs_review),
+        "model": prediction.model or "",
+        "note": prediction.note or "",
+        "series_dir": _folder_of(list(record.files)),
+        "description": record.description or "",
+        "patient_id": record.patient_id or "",
+        "study_uid": record.study_uid or "",
+        "series_number": record.series_number,
+        "plane": str(_enum_value(record.plane) or ""),
+    }
+
+
+def _item_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    uid = row.get("series_uid") or row.get("SeriesInstanceUID")
+    if not uid:
+        raise ValueError("row without series_uid")
+    probs = row.get("probabilities") or {}
+    series_dir = row.get("folder") or row.get("series_dir") or ""
+    if not series_dir and row.get("files"):
+        series_dir = _folder_of(list(row["files"]))
+    number = row.get("series_number")
+    return {
+        "series_uid": str(uid),
+        "predicted_label": _label_value(row.get("label")),
+        "confidence": None if row.get("confidence") is None else float(row["confidence"]),
+        "probabilities": {str(k): float(v) for k, v in probs.items() if v is not None},
+        "needs_review": bool(row.get("needs_review", False)),
+        "model": str(row.get("model") or ""),
+        "note": str(row.get("note") or ""),
+        "series_dir": str(series_dir),
+        "description": str(row.get("description") or ""),
+        "patient_id": str(row.get("patient_id") or ""),
+        "study_uid": str(row.get("study_uid") or ""),
+        "series_number": None if number in (None, "") else int(number),
+        "plane": str(_enum_value(row.get("plane")) or ""),
+    }

@@ -1,0 +1,321 @@
+"""Copy (or link) chosen series into a tidy folder tree, by label.
+
+:func:`sort_series` writes::
+
+    DEST/
+      <patient>/                              PatientID (or "unknown-patient")
+        <study>/                              <StudyDate or "nodate">_<8 hex of sha1(StudyInstanceUID)>
+          <label>_<plane>_<series number>/    e.g. T2w_axial_4, DWI_axial_7, ADC_axial_8
+            <original file names>
+
+* ``label`` is the confirmed label from ``labels`` (SeriesInstanceUID ->
+  label, e.g. :meth:`~.label_store.LabelStore.confirmed_labels`) when given
+  for that series, else the predicted label; series without any label go to
+  ``unlabeled_<plane>_<number>``.
+* ``plane`` is axial/sagittal/coronal/unknown; a missing series number
+  becomes ``x<6 hex of the series UID hash>``; two series that would get the
+  same folder are told apart with ``_2``, ``_3`` ...
+* every folder name is made safe: only ``A-Z a-z 0-9 . _ -`` (others become
+  ``_``), no leading dot, no Windows reserved names (``CON``, ``NUL``,
+  ``COM1`` ...), at most 64 characters.
+* files keep their base names (``name_2.ext`` if two files of a series share
+  one).
+
+Sources are only read: files are copied with :func:`shutil.copy2`
+(``link=True``: absolute symbolic links instead).  ``DEST`` inside a source
+folder (or containing one) is refused, as is any target that would be a
+source file; an existing
+different target file is never overwritten (it is reported as a conflict),
+an identical one (same size and modification time) is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from .labels import Plane, SequenceLabel
+
+PathLike = Union[str, os.PathLike]
+UNLABELED = "unlabeled"
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class SortError(ValueError):
+    """The sort cannot be done safely (e.g. destination inside a source folder)."""
+
+
+def safe_name(text: Any, fallback: str = "unknown", max_len: int = 64) -> str:
+    """A folder name that is valid and harmless on every platform."""
+    s = _UNSAFE.sub("_", str(text if text is not None else ""))
+    s = re.sub(r"\.{2,}", "_", s)  # no ".." anywhere
+    s = re.sub(r"_+", "_", s).strip("._ ")
+    if not s:
+        s = fallback
+    if s.split(".")[0].upper() in _RESERVED:
+        s = "_" + s
+    if len(s) > max_len:
+        digest = hashlib.sha1(s.encode("utf-8")).hexdigest()[:6]
+        s = s[: max_len - 7].rstrip("._-") + "_" + digest
+    return s
+
+
+def _short_hash(text: str, n: int) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:n]
+
+
+def study_folder_name(study_date: str, study_uid: str) -> str:
+    date = re.sub(r"[^0-9]", "", study_date or "") or "nodate"
+    return safe_name(f"{date}_{_short_hash(study_uid or '', 8)}")
+
+
+def series_folder_name(label: Optional[str], plane: Optional[str], series_number: Optional[int],
+                       series_uid: str) -> str:
+    number = str(series_number) if series_number is not None else "x" + _short_hash(series_uid, 6)
+    return safe_name(f"{label or UNLABELED}_{plane or Plane.UNKNOWN.value}_{number}")
+
+
+@dataclass
+class SortedSeries:
+    series_uid: str
+    label: Optional[str]
+    plane: str
+    folder: str
+    n_files: int
+    source_folder: str
+
+
+@dataclass
+class SortSummary:
+    """What :func:`sort_series` did."""
+
+    dest: str
+    link: bool
+    series: list[SortedSeries] = field(default_factory=list)
+    n_files: int = 0
+    n_existing: int = 0
+    #: (series_uid, reason) of series left out (filtered out or without files).
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: target paths that exist with different content and were not overwritten.
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def n_series(self) -> int:
+        return len(self.series)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["n_series"] = self.n_series
+        return d
+
+
+@dataclass
+class _Item:
+    series_uid: str
+    files: list[str]
+    label: Optional[str]
+    plane: str
+    series_number: Optional[int]
+    patient_id: str
+    study_uid: str
+    study_date: str
+
+
+def _value(v: Any) -> Any:
+    return getattr(v, "value", v)
+
+
+def _label_text(label: Any) -> Optional[str]:
+    if label is None or label == "":
+        return None
+    return SequenceLabel.parse(str(_value(label))).value
+
+
+def _items(data: Any) -> list[_Item]:
+    """Accept (records, predictions), [(record, prediction)...] or [row dict...]."""
+    def is_record(x: Any) -> bool:
+        return hasattr(x, "files") and hasattr(x, "series_uid") and not isinstance(x, Mapping)
+
+    def is_prediction(x: Any) -> bool:
+        return hasattr(x, "label") and hasattr(x, "series_uid") and not hasattr(x, "files")
+
+    if (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (list, tuple))
+            and isinstance(data[1], (list, tuple)) and all(is_record(r) for r in data[0])
+            and all(is_prediction(p) for p in data[1])):
+        records, predictions = data
+        if len(records) != len(predictions):
+            raise ValueError("records and predictions differ in length")
+        pairs = list(zip(records, predictions))
+    else:
+        pairs = list(data)
+    out = []
+    for entry in pairs:
+        if isinstance(entry, Mapping):
+            files = entry.get("files")
+            if files is None:
+                raise ValueError(f"row of series {entry.get('series_uid')} has no 'files' list")
+            number = entry.get("series_number")
+            out.append(_Item(
+                series_uid=str(entry["series_uid"]), files=[str(f) for f in files],
+                label=_label_text(entry.get("label")), plane=str(_value(entry.get("plane")) or "unknown"),
+                series_number=None if number in (None, "") else int(number),
+                patient_id=str(entry.get("patient_id") or ""), study_uid=str(entry.get("study_uid") or ""),
+                study_date=str(entry.get("study_date") or "")))
+        else:
+            record, prediction = entry
+            if prediction is not None and prediction.series_uid != record.series_uid:
+                raise ValueError(f"prediction for {prediction.series_uid} paired with {record.series_uid}")
+            out.append(_Item(
+                series_uid=record.series_uid, files=[str(f) for f in record.files],
+                label=_label_text(prediction.label) if prediction is not None else None,
+                plane=str(_value(record.plane) or "unknown"), series_number=record.series_number,
+                patient_id=record.patient_id or "", study_uid=record.study_uid or "",
+                study_date=record.study_date or ""))
+    return out
+
+
+def _norm_set(values: Any, parse) -> Optional[set[str]]:
+    if values is None:
+        return None
+    if isinstance(values, (str, SequenceLabel, Plane)):
+        values = [values]
+    out = set()
+    for v in values:
+        for part in str(_value(v)).split(","):
+            if part.strip():
+                out.add(parse(part.strip()))
+    return out
+
+
+def _parse_plane(text: str) -> str:
+    key = text.strip().lower()
+    for p in Plane:
+        if p.value == key:
+            return p.value
+    raise ValueError(f"unknown plane {text!r}; expected axial, sagittal, coronal or unknown")
+
+
+def _real(p: PathLike) -> Path:
+    return Path(os.path.realpath(os.path.abspath(p)))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _same_file_content(a: str, b: Path) -> bool:
+    try:
+        sa, sb = os.stat(a), b.stat()
+    except OSError:
+        return False
+    return sa.st_size == sb.st_size and int(sa.st_mtime) == int(sb.st_mtime)
+
+
+def sort_series(rows_or_records_and_predictions: Any, dest: PathLike, only: Any = None, plane: Any = None,
+                link: bool = False, labels: Optional[Mapping[str, Any]] = None, *,
+                sources: Optional[Iterable[PathLike]] = None, dry_run: bool = False) -> SortSummary:
+    """Copy (``link=True``: symlink) the chosen series into ``DEST/<patient>/<study>/<label>_<plane>_<n>/``.
+
+    ``rows_or_records_and_predictions``: ``(records, predictions)``, a list of
+    ``(SeriesRecord, Prediction)`` pairs, or row dicts with ``series_uid``,
+    ``files``, ``label``, ``plane``, ``series_number``, ``patient_id``,
+    ``study_uid``, ``study_date``.
+    ``only``: labels to keep (``"T2w,DWI"``, a list, or SequenceLabels); None keeps all.
+    ``plane``: plane(s) to keep; None keeps all.
+    ``labels``: SeriesInstanceUID -> label overriding the prediction (confirmed labels).
+    ``sources``: extra input folders (e.g. the command line's SRC) that DEST must not be inside.
+    ``dry_run``: plan and report, write nothing.
+    See the module docstring for the tree and the safety rules.  Raises
+    :class:`SortError` when DEST is inside a source folder.
+    """
+    items = _items(rows_or_records_and_predictions)
+    only_set = _norm_set(only, lambda s: SequenceLabel.parse(s).value)
+    plane_set = _norm_set(plane, _parse_plane)
+    override = {uid: _label_text(v) for uid, v in (labels or {}).items()}
+    dest_real = _real(dest)
+    summary = SortSummary(dest=str(dest_real), link=bool(link))
+
+    # Safety first: DEST must not be inside a source folder, nor contain one.
+    source_folders = {_real(os.path.dirname(os.path.abspath(f))) for it in items for f in it.files}
+    source_folders |= {_real(s) if os.path.isdir(s) else _real(os.path.dirname(os.path.abspath(s)))
+                       for s in (sources or [])}
+    for folder in sorted(source_folders):
+        if _inside(dest_real, folder):
+            raise SortError(f"destination {dest} is inside the source folder {folder}; "
+                            "choose a destination outside the DICOM input")
+        if _inside(folder, dest_real):
+            raise SortError(f"destination {dest} contains the source folder {folder}; "
+                            "choose a separate destination folder outside the DICOM input")
+    source_files = {_real(f) for it in items for f in it.files}
+
+    chosen: list[tuple[_Item, Optional[str]]] = []
+    for it in items:
+        label = override.get(it.series_uid) if it.series_uid in override else it.label
+        if only_set is not None and (label is None or label not in only_set):
+            summary.skipped.append((it.series_uid, f"label {label or UNLABELED} not selected"))
+            continue
+        if plane_set is not None and it.plane not in plane_set:
+            summary.skipped.append((it.series_uid, f"plane {it.plane} not selected"))
+            continue
+        if not it.files:
+            summary.skipped.append((it.series_uid, "no files"))
+            continue
+        chosen.append((it, label))
+
+    used: set[Path] = set()
+    for it, label in chosen:
+        study = study_folder_name(it.study_date, it.study_uid)
+        base = dest_real / safe_name(it.patient_id, "unknown-patient") / study
+        name = series_folder_name(label, it.plane, it.series_number, it.series_uid)
+        folder = base / name
+        n = 1
+        while folder in used:
+            n += 1
+            folder = base / safe_name(f"{name}_{n}")
+        used.add(folder)
+        names: set[str] = set()
+        targets = []
+        for f in it.files:
+            stem, ext = os.path.splitext(os.path.basename(f))
+            fname, k = stem + ext, 1
+            while fname in names:
+                k += 1
+                fname = f"{stem}_{k}{ext}"
+            names.add(fname)
+            target = folder / fname
+            if _real(target) in source_files:
+                raise SortError(f"target {target} would overwrite the source file itself")
+            targets.append((f, target))
+        if not dry_run:
+            folder.mkdir(parents=True, exist_ok=True)
+        for src, target in targets:
+            if target.exists() or target.is_symlink():
+                if link and target.is_symlink() and os.path.realpath(target) == os.path.realpath(src):
+                    summary.n_existing += 1
+                elif not link and not target.is_symlink() and _same_file_content(src, target):
+                    summary.n_existing += 1
+                else:
+                    summary.conflicts.append(str(target))
+                continue
+            if not dry_run:
+                if link:
+                    try:
+                        os.symlink(os.path.abspath(src), target)
+                    except OSError as exc:
+                        raise SortError(f"cannot create symbolic link {target}: {exc} "
+                                        "(on Windows this needs Developer Mode or administrator rights; "
+                                        "sort without --link to copy)") from exc
+                else:
+                    shutil.copy2(src, target)
+            summary.n_files += 1
+        summary.series.append(SortedSeries(
+            series_uid=it.series_uid, label=label, plane=it.plane,
+            folder=str(folder.relative_to(dest_real)), n_files=len(targets),
+            source_folder=os.path.commonpath([os.path.dirname(os.path.abspath(f)) for f in it.files])))
+    return summary

@@ -1,0 +1,11 @@
+"""Slicer-side helpers of the SeqClassifier extension.
+
+* :mod:`.scene` builds and tags MRML nodes; it imports ``slicer`` (works with
+  the ``slicer-core`` wheel, no application) but never ``qt`` or ``ctk``.
+* :mod:`.review` is plain Python: the review table's rows, presets,
+  confidence colours and thumbnail scaling, shared by the module widget and
+  its tests.
+
+Nothing here is imported by :mod:`SeqClassifierLib`, which stays free of
+Slicer.
+"""

@@ -1,0 +1,281 @@
+"""One classification session of the module, without Qt or Slicer.
+
+:class:`ClassificationSession` runs ``python -m SeqClassifierLib.cli classify
+... --format jsonl`` through :class:`~SeqClassifierLib.background.BackgroundProcess`,
+turns its events into :class:`~SeqClassifierSlicer.review.ReviewRow` objects,
+records the predictions in the label store when the run completes, and does
+the review actions (confirm, presets, export).  The Slicer module's logic
+wraps it and adds what needs Slicer (DICOM database, loading, thumbnails,
+dependency installation); the panel polls :meth:`ClassificationSession.poll`
+from a QTimer.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
+
+from SeqClassifierLib.background import BackgroundProcess, State
+from SeqClassifierLib.label_store import LabelStore
+
+from . import review
+
+#: Return codes of ``seqclassifier classify`` that produced a result (2: some files skipped,
+#: 3: no MR series found).
+CLASSIFY_SUCCESS_CODES = (0, 2, 3)
+#: Beyond this many characters of paths, the classifier gets the series folders instead of
+#: the files (command lines are limited, on Windows to 32767 characters) and the result is
+#: filtered to the requested series.
+MAX_ARGV_CHARS = 24000
+CLI_MODULE = "SeqClassifierLib.cli"
+
+log = logging.getLogger("SeqClassifier")
+
+
+class ClassificationFailed(RuntimeError):
+    """The classifier process failed; the message holds its stderr tail."""
+
+
+def _is_empty_path(path: Any) -> bool:
+    return path is None or str(path).strip() in ("", ".")
+
+
+class ClassificationSession:
+    """State of the review panel: the running classifier, the rows, the label store.
+
+    ``python``: interpreter for the classifier (default: this one);
+    ``env``: its environment (default: this process's, with ``module_dir`` put first on
+    ``PYTHONPATH`` so ``SeqClassifierLib`` is found).
+    """
+
+    def __init__(self, store: Optional[LabelStore] = None, python: Optional[str] = None,
+                 env: Optional[Mapping[str, str]] = None, module_dir: Optional[str] = None):
+        self.store = store if store is not None else LabelStore()
+        self.python = python or sys.executable
+        self.module_dir = module_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        self.env = dict(env) if env is not None else None
+        self.process: Optional[BackgroundProcess] = None
+        #: SeriesInstanceUID -> ReviewRow, in display order.
+        self.rows: dict[str, review.ReviewRow] = {}
+        #: SeriesInstanceUID -> files, when known (from the DICOM database).
+        self.series_files: dict[str, list[str]] = {}
+        self.model_trained: Optional[bool] = None
+        self.model_info: dict = {}
+        self.n_skipped = 0
+        self.progress_fraction = 0.0
+        self.status_text = ""
+        self._wanted: Optional[set] = None
+        self._pending: list[dict] = []
+        self._on_event: Optional[Callable[[dict], None]] = None
+        self._discoveries: dict[str, Any] = {}
+
+    # -- running the classifier ------------------------------------------------------------------
+    def environment(self) -> dict[str, str]:
+        env = dict(self.env) if self.env is not None else dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.module_dir, env.get("PYTHONPATH", "")) if p)
+        env["PYTHONUNBUFFERED"] = "1"
+        env["PYTHONIOENCODING"] = "utf-8"
+        return env
+
+    def command(self, paths: Sequence[str], device: str = "auto", model: Any = None) -> list[str]:
+        argv = [self.python, "-u", "-m", CLI_MODULE, "classify", *[str(p) for p in paths],
+                "--format", "jsonl", "--device", device or "auto"]
+        if not _is_empty_path(model):
+            argv += ["--model", str(model)]
+        return argv
+
+    @property
+    def is_running(self) -> bool:
+        return self.process is not None and self.process.state is State.RUNNING
+
+    def start(self, files: Union[Sequence[str], Mapping[str, Sequence[str]]], device: str = "auto",
+              model: Any = None, on_event: Optional[Callable[[dict], None]] = None) -> BackgroundProcess:
+        """Start classifying; ``files``: paths (files/folders) or SeriesInstanceUID -> files."""
+        if self.is_running:
+            raise RuntimeError("a classification is already running")
+        wanted = None
+        if isinstance(files, Mapping):
+            wanted = set(files)
+            self.series_files.update({uid: list(fs) for uid, fs in files.items()})
+            paths = [str(f) for fs in files.values() for f in fs]
+        else:
+            paths = [str(f) for f in files]
+        if not paths:
+            raise ValueError("nothing to classify: no files")
+        if sum(len(p) + 1 for p in paths) > MAX_ARGV_CHARS:
+            paths = sorted({os.path.dirname(p) if os.path.isfile(p) else p for p in paths})
+        argv = self.command(paths, device, model)
+        self.rows = {}
+        self._pending = []
+        self._wanted = wanted
+        self.model_trained = None
+        self.model_info = {}
+        self.n_skipped = 0
+        self.progress_fraction = 0.0
+        self.status_text = "Starting the classifier..."
+        self._on_event = on_event
+        log.info("SeqClassifier: %s", " ".join(argv[:7]) + (" ..." if len(argv) > 7 else ""))
+        self.process = BackgroundProcess(argv, env=self.environment(),
+                                         success_codes=CLASSIFY_SUCCESS_CODES).start()
+        return self.process
+
+    def run(self, files: Union[Sequence[str], Mapping[str, Sequence[str]]], device: str = "auto",
+            model: Any = None, on_event: Optional[Callable[[dict], None]] = None) -> list[review.ReviewRow]:
+        """Classify and wait (scripts, tests); returns the rows or raises :class:`ClassificationFailed`."""
+        process = self.start(files, device, model, on_event)
+        process.wait(on_event=self.handle_event)
+        self._raise_if_failed()
+        return list(self.rows.values())
+
+    def poll(self) -> list[dict]:
+        """Handle the events that arrived (never blocks); raises when the classifier failed."""
+        if self.process is None:
+            return []
+        events = self.process.poll()
+        for event in events:
+            self.handle_event(event)
+        if any(e.get("type") == "finished" for e in events):
+            self._raise_if_failed()
+        return events
+
+    def cancel(self) -> None:
+        if self.is_running:
+            self.process.cancel()
+
+    def handle_event(self, event: dict) -> None:
+        kind = event.get("type")
+        if kind == "progress":
+            total = max(1, int(event.get("total") or 1))
+            fraction = min(1.0, float(event.get("done") or 0) / total)
+            stage = event.get("stage")
+            self.progress_fraction = 0.5 * fraction + (0.5 if stage == "classify" else 0.0)
+            self.status_text = ("Reading headers" if stage == "discover" else "Classifying") + \
+                f" {event.get('done')}/{event.get('total')}"
+        elif kind == "series":
+            row = event.get("row") or {}
+            uid = row.get("series_uid")
+            if uid and (self._wanted is None or uid in self._wanted):
+                self._pending.append(row)
+        elif kind == "skipped":
+            self.n_skipped += 1
+        elif kind == "summary":
+            self.model_info = event.get("model") or {}
+            if isinstance(self.model_info, dict) and "trained" in self.model_info:
+                self.model_trained = bool(self.model_info["trained"])
+        elif kind == "log":
+            log.info("SeqClassifier: %s", event.get("text"))
+        elif kind == "finished":
+            self._finish(event)
+        if self._on_event is not None:
+            self._on_event(event)
+
+    def _finish(self, event: dict) -> None:
+        self.progress_fraction = 1.0
+        state = event.get("state")
+        if state == State.COMPLETED.value:
+            if self._pending:
+                self.store.record_predictions(self._pending)
+            if self.model_trained is None and self._pending:
+                self.model_trained = any(r.get("label") is not None for r in self._pending)
+            entries = self.store.load()
+            self.rows = {}
+            for row in self._pending:
+                r = review.ReviewRow.from_result_row(row, entries.get(row["series_uid"]))
+                self.rows[r.series_uid] = r
+            self.status_text = (review.status_text(list(self.rows.values()), self.model_trained, self.n_skipped)
+                                if self.rows else "No MR series found in the input.")
+        elif state == State.CANCELLED.value:
+            self.status_text = "Classification cancelled."
+        else:
+            self.status_text = "Classification failed."
+
+    def _raise_if_failed(self) -> None:
+        if self.process is not None and self.process.state is State.FAILED:
+            raise ClassificationFailed(f"the classifier failed: {self.process.message}")
+
+    # -- review ----------------------------------------------------------------------------------
+    def show_stored(self, series_uids: Iterable[str]) -> list[review.ReviewRow]:
+        """Rows for these series from the label store alone (no model run)."""
+        entries = self.store.load()
+        self.rows = {uid: review.ReviewRow.from_store_entry(entries[uid]) for uid in series_uids if uid in entries}
+        self.model_trained = None
+        self.n_skipped = 0
+        return list(self.rows.values())
+
+    def review_rows(self, only_labels: str = "") -> list[review.ReviewRow]:
+        """Rows, optionally only those whose label is in the comma-separated ``only_labels``."""
+        wanted = {s.strip().lower() for s in (only_labels or "").split(",") if s.strip()}
+        rows = list(self.rows.values())
+        return [r for r in rows if (r.label or "").lower() in wanted] if wanted else rows
+
+    def model_status_text(self) -> str:
+        rows = list(self.rows.values())
+        if not rows:
+            return "No series to review: classify, or select series classified before."
+        return review.status_text(rows, self.model_trained, self.n_skipped)
+
+    def preset_selection(self, preset: str) -> set[str]:
+        return review.select_preset(list(self.rows.values()), preset)
+
+    def _series_info(self, uid: str) -> dict:
+        row = self.rows.get(uid)
+        if row is None:
+            return {}
+        return {"series_dir": row.folder, "description": row.description, "patient_id": row.patient_id,
+                "study_uid": row.study_uid, "series_number": row.series_number, "plane": row.plane}
+
+    def confirm_label(self, series_uid: str, label: Any, user: Optional[str] = None):
+        """Record a person's label (None withdraws the confirmation); returns the store entry."""
+        entry = self.store.confirm(series_uid, label, user=user, **self._series_info(series_uid))
+        if series_uid in self.rows:
+            self.rows[series_uid].apply_entry(entry)
+        return entry
+
+    def confirm_all(self, series_uids: Iterable[str], user: Optional[str] = None) -> tuple[int, int]:
+        """Confirm the shown label (confirmed, else predicted) of each series.
+
+        Returns (number confirmed, number left out because they have no label).
+        """
+        uids = list(series_uids)
+        labels = {u: self.rows[u].label for u in uids if u in self.rows and self.rows[u].label}
+        n = self.store.confirm_many(labels, user=user) if labels else 0
+        entries = self.store.load()
+        for uid in labels:
+            self.rows[uid].apply_entry(entries[uid])
+        return n, len(uids) - len(labels)
+
+    def export_labels(self, path: str, confirmed_only: bool = False) -> int:
+        """CSV in the training format, or JSON when ``path`` ends in ``.json``."""
+        if str(path).lower().endswith(".json"):
+            return self.store.export_json(path, confirmed_only=confirmed_only)
+        return self.store.export_csv(path, confirmed_only=confirmed_only)
+
+    def label_of(self, series_uid: str) -> Optional[str]:
+        row = self.rows.get(series_uid)
+        if row is not None:
+            return row.label
+        entry = self.store.get(series_uid)
+        return entry.label if entry is not None else None
+
+    # -- images ----------------------------------------------------------------------------------
+    def center_slice(self, series_uid: str):
+        """The center slice (2D float array) of a series via SeqClassifierLib, or None."""
+        from SeqClassifierLib.preprocessing import load_center_slice
+        from SeqClassifierLib.series_reader import discover_series
+
+        files = self.series_files.get(series_uid)
+        if files:
+            discovery = discover_series(files)
+        else:
+            row = self.rows.get(series_uid)
+            if row is None or not row.folder or not os.path.isdir(row.folder):
+                return None
+            if row.folder not in self._discoveries:
+                self._discoveries[row.folder] = discover_series([row.folder])
+            discovery = self._discoveries[row.folder]
+        for record in discovery.series:
+            if record.series_uid == series_uid:
+                return load_center_slice(record)
+        return None

@@ -1,0 +1,234 @@
+"""Label store: round trip, atomic replace, concurrent writers, damaged store, training CSV export."""
+
+from __future__ import annotations
+
+import csv
+import json
+import multiprocessing as mp
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import pytest
+
+from SeqClassifierLib import label_store as ls
+from SeqClassifierLib.label_store import (CSV_FIELDS, CorruptLabelStoreError, LabelStore, LabelStoreError,
+                                          LabelStoreWarning)
+from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
+from SeqClassifierLib.records import Prediction, SeriesRecord
+
+
+def _record(uid: str, folder: Path, desc: str = "t2_tse_tra", number: int = 4) -> SeriesRecord:
+    files = [str(folder / f"{i}.dcm") for i in range(3)]
+    return SeriesRecord(series_uid=uid, study_uid="1.2.3", patient_id="P1", series_number=number,
+                        description=desc, files=files, plane=Plane.AXIAL)
+
+
+def _prediction(uid: str, label, conf=0.95, review=False, model="m@1") -> Prediction:
+    probs = {c: (conf if c == (label.value if label else None) else (1 - conf) / 4) for c in CLASS_NAMES}
+    return Prediction(uid, label, conf if label else None, probs if label else {}, review, model,
+                      "" if label else "untrained")
+
+
+def test_round_trip(tmp_path):
+    store = LabelStore(tmp_path / "store" / "labels.json")
+    data = tmp_path / "dicom"
+    recs = [_record("1.1", data / "s4"), _record("1.2", data / "s7", "ep2d_diff", 7)]
+    preds = [_prediction("1.1", SequenceLabel.T2w), _prediction("1.2", SequenceLabel.DWI, 0.6, True)]
+    assert store.record_predictions(recs, preds, model="seq@2") == 2
+
+    again = LabelStore(store.path)
+    e = again.get("1.1")
+    assert e.predicted_label == "T2w" and e.confidence == pytest.approx(0.95)
+    assert e.model == "seq@2" and e.series_dir == str(data / "s4") and e.plane == "axial"
+    assert e.series_number == 4 and e.description == "t2_tse_tra" and e.patient_id == "P1"
+    assert e.confirmed_label is None and e.label == "T2w"
+    assert set(e.probabilities) == set(CLASS_NAMES)
+
+    confirmed = again.confirm("1.2", "adc", user="rad1")
+    assert confirmed.confirmed_label == "ADC" and confirmed.confirmed_by == "rad1" and confirmed.confirmed_at
+    assert again.confirmed_labels() == {"1.2": SequenceLabel.ADC}
+    assert again.labels() == {"1.1": SequenceLabel.T2w, "1.2": SequenceLabel.ADC}
+
+    # a new prediction never overwrites the confirmation
+    store.record_predictions([recs[1]], [_prediction("1.2", SequenceLabel.DWI, 0.99)])
+    e2 = store.get("1.2")
+    assert e2.confirmed_label == "ADC" and e2.predicted_label == "DWI" and e2.label == "ADC"
+    assert [x.series_uid for x in store.all()] == ["1.1", "1.2"]
+
+    # withdrawing a confirmation
+    store.confirm("1.2", None, user="rad1")
+    assert store.get("1.2").confirmed_label is None and store.get("1.2").confirmed_by is None
+
+    doc = json.loads(store.path.read_text())
+    assert doc["schema"] == ls.SCHEMA and doc["version"] == ls.SCHEMA_VERSION
+    assert not list(store.path.parent.glob("*.tmp"))
+
+
+def test_result_rows_and_untrained(tmp_path):
+    store = LabelStore(tmp_path / "labels.json")
+    rows = [{"series_uid": "9.1", "label": None, "confidence": None, "probabilities": None,
+             "needs_review": True, "model": "untrained", "note": "untrained", "folder": str(tmp_path / "in"),
+             "description": "x", "patient_id": "P", "study_uid": "S", "series_number": 3, "plane": "sagittal"}]
+    store.record_predictions(rows)
+    e = store.get("9.1")
+    assert e.predicted_label is None and e.label is None and e.model == "untrained" and e.plane == "sagittal"
+    assert store.labels() == {}
+
+
+def test_store_never_inside_input_folder(tmp_path):
+    data = tmp_path / "dicom"
+    store = LabelStore(data / "s4" / "labels.json")
+    with pytest.raises(LabelStoreError, match="inside the DICOM input folder"):
+        store.record_predictions([_record("1.1", data / "s4")], [_prediction("1.1", SequenceLabel.T2w)])
+    assert not store.path.exists()
+
+
+def test_default_location(monkeypatch, tmp_path):
+    monkeypatch.setenv(ls.HOME_ENV, str(tmp_path / "home"))
+    assert ls.default_store_path() == tmp_path / "home" / "labels.json"
+    monkeypatch.delenv(ls.HOME_ENV)
+    p = ls.default_store_path()
+    assert p.name == "labels.json" and p.parent.name == "SeqClassifier"
+
+
+def test_atomic_replace_leaves_old_or_new(tmp_path, monkeypatch):
+    store = LabelStore(tmp_path / "labels.json")
+    store.confirm("1.1", "T2w", user="a")
+    old = store.path.read_bytes()
+
+    # a crash in the middle of writing (before the rename) leaves the old content and no temp file
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ls.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        store.confirm("1.2", "DWI", user="a")
+    monkeypatch.setattr(ls.os, "replace", real_replace)
+    assert store.path.read_bytes() == old
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    # readers running during many rewrites always see a complete, valid store
+    stop = threading.Event()
+    bad = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                json.loads(store.path.read_text(encoding="utf-8"))
+            except FileNotFoundError:
+                bad.append("missing")
+            except ValueError as exc:
+                bad.append(str(exc))
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(60):
+            store.confirm(f"2.{i}", "ADC", user="a")
+    finally:
+        stop.set()
+        t.join()
+    assert bad == []
+    assert len(store) == 61
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    store = LabelStore(path)
+    for i in range(n):
+        if i % 2:
+            store.confirm(f"{worker}.{i}", "DWI", user=f"w{worker}")
+        else:
+            store.record_predictions([{"series_uid": f"{worker}.{i}", "label": "T2w", "confidence": 0.9,
+                                       "model": "m", "folder": ""}])
+
+
+def test_concurrent_writers_all_land(tmp_path):
+    path = str(tmp_path / "labels.json")
+    workers, n = 4, 15
+    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+    procs = [ctx.Process(target=_writer, args=(path, w, n)) for w in range(workers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    entries = LabelStore(path).load()
+    assert set(entries) == {f"{w}.{i}" for w in range(workers) for i in range(n)}
+    for w in range(workers):
+        for i in range(n):
+            e = entries[f"{w}.{i}"]
+            if i % 2:
+                assert e.confirmed_label == "DWI" and e.confirmed_by == f"w{w}"
+            else:
+                assert e.predicted_label == "T2w"
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b'{"schema": "other", "version": 1, "series": {}}',
+                                     b'{"schema": "seqclassifier-labels", "version": 1, "series": []}',
+                                     b'{"schema": "seqclassifier-labels", "version": 1, '
+                                     b'"series": {"1": {"predicted_label": "FLAIR"}}}'])
+def test_damaged_store_moved_aside_and_reported(tmp_path, content):
+    path = tmp_path / "labels.json"
+    path.write_bytes(content)
+    store = LabelStore(path)
+    with pytest.warns(LabelStoreWarning, match="damaged"):
+        store.confirm("1.1", "T2w", user="a")
+    moved = list(tmp_path.glob("labels.json.corrupt-*"))
+    assert len(moved) == 1 and moved[0].read_bytes() == content  # nothing lost
+    reports = store.pop_warnings()
+    assert len(reports) == 1 and reports[0].moved_to == str(moved[0])
+    assert store.get("1.1").confirmed_label == "T2w"  # the store works again
+
+
+def test_damaged_store_raises_when_asked(tmp_path):
+    path = tmp_path / "labels.json"
+    path.write_text("[1, 2")
+    store = LabelStore(path, on_corrupt="raise")
+    with pytest.raises(CorruptLabelStoreError) as info:
+        store.all()
+    assert info.value.moved_to and Path(info.value.moved_to).read_text() == "[1, 2"
+    assert not path.exists()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert store.all() == []
+
+
+def test_csv_export_training_format(tmp_path):
+    root = tmp_path / "data"
+    store = LabelStore(tmp_path / "labels.json")
+    recs = [_record("1.1", root / "P1" / "s4", "t2_tse_tra", 4),
+            _record("1.2", root / "P1" / "s7", "ep2d_diff, tra", 7),
+            _record("1.3", root / "P1" / "s9", "unknown", 9)]
+    preds = [_prediction("1.1", SequenceLabel.T2w), _prediction("1.2", SequenceLabel.DWI),
+             _prediction("1.3", None)]
+    store.record_predictions(recs, preds)
+    store.confirm("1.2", "ADC", user="r")
+
+    out = tmp_path / "labels.csv"
+    assert store.export_csv(out, relative_to=root) == 2  # the unlabeled series is left out
+    raw = out.read_bytes()
+    assert raw.startswith(b"series_dir,SeriesInstanceUID,label,SeriesDescription,note\r\n")
+    rows = list(csv.DictReader(out.open(newline="")))
+    assert tuple(rows[0].keys()) == CSV_FIELDS
+    assert [(r["series_dir"], r["SeriesInstanceUID"], r["label"], r["SeriesDescription"]) for r in rows] == [
+        ("P1/s4", "1.1", "T2w", "t2_tse_tra"), ("P1/s7", "1.2", "ADC", "ep2d_diff, tra")]
+
+    only = tmp_path / "confirmed.csv"
+    assert store.export_csv(only, confirmed_only=True) == 1
+    rows = list(csv.DictReader(only.open(newline="")))
+    assert rows == [{"series_dir": str(root / "P1" / "s7"), "SeriesInstanceUID": "1.2", "label": "ADC",
+                     "SeriesDescription": "ep2d_diff, tra", "note": ""}]
+
+    # same format as the project's reference labels.csv files
+    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "prostatex" / "labels.csv"
+    if shared.is_file():
+        assert shared.read_bytes().split(b"\r\n", 1)[0] == raw.split(b"\r\n", 1)[0]
+
+    js = tmp_path / "labels_export.json"
+    assert store.export_json(js) == 3
+    doc = json.loads(js.read_text())
+    assert set(doc["series"]) == {"1.1", "1.2", "1.3"} and doc["series"]["1.2"]["confirmed_label"] == "ADC"
