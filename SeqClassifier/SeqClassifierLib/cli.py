@@ -4,6 +4,8 @@ Subcommands::
 
     seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
                                    [--format table|csv|json|jsonl] [--out FILE]
+    seqclassifier classify --slicer-db PATH/ctkDICOM.sql
+    seqclassifier sort SRC... DEST [--only T2w,DWI,ADC] [--plane axial] [--link] [--labels]
     seqclassifier synth OUTDIR [--studies N] [--seed S] [--size tiny|small]
     seqclassifier train --labels CSV... --data ROOT... --out MODEL [--strategy ...] [--backbone ...]
     seqclassifier evaluate --models MODEL... --labels CSV... --data ROOT... [--out DIR]
@@ -55,12 +57,58 @@ def _report_skipped(skipped, verbose: bool) -> None:
         print(f"... and {len(skipped) - limit} more skipped files (use --verbose to list all)", file=sys.stderr)
 
 
-def cmd_classify(args: argparse.Namespace) -> int:
-    from .output import (format_csv, format_json, format_jsonl, format_table, is_inside, make_row,
-                         write_atomic)
+def _inputs(args: argparse.Namespace) -> list:
+    """Input paths: the positional PATHs, plus the files of a Slicer DICOM database."""
+    inputs = list(args.paths)
+    if getattr(args, "slicer_db", None):
+        from .slicer_db import series_files_from_slicer_db
+
+        files = series_files_from_slicer_db(args.slicer_db, check_exists=False)
+        inputs += [f for fs in files.values() for f in fs]
+    return inputs
+
+
+def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False):
+    """Discovery + classification shared by ``classify`` and ``sort``; None on a fatal error."""
+    from .predict import Classifier
     from .series_reader import discover_series
 
+    show = True if args.progress else (False if args.quiet else None)
+    bar = _progress("reading headers", show, "discover" if jsonl_stream else None)
+    try:
+        discovery = discover_series(inputs, progress=bar)
+    finally:
+        bar.close()
+    try:
+        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size)
+    except Exception as exc:
+        print(f"error: cannot load model: {exc}", file=sys.stderr)
+        return None
+    if not classifier.is_trained and not args.quiet:
+        print("warning: no trained model is installed: series are listed WITHOUT labels "
+              "(model: untrained)", file=sys.stderr)
+    bar = _progress("classifying", show, "classify" if jsonl_stream else None)
+    try:
+        predictions = classifier.classify(discovery.series, progress=bar)
+    finally:
+        bar.close()
+    return discovery, classifier, predictions
+
+
+def _exit_code(discovery) -> int:
+    if not discovery.series:
+        return EXIT_NOTHING
+    return EXIT_SKIPPED if discovery.skipped else EXIT_OK
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row, write_atomic
+
     jsonl_stream = args.format == "jsonl" and args.out is None
+    inputs = _inputs(args)
+    if not inputs:
+        print("error: give PATH(s) and/or --slicer-db", file=sys.stderr)
+        return EXIT_ERROR
     if args.out:
         inside = is_inside(args.out, args.paths)
         if inside:
@@ -71,31 +119,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if not os.path.isdir(out_dir):
             print(f"error: --out folder does not exist: {out_dir}", file=sys.stderr)
             return EXIT_ERROR
-    show = True if args.progress else (False if args.quiet else None)
-
     t0 = time.perf_counter()
-    bar = _progress("reading headers", show, "discover" if jsonl_stream else None)
-    try:
-        discovery = discover_series(args.paths, progress=bar)
-    finally:
-        bar.close()
-    t_discover = time.perf_counter() - t0
-
-    from .predict import Classifier
-
-    try:
-        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size)
-    except Exception as exc:
-        print(f"error: cannot load model: {exc}", file=sys.stderr)
+    result = _discover_and_classify(args, inputs, jsonl_stream)
+    if result is None:
         return EXIT_ERROR
-    if not classifier.is_trained and not args.quiet:
-        print("warning: no trained model is installed: series are listed WITHOUT labels "
-              "(model: untrained)", file=sys.stderr)
-    bar = _progress("classifying", show, "classify" if jsonl_stream else None)
-    try:
-        predictions = classifier.classify(discovery.series, progress=bar)
-    finally:
-        bar.close()
+    discovery, classifier, predictions = result
     rows = [make_row(r, p) for r, p in zip(discovery.series, predictions)]
     model_info = {
         "name": classifier.model_name,
@@ -112,12 +140,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     else:
         text = format_jsonl(rows, discovery.skipped)
 
-    if not discovery.series:
-        code = EXIT_NOTHING
-    elif discovery.skipped:
-        code = EXIT_SKIPPED
-    else:
-        code = EXIT_OK
+    code = _exit_code(discovery)
     if args.format == "jsonl":
         text += json.dumps({"type": "summary", "n_series": len(rows), "n_skipped": len(discovery.skipped),
                             "n_files": discovery.n_files, "model": model_info, "exit_code": code}) + "\n"
@@ -130,12 +153,54 @@ def cmd_classify(args: argparse.Namespace) -> int:
         _report_skipped(discovery.skipped, args.verbose)
     if not args.quiet:
         print(f"{len(rows)} series from {discovery.n_files} files "
-              f"({len(discovery.skipped)} skipped) in {time.perf_counter() - t0:.2f} s "
-              f"(headers {t_discover:.2f} s); model: {classifier.model_name} on {classifier.device}",
-              file=sys.stderr)
+              f"({len(discovery.skipped)} skipped) in {time.perf_counter() - t0:.2f} s; "
+              f"model: {classifier.model_name} on {classifier.device}", file=sys.stderr)
     if code == EXIT_NOTHING:
-        print("no MR series found in: " + ", ".join(map(str, args.paths)), file=sys.stderr)
+        print("no MR series found in: " + ", ".join(map(str, args.paths or [args.slicer_db])), file=sys.stderr)
     return code
+
+
+def cmd_sort(args: argparse.Namespace) -> int:
+    from .sorting import SortError, sort_series
+
+    *sources, dest = args.paths
+    if not sources:
+        print("error: sort needs SRC... DEST", file=sys.stderr)
+        return EXIT_ERROR
+    args.paths = sources
+    labels = None
+    if args.labels:
+        from .label_store import LabelStore
+
+        store = LabelStore(args.store)
+        labels = store.confirmed_labels()
+        for w in store.pop_warnings():
+            print(f"warning: {w}", file=sys.stderr)
+        if not args.quiet:
+            print(f"using {len(labels)} confirmed labels from {store.path}", file=sys.stderr)
+    result = _discover_and_classify(args, _inputs(args))
+    if result is None:
+        return EXIT_ERROR
+    discovery, classifier, predictions = result
+    if not classifier.is_trained and not labels:
+        print("error: no trained model and no confirmed labels: nothing to sort by", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        summary = sort_series((discovery.series, predictions), dest, only=args.only, plane=args.plane,
+                              link=args.link, labels=labels, sources=sources, dry_run=args.dry_run)
+    except (SortError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    _report_skipped(discovery.skipped, args.verbose)
+    for s in summary.series:
+        print(f"{s.label or '-':6} {s.plane:9} {s.n_files:5} files -> {s.folder}")
+    for c in summary.conflicts:
+        print(f"conflict (left as is): {c}", file=sys.stderr)
+    if not args.quiet:
+        verb = "would " if args.dry_run else ""
+        print(f"{verb}{'link' if args.link else 'copy'} {summary.n_series} series ({summary.n_files} files) "
+              f"into {summary.dest}; sources untouched", file=sys.stderr)
+    return EXIT_ERROR if summary.conflicts else _exit_code(discovery)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -222,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("classify", help="classify every MR series under the given folders/files")
-    p.add_argument("paths", nargs="+", help="DICOM folders and/or files (read only, never modified)")
+    p.add_argument("paths", nargs="*", help="DICOM folders and/or files (read only, never modified)")
+    p.add_argument("--slicer-db", help="also classify every series of this Slicer DICOM database (ctkDICOM.sql)")
     p.add_argument("--model", help="checkpoint (.json card or .safetensors); default: the shipped model")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--format", default="table", choices=("table", "csv", "json", "jsonl"))
@@ -232,6 +298,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress, no summary on stderr")
     p.add_argument("--verbose", action="store_true", help="list every skipped file")
     p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("sort", help="copy or link the chosen series into DEST/<patient>/<study>/<label>_<plane>_<n>/")
+    p.add_argument("paths", nargs="+", metavar="SRC... DEST", help="source folders (never modified), then DEST")
+    p.add_argument("--only", default=None, help="labels to keep, e.g. T2w,DWI,ADC (default: all)")
+    p.add_argument("--plane", default=None, help="planes to keep, e.g. axial")
+    p.add_argument("--link", action="store_true", help="symbolic links instead of copies")
+    p.add_argument("--labels", action="store_true", help="use confirmed labels from the label store over predictions")
+    p.add_argument("--store", default=None, help="label store file (default: the user's store)")
+    p.add_argument("--dry-run", action="store_true", help="show what would be done, write nothing")
+    p.add_argument("--slicer-db", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--model", default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--verbose", action="store_true")
+    p.set_defaults(func=cmd_sort)
 
     p = sub.add_parser("train", help="train a K-fold ensemble from labelled series (Denner et al. recipe)")
     p.add_argument("--labels", nargs="+", required=True, type=str,

@@ -37,7 +37,9 @@ UNTRAINED = "untrained"
 def resources_dir() -> Path:
     """The extension's top-level ``Resources`` folder (source checkout or installed module)."""
     here = Path(__file__).resolve().parent
-    for candidate in (here.parent.parent / "Resources", here.parent / "Resources"):
+    # Installed extension: <modules>/Resources beside <modules>/SeqClassifierLib;
+    # source checkout: <repo>/Resources beside <repo>/SeqClassifier/.
+    for candidate in (here.parent / "Resources", here.parent.parent / "Resources"):
         if candidate.is_dir():
             return candidate
     return here.parent.parent / "Resources"

@@ -97,3 +97,57 @@ def test_console_script_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "SeqClassifierLib.cli", "--help"], cwd=REPO / "SeqClassifier",
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "classify" in res.stdout and "Exit codes" in res.stdout
+
+
+def _hash_tree(root: Path) -> dict:
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_sort_with_confirmed_labels_leaves_sources_untouched(prostatex, prostatex_labels, tmp_path, capsys, untrained):
+    from SeqClassifierLib.label_store import LabelStore
+
+    src = prostatex / "ProstateX-0000"
+    before = _hash_tree(src)
+    store = LabelStore(tmp_path / "store" / "labels.json")
+    for row in prostatex_labels:
+        if row["series_dir"].startswith("ProstateX-0000"):
+            store.confirm(row["SeriesInstanceUID"], row["label"])
+    dest = tmp_path / "sorted"
+    code, out, err = run(["sort", src, dest, "--labels", "--store", store.path, "--only", "T2w,ADC",
+                          "--plane", "axial", "--quiet"], capsys)
+    assert code == cli.EXIT_OK, err
+    folders = sorted(p.relative_to(dest).as_posix() for p in dest.glob("*/*/*"))
+    assert [f.split("/")[0] for f in folders] == ["ProstateX-0000"] * 2
+    assert sorted(f.split("/")[-1] for f in folders) == ["ADC_axial_7", "T2w_axial_4"]
+    assert all(len(list((dest / f).iterdir())) == 19 for f in folders)  # both series have 19 files
+    assert _hash_tree(src) == before
+
+
+def test_classify_reads_a_slicer_database(prostatex, tmp_path, capsys, untrained):
+    import sqlite3
+
+    src = prostatex / "ProstateX-0000" / "07-07-2011" / "4.000000-t2tsetra-00702"
+    db = tmp_path / "ctkDICOM.sql"
+    conn = sqlite3.connect(db)
+    conn.executescript("CREATE TABLE Images (SOPInstanceUID TEXT, Filename TEXT, URL TEXT, SeriesInstanceUID TEXT,"
+                       " InsertTimestamp TEXT);"
+                       "CREATE TABLE Series (SeriesInstanceUID TEXT, StudyInstanceUID TEXT, SeriesNumber INT,"
+                       " SeriesDescription TEXT, Modality TEXT, InsertTimestamp TEXT);"
+                       "CREATE TABLE Studies (StudyInstanceUID TEXT, PatientsUID INT, StudyDate TEXT,"
+                       " StudyDescription TEXT, InsertTimestamp TEXT);"
+                       "CREATE TABLE Patients (UID INTEGER PRIMARY KEY, PatientsName TEXT, PatientID TEXT,"
+                       " InsertTimestamp TEXT);")
+    conn.execute("INSERT INTO Patients VALUES (1, 'X', 'ProstateX-0000', 't')")
+    conn.execute("INSERT INTO Studies VALUES ('1.2', 1, '20110707', '', 't')")
+    conn.execute("INSERT INTO Series VALUES ('9.9', '1.2', 4, 't2_tse_tra', 'MR', 't')")
+    conn.executemany("INSERT INTO Images VALUES (?, ?, NULL, '9.9', 't')",
+                     [(str(i), str(f)) for i, f in enumerate(sorted(src.iterdir()))])
+    conn.commit()
+    conn.close()
+    code, out, _ = run(["classify", "--slicer-db", db, "--format", "json", "--quiet"], capsys)
+    rows = json.loads(out)["series"]
+    assert code == cli.EXIT_OK
+    assert [(r["description"], r["n_files"], r["plane"]) for r in rows] == [("t2_tse_tra", 19, "axial")]
