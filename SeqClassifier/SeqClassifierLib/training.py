@@ -387,20 +387,35 @@ def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConf
 
 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """One temperature minimising NLL of out-of-fold logits (temperature scaling)."""
+    """One temperature minimising the NLL of out-of-fold logits (temperature scaling).
+
+    A bounded golden-section search over log T in [log 0.05, log 20]: the NLL
+    is unimodal in T, and unlike a gradient method this cannot diverge.
+    """
     if len(y) == 0:
         return 1.0
-    log_t = torch.zeros(1, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=100)
+    logits = logits.double()
+    y = torch.as_tensor(y)
 
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(logits / log_t.exp(), y)
-        loss.backward()
-        return loss
+    def nll(log_t: float) -> float:
+        v = float(F.cross_entropy(logits / math.exp(log_t), y))
+        return v if math.isfinite(v) else math.inf
 
-    opt.step(closure)
-    return float(np.clip(log_t.exp().item(), 0.05, 20.0))
+    lo, hi = math.log(0.05), math.log(20.0)
+    g = (math.sqrt(5) - 1) / 2
+    c, d = hi - g * (hi - lo), lo + g * (hi - lo)
+    fc, fd = nll(c), nll(d)
+    for _ in range(60):
+        if fc < fd:
+            hi, d, fd = d, c, fc
+            c = hi - g * (hi - lo)
+            fc = nll(c)
+        else:
+            lo, c, fc = c, d, fd
+            d = lo + g * (hi - lo)
+            fd = nll(d)
+    t = math.exp((lo + hi) / 2)
+    return t if math.isfinite(t) and nll(math.log(t)) <= nll(0.0) else 1.0
 
 
 def review_threshold(probs: np.ndarray, y: np.ndarray, floor: float = 0.5, cap: float = 0.95) -> float:
