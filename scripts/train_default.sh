@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Train the shipped default model and measure its accuracy on the real studies.
+#   scripts/train_default.sh [WORKDIR]
+# Environment: PROSTATEX (default ../shared/data/prostatex), STUDIES (synthetic
+# studies, default 48), JOBS (parallel synth writers, default nproc), DEVICE
+# (auto), SC (command to run seqclassifier, default .venv/bin/seqclassifier),
+# SKIP_DEFAULT=1 to only measure accuracy.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+work="${1:-out/train}"
+PROSTATEX="${PROSTATEX:-$root/../shared/data/prostatex}"
+STUDIES="${STUDIES:-48}"
+JOBS="${JOBS:-$(nproc)}"
+DEVICE="${DEVICE:-auto}"
+SC="${SC:-.venv/bin/seqclassifier}"
+EPOCHS="${EPOCHS:-60}"
+mkdir -p "$work"
+synth="$work/synth"
+if [ ! -f "$synth/done" ]; then
+  rm -rf "$synth"; mkdir -p "$synth"
+  per=$(( (STUDIES + JOBS - 1) / JOBS ))
+  start=$(date +%s)
+  for j in $(seq 0 $((JOBS - 1))); do
+    n=$(( STUDIES - j * per < per ? STUDIES - j * per : per ))
+    [ "$n" -gt 0 ] || continue
+    $SC synth "$synth/part$j" --studies "$n" --seed $((1000 + 100 * j)) --quiet &
+  done
+  wait
+  echo "synthetic training set: $STUDIES studies in $(( $(date +%s) - start )) s" >&2
+  touch "$synth/done"
+fi
+synth_labels=$(ls "$synth"/part*/labels.csv)
+synth_roots=$(ls -d "$synth"/part*)
+common=(--strategy joint --backbone compact_cnn --max-epochs "$EPOCHS" --patience 8 --device "$DEVICE" --quiet)
+
+# 1) the default model: all synthetic studies + both real studies, 4 folds by patient
+if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
+  mkdir -p Resources/Models
+  cmd="seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out Resources/Models/seqclassifier_default.json --folds 4 ${common[*]}"
+  start=$(date +%s)
+  $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" \
+     --out Resources/Models/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
+  echo "default model trained in $(( $(date +%s) - start )) s" >&2
+fi
+
+# 2) leave-one-study-out on the real studies (synthetic + the other real study)
+for held in ProstateX-0000 ProstateX-0001; do
+  other=$([ "$held" = ProstateX-0000 ] && echo ProstateX-0001 || echo ProstateX-0000)
+  $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX/$other" \
+     --out "$work/loso_without_$held.json" --folds 4 "${common[@]}"
+done
+# 3) synthetic data only
+$SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_only.json" --folds 4 "${common[@]}"
+
+echo "== leave-one-study-out =="
+for held in ProstateX-0000 ProstateX-0001; do
+  $SC evaluate --models "$work/loso_without_$held.json" --labels "$PROSTATEX/labels.csv" \
+     --data "$PROSTATEX/$held" --name "$held" --out "$work/report_loso_$held" --device "$DEVICE"
+done
+echo "== synthetic only, scored on the real studies =="
+$SC evaluate --models "$work/synthetic_only.json" --labels "$PROSTATEX/labels.csv" --data "$PROSTATEX" \
+   --name prostatex --out "$work/report_synthetic_only" --device "$DEVICE"
