@@ -84,6 +84,24 @@ true variant).  Which studies get which variant is deterministic: per vendor,
 alternate studies get the Siemens mosaic / Philips enhanced DWI and DCE as 4D
 or per time point, so a few consecutive studies show all of them.
 
+Neuro studies (``kinds`` including ``"neuro"``) use a head phantom
+(:class:`HeadTissue`: scalp fat, skull with diploe, CSF in ventricles, sulci and
+the interhemispheric fissure, cortex and deep grey matter, white matter, in 60 %
+of studies a restricted-diffusion lesion; WM ADC ~700, GM ~850, CSF ~3000
+10^-6 mm^2/s) and vendors ``SIEMENS_XA`` (Enhanced MR multi-frame for every
+series but the localizer), ``GE``, ``PHILIPS``, ``UIH`` and ``CANON`` (Manufacturer
+CANON_MEC or TOSHIBA by model).  Each holds a localizer, T2 TSE axial (T2w,
+variant ``t2_brain``), FLAIR, 3D T1 (MPRAGE/BRAVO/TFE), SWI, DWI trace b0/b1000
+(``dwi``), ADC (``adc``), one multi-direction DTI series (``dti``: b0 + 6-12
+directions, enhanced with DiffusionGradientDirectionSequence on Siemens XA and
+every other Philips study), an FA map (``fa``), fMRI BOLD EPI with 10 volumes
+(``fmri``), pCASL label/control pairs (``asl``) and a CBF map (``cbf``), and GRE
+field maps (``fmap``: magnitude and phase, ImageType ...M... / ...P...); enhanced
+series get the suffix ``_enhanced`` on their variant.  Everything except T2w,
+DWI, DTI and ADC is OTHER.  With ``prostate_extras=True`` Siemens prostate
+studies may get raw 3-scan-trace DWI (``dwi_3scan``) and TWIST-named per-time-
+point DCE (``dce_twist``).
+
 Everything is deterministic: the same seed gives the same series, UIDs and
 pixel values.
 """
@@ -114,13 +132,24 @@ __all__ = [
     "generate_studies",
     "study_phantom",
     "VENDORS",
+    "PROSTATE_VENDORS",
+    "NEURO_VENDORS",
+    "KINDS",
+    "HeadTissue",
     "SIZES",
     "LABELS_CSV",
     "LABELS_COLUMNS",
 ]
 
-#: Vendors the generator knows, in the default cycling order.
-VENDORS: tuple[str, ...] = ("SIEMENS", "GE", "PHILIPS")
+#: Vendors of prostate studies, in their default cycling order.
+PROSTATE_VENDORS: tuple[str, ...] = ("SIEMENS", "GE", "PHILIPS")
+#: Vendors of neuro studies, in their default cycling order ("SIEMENS" -- classic
+#: syngo MR headers -- is accepted too when named explicitly).
+NEURO_VENDORS: tuple[str, ...] = ("SIEMENS_XA", "GE", "PHILIPS", "UIH", "CANON")
+#: Every vendor the generator knows (prostate studies: the first three only).
+VENDORS: tuple[str, ...] = ("SIEMENS", "GE", "PHILIPS", "SIEMENS_XA", "UIH", "CANON")
+#: Study kinds accepted by :func:`generate_studies`.
+KINDS: tuple[str, ...] = ("prostate", "neuro")
 #: Size presets accepted by :func:`generate_studies`.
 SIZES: tuple[str, ...] = ("tiny", "small")
 #: Name and columns of the label file written beside the studies.
@@ -152,6 +181,9 @@ class SynthSeries:
     label: SequenceLabel
     plane: Plane
     vendor: str
+    """One of :data:`VENDORS`: ``SIEMENS`` (syngo MR classic), ``GE``, ``PHILIPS``,
+    ``SIEMENS_XA`` (Manufacturer "Siemens Healthineers", syngo MR XA, Enhanced MR),
+    ``UIH`` or ``CANON`` (Manufacturer "CANON_MEC" or "TOSHIBA")."""
     series_dir: str
     """Folder holding the series' files, relative to the output folder (``/`` separated)."""
     n_files: int
@@ -270,6 +302,7 @@ class _Props:
     flow: np.ndarray
     tex: np.ndarray
     aniso: np.ndarray
+    cbf: Optional[np.ndarray] = None   # perfusion, ml/100 g/min (head phantom only)
 
 
 @dataclass
@@ -292,6 +325,10 @@ class Phantom:
     prostate_center: np.ndarray
     prostate_semi_axes: np.ndarray
     lesion_center: Optional[np.ndarray]
+    kind: str = "prostate"
+    """``"prostate"`` (labels are :class:`Tissue`; ``prostate_*`` describe the gland) or
+    ``"neuro"`` (labels are :class:`HeadTissue`; ``prostate_*`` then hold the brain's
+    centre and semi-axes)."""
 
     def label_at(self, points: np.ndarray) -> np.ndarray:
         """Tissue label (nearest voxel) at patient positions ``points`` (..., 3) in mm.
@@ -571,7 +608,7 @@ def _study_field_strength(seed: int, study_index: int, vendor: str) -> tuple[str
 
 
 def study_phantom(seed: int, study_index: int = 0, size: str = "small",
-                  vendor: Optional[str] = None) -> Phantom:
+                  vendor: Optional[str] = None, kinds: Sequence[str] = ("prostate",)) -> Phantom:
     """The ground-truth phantom of study ``study_index`` of ``generate_studies(..., seed=seed)``.
 
     ``vendor`` must match the study's vendor when it is not the default cycle
@@ -580,10 +617,31 @@ def study_phantom(seed: int, study_index: int = 0, size: str = "small",
     computed from a written file's geometry to know which tissue each pixel shows.
     """
     spec = _size_spec(size)
+    klist = _norm_kinds(kinds)
+    kind = klist[study_index % len(klist)]
+    occ = study_index // len(klist)
     if vendor is None:
-        vendor = VENDORS[study_index % len(VENDORS)]
+        cycle = PROSTATE_VENDORS if kind == "prostate" else NEURO_VENDORS
+        vendor = cycle[occ % len(cycle)]
     _, fs = _study_field_strength(seed, study_index, vendor.upper())
+    if kind == "neuro":
+        return _build_head_phantom(int(seed), int(study_index), _NEURO_SIZES[str(size).lower()]["phantom_mm"], fs)
     return _build_phantom(int(seed), int(study_index), spec.phantom_mm, fs)
+
+
+def _norm_kinds(kinds: Any) -> list[str]:
+    if isinstance(kinds, str):
+        kinds = [kinds]
+    out: list[str] = []
+    for k in kinds:
+        k = str(k).strip().lower()
+        if k not in KINDS:
+            raise ValueError(f"unknown study kind {k!r}; expected one of {', '.join(KINDS)}")
+        if k not in out:
+            out.append(k)
+    if not out:
+        raise ValueError("kinds must name at least one study kind")
+    return out
 
 
 # =============================================================================
@@ -849,7 +907,34 @@ _VENDOR_INFO: dict[str, dict[str, Any]] = {
         "study": ["MR Prostaat", "MRI prostate mpMRI", "MR PROSTATE"],
         "institution": "Synthetic Ziekenhuis",
     },
+    # Vendors below make neuro studies only.
+    "SIEMENS_XA": {
+        "manufacturer": "Siemens Healthineers",
+        "models": [("MAGNETOM Vida", 3.0), ("MAGNETOM Prisma", 3.0), ("MAGNETOM Sola", 1.5),
+                   ("MAGNETOM Cima.X", 3.0)],
+        "software": ["syngo MR XA30", "syngo MR XA30", "syngo MR XA50", "syngo MR XA20"],
+        "study": ["MRT Schaedel", "MR BRAIN", "Kopf^Routine"],
+        "institution": "Synthetic Klinikum",
+    },
+    "UIH": {
+        "manufacturer": "UIH",
+        "models": [("uMR 780", 3.0), ("uMR 790", 3.0), ("uMR 770", 3.0), ("uMR 570", 1.5)],
+        "software": ["R004", "R005", "R003"],
+        "study": ["MR Head", "BRAIN MRI", "Head^Routine"],
+        "institution": "Synthetic Hospital",
+    },
+    "CANON": {
+        "manufacturer": "CANON_MEC",
+        "models": [("Vantage Galan 3T", 3.0), ("Vantage Orian", 1.5), ("Vantage Titan 3T", 3.0),
+                   ("Vantage Titan", 1.5)],
+        "toshiba_models": ("Vantage Titan 3T", "Vantage Titan"),
+        "software": ["V6.0", "V7.0", "V4.5"],
+        "study": ["MRI HEAD", "MR BRAIN W/O", "Brain Routine"],
+        "institution": "Synthetic Medical Center",
+    },
 }
+_NEURO_STUDY = {"SIEMENS": ["MRT Schaedel", "MR BRAIN"], "GE": ["MRI BRAIN WO CONTRAST", "MR HEAD"],
+                "PHILIPS": ["MR Hersenen", "MRI BRAIN"]}
 
 _GAMMA_MHZ_T = 42.577478
 _CONTRAST_AGENTS = ["Gadovist", "Dotarem", "MultiHance", "ProHance", "Clariscan", "Gadavist 1.0 mmol/ml"]
@@ -924,7 +1009,7 @@ def _pick(rng: np.random.Generator, seq: Sequence[Any]) -> Any:
 
 
 def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size,
-                phantom_center: np.ndarray) -> _StudyPlan:
+                phantom_center: np.ndarray, extras: bool = False) -> _StudyPlan:
     """Draw the protocol of one study (no pixels): series, geometry, names, parameters."""
     rng = _study_rng(seed, index, 2)
     info = _VENDOR_INFO[vendor]
@@ -1134,6 +1219,29 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
                                  f"dynamic contrast-enhanced, time point {k + 1}/{n_t}", [dce_stack],
                                  dict(dce_prm, tps=[k])))
 
+    # -- newer variants (own random stream: without them nothing above changes)
+    if extras and vendor == "SIEMENS":
+        xr = _study_rng(seed, index, 7)
+        dwi_sp = next(sp for sp in S if sp.kind == "dwi")
+        if not opts["mosaic"] or xr.random() < 0.3:
+            name = _pick(xr, ["ep2d_diff_3scan_p2_tra", "ZOOMit_diff_tra", "ep2d_diff_3scan_trace_p2",
+                              "ZOOMit_dif_3scan_tra"])
+            dwi_sp.kind = "dwi3scan"
+            dwi_sp.description = dwi_sp.protocol = name
+            dwi_sp.variant = "dwi_3scan"
+            dwi_sp.note = f"{note_dwi}; raw 3-scan-trace directions; b={'/'.join(map(str, bvals))}"
+            dwi_d = name
+        if not opts["dce_4d"]:
+            twist = _pick(xr, ["t1_twist_tra_dyn", "t1_twist_fs_tra_dyn", "TWIST_dyn_tra"])
+            for sp in S:
+                if sp.kind == "dce":
+                    tp = sp.params["tps"][0]
+                    sp.description = f"{twist}_TT={float(times[tp]) + 0.5 * dt_s:.1f}s"
+                    sp.protocol = twist
+                    sp.variant = "dce_twist"
+                    sp.params["twist"] = True
+            dce_d = twist
+
     # -- numbering, UIDs, timing, misleading descriptions
     t = 0.0
     dyn_start = 0.0
@@ -1158,7 +1266,7 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
                 sp.series_number = number * 100 + 1
                 last_base = sp.series_number
         sp.uid = _uid(seed, index, "series", k)
-        duration = {"loc": 25, "t2": 240, "dwi": 280, "mosaic": 0, "calc": 0, "adc": 0, "vfa": 40,
+        duration = {"loc": 25, "t2": 240, "dwi": 280, "dwi3scan": 280, "mosaic": 0, "calc": 0, "adc": 0, "vfa": 40,
                     "pd": 30, "dce": 0}[sp.kind]
         if sp.kind == "dce":
             if sp.params["tps"][0] == 0:
@@ -1256,7 +1364,7 @@ class _StudyWriter:
         self.outdir = outdir
         self.spec = spec
         brng = _study_rng(plan.seed, plan.index, 3)
-        strength = {"SIEMENS": 0.18, "GE": 0.25, "PHILIPS": 0.2}[plan.vendor]
+        strength = {"SIEMENS": 0.18, "GE": 0.25, "PHILIPS": 0.2}.get(plan.vendor, 0.2)
         self.bias = _Bias(brng.normal(0, strength, 5).astype(np.float32)
                           + np.array([0, 0, 0, 0.25, 0.1], dtype=np.float32))
         self.ctx: dict[str, Any] = {}
@@ -1309,6 +1417,8 @@ class _StudyWriter:
             self.release(st)
         elif sp.kind == "dwi":
             frames = self._render_dwi(sp, smp, rng)
+        elif sp.kind == "dwi3scan":
+            frames = self._render_dwi3(sp, smp, rng)
         elif sp.kind == "mosaic":
             frames = self._render_mosaic(sp, smp, rng)
         elif sp.kind in ("calc", "adc"):
@@ -1340,6 +1450,28 @@ class _StudyWriter:
         for bi, b in enumerate(prm["bvalues"]):
             for k in range(st.n_slices):
                 frames.append(dict(img=vols[bi][k], stack=st, k=k, b=b))
+        return frames
+
+    def _render_dwi3(self, sp, smp, rng):
+        """Raw 3-scan-trace DWI: the lowest b once, every other b in three directions."""
+        p = self.ph.props
+        prm = sp.params
+        st = sp.stacks[0]
+        s0_lut = _se(p, prm["tr"], prm["te"], ti=prm["ti"], fs=prm["fs"])
+        sigma = _ref_level(smp.sample(s0_lut)) / prm["snr"] * 1.5
+        dirs = [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)]
+        frames, vols = [], []
+        for bi, b in enumerate(prm["bvalues"]):
+            per_dir = []
+            for d, g in enumerate(dirs if bi > 0 else [None]):
+                fac = (1.0 + p.aniso * (0.35 if d == 2 else -0.175)) if g is not None else 1.0
+                vol = _rician(smp.sample(s0_lut * np.exp(-b * p.adc * 1e-3 * fac)), sigma, rng)
+                per_dir.append(vol)
+                for k in range(st.n_slices):
+                    frames.append(dict(img=vol[k], stack=st, k=k, b=b, direction=g, dir_index=d + 1))
+            vols.append(np.exp(np.mean([np.log(np.maximum(v, 1e-6)) for v in per_dir], axis=0)))
+        self.ctx["dwi"] = dict(b=np.array(prm["bvalues"], dtype=np.float64), vols=vols, sigma=sigma,
+                               stack=st)
         return frames
 
     def _render_mosaic(self, sp, smp, rng):
@@ -1421,7 +1553,7 @@ class _StudyWriter:
     def _gain(self, sp: _SeriesPlan, frames) -> float:
         if sp.kind == "adc":
             return 1.0
-        key_map = {"dwi": "dwi", "calc": "dwi", "mosaic": "dwi", "dce": ("dce", id(sp.stacks[0]))}
+        key_map = {"dwi": "dwi", "dwi3scan": "dwi", "calc": "dwi", "mosaic": "dwi", "dce": ("dce", id(sp.stacks[0]))}
         key = key_map.get(sp.kind)
         store_key = ("gain", key) if key is not None else None
         if store_key is not None and store_key in self.ctx:
@@ -1468,7 +1600,7 @@ class _StudyWriter:
         ds.SeriesTime = _tm(pl.study_time_s + sp.start_s)
         ds.AccessionNumber = pl.accession
         ds.Modality = "MR"
-        ds.Manufacturer = info["manufacturer"]
+        ds.Manufacturer = pl.opts.get("manufacturer", info["manufacturer"])
         ds.InstitutionName = info["institution"]
         ds.ReferringPhysicianName = ""
         ds.StudyDescription = pl.study_description
@@ -1477,11 +1609,11 @@ class _StudyWriter:
         ds.PatientName = pl.patient_name
         ds.PatientID = pl.patient_id
         ds.PatientBirthDate = ""
-        ds.PatientSex = "M"
+        ds.PatientSex = pl.opts.get("sex", "M")
         ds.PatientAge = f"{pl.age:03d}Y"
         ds.PatientSize = _fmt(pl.height)
         ds.PatientWeight = str(pl.weight)
-        ds.BodyPartExamined = "PROSTATE"
+        ds.BodyPartExamined = pl.opts.get("body_part", "PROSTATE")
         ds.MagneticFieldStrength = _fmt(pl.field_strength)
         ds.ImagingFrequency = _fmt(round(pl.field_strength * _GAMMA_MHZ_T, 6))
         ds.ImagedNucleus = "1H"
@@ -1534,13 +1666,15 @@ class _StudyWriter:
             else:
                 it, ss, var, opt, acq = ["ORIGINAL", "PRIMARY", "M_SE", "M", "SE"], "SE", "SK", "PFP", "2D"
                 seqname = "TSE"
-        elif kind in ("dwi", "calc", "adc", "mosaic"):
+        elif kind in ("dwi", "calc", "adc", "mosaic", "dwi3scan"):
             acq = "2D"
             bv = prm["bvalues"]
             if v == "SIEMENS":
                 ss, var, opt = "EP", ["SK", "SP"], ["PFP", "FS"]
                 if kind == "dwi":
                     it, seqname = ["DERIVED", "PRIMARY", "DIFFUSION", "TRACEW", "DIS2D"], f"*ep_b{int(b)}t"
+                elif kind == "dwi3scan":
+                    it, seqname = ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE", "ND"], f"*ep_b{int(b)}"
                 elif kind == "calc":
                     it, seqname = ["DERIVED", "PRIMARY", "DIFFUSION", "TRACEW", "DIS2D"], f"*ep_b{bv[0]}_{bv[-1]}"
                 elif kind == "adc":
@@ -1660,6 +1794,9 @@ class _StudyWriter:
             b = f.get("b")
             if pl.vendor == "SIEMENS" and sp.kind == "dwi":
                 ds.SequenceName = f"*ep_b{int(b)}t"
+            g = f.get("direction")
+            if sp.kind == "dwi3scan":
+                ds.SequenceName = f"*ep_b{int(b)}#{f['dir_index']}" if g is not None else f"*ep_b{int(b)}"
             # ADC maps keep the highest b-value in the private tag on Siemens and GE.
             b_for_tag = None if (f.get("adc") and pl.vendor == "PHILIPS") else b
             uid = _uid(pl.seed, pl.index, "sop", sp.series_number, i)
@@ -1675,13 +1812,27 @@ class _StudyWriter:
                 ds.TriggerTime = _fmt(round(f["time"] * 1000.0, 1))
                 # One 4D series always numbers its time points; separate series per
                 # time point do so on GE and Philips, Siemens only counts acquisitions.
-                if len(sp.params["tps"]) > 1 or pl.vendor != "SIEMENS":
+                if len(sp.params["tps"]) > 1 or pl.vendor != "SIEMENS" or sp.params.get("twist"):
                     ds.TemporalPositionIdentifier = str(f["tp"] + 1)
                     ds.NumberOfTemporalPositions = str(len(sp.params["times"]))
             if b is not None and sp.kind in ("dwi", "calc") and pl.opts["std_bvalue"]:
                 ds.DiffusionBValue = float(b)
                 ds.DiffusionDirectionality = "ISOTROPIC" if b > 0 else "NONE"
+            if sp.kind == "dwi3scan" and pl.opts["std_bvalue"]:
+                ds.DiffusionBValue = float(b)
+                ds.DiffusionDirectionality = "DIRECTIONAL" if g is not None else "NONE"
+                if g is not None:
+                    ds.DiffusionGradientOrientation = [float(x) for x in g]
+                elif "DiffusionGradientOrientation" in ds:
+                    del ds.DiffusionGradientOrientation
             self._vendor_private(ds, sp, b_for_tag, f["k"] + 1)
+            if sp.kind == "dwi3scan":
+                blk = ds.private_block(0x0019, "SIEMENS MR HEADER")
+                blk.add_new(0x0D, "CS", "DIRECTIONAL" if g is not None else "NONE")
+                if g is not None:
+                    blk.add_new(0x0E, "FD", [float(x) for x in g])
+                elif blk.get_tag(0x0E) in ds:
+                    del ds[blk.get_tag(0x0E)]
             ds.PixelData = px.tobytes()
             ds["PixelData"].VR = "OW"
             ds.save_as(os.path.join(path, f"IM_{i:04d}.dcm"), enforce_file_format=True)
@@ -1885,6 +2036,699 @@ class _StudyWriter:
 
 
 # =============================================================================
+# Neuro studies: head phantom, protocol and writer
+# =============================================================================
+
+class HeadTissue(enum.IntEnum):
+    """Tissue classes of the head phantom's label volume."""
+
+    AIR = 0
+    SCALP = 1          # subcutaneous fat
+    MUSCLE = 2
+    BONE = 3           # skull tables
+    DIPLOE = 4         # fatty marrow of the skull
+    CSF = 5
+    GREY_MATTER = 6
+    WHITE_MATTER = 7
+    LESION = 8
+
+
+# pd, t1, t2, adc (1e-3 mm^2/s), fat, flow, tex, aniso (~FA), cbf (ml/100 g/min), at 3 T.
+_HEAD_PROPS: dict[HeadTissue, tuple[float, ...]] = {
+    HeadTissue.AIR:          (0.0, 1000., 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0),
+    HeadTissue.SCALP:        (0.95, 380., 130., 0.02, 1.0, 1.0, 0.05, 0.0, 5.0),
+    HeadTissue.MUSCLE:       (0.75, 1420., 45., 1.45, 0.0, 1.0, 0.05, 0.4, 8.0),
+    HeadTissue.BONE:         (0.05, 1000., 1.5, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0),
+    HeadTissue.DIPLOE:       (0.80, 450., 90., 0.3, 1.0, 1.0, 0.10, 0.0, 5.0),
+    HeadTissue.CSF:          (1.0, 4200., 2000., 3.0, 0.0, 1.0, 0.01, 0.05, 0.0),
+    HeadTissue.GREY_MATTER:  (0.82, 1400., 100., 0.85, 0.0, 1.0, 0.06, 0.15, 60.0),
+    HeadTissue.WHITE_MATTER: (0.70, 850., 75., 0.70, 0.0, 1.0, 0.04, 0.60, 22.0),
+    HeadTissue.LESION:       (0.85, 1500., 130., 0.45, 0.0, 1.0, 0.05, 0.20, 12.0),
+}
+
+_NEURO_SIZES: dict[str, dict[str, Any]] = {
+    "small": dict(phantom_mm=1.5, loc_matrix=128, anat_matrix=(160, 192), anat_slices=(16, 18),
+                  t1_slices=16, epi_matrix=(80, 96), dwi_slices=(14, 16), dti_slices=6,
+                  fmri_slices=6, fmri_volumes=10, asl_slices=8, asl_pairs=3, fmap_slices=10),
+    "tiny": dict(phantom_mm=3.0, loc_matrix=48, anat_matrix=(56, 64), anat_slices=(4, 4),
+                 t1_slices=4, epi_matrix=(40, 48), dwi_slices=(4, 4), dti_slices=3,
+                 fmri_slices=4, fmri_volumes=10, asl_slices=3, asl_pairs=2, fmap_slices=3),
+}
+
+
+def _build_head_phantom(seed: int, study_index: int, spacing: float, field_strength: float) -> Phantom:
+    """Head: scalp fat, skull (tables and diploe), CSF, cortex, white matter, ventricles, sulci, lesion."""
+    rng = _study_rng(seed, study_index, 11)
+    u = rng.uniform
+    lo = np.array([-105.0, -125.0, -90.0])
+    hi = np.array([105.0, 125.0, 125.0])
+    shape = tuple(int(round((hi[i] - lo[i]) / spacing)) + 1 for i in range(3))
+    P = _Painter(lo, spacing, shape)
+    H = HeadTissue
+    c = np.array([u(-2, 2), u(-4, 4), 20.0 + u(-4, 4)])
+    head = np.array([u(72, 80), u(92, 102), u(88, 96)])
+    P.elliptic_cylinder_z(H.MUSCLE, c[0], c[1] + 10, 45, 40, lo[2], c[2] - 40)   # neck
+    P.ellipsoid(H.SCALP, c, head)
+    P.ellipsoid(H.BONE, c, head - 5)
+    P.ellipsoid(H.DIPLOE, c, head - 7)
+    P.ellipsoid(H.BONE, c, head - 9)
+    P.ellipsoid(H.CSF, c, head - 11)
+    brain = head - 13
+    P.ellipsoid(H.GREY_MATTER, c, brain)
+    P.ellipsoid(H.WHITE_MATTER, c, brain - u(4, 6), only=(H.GREY_MATTER,))
+    # Interhemispheric fissure and sulci (CSF clefts through the cortex).
+    P.ellipsoid(H.CSF, c + [0, 0, brain[2] * 0.35], (1.2, brain[1] * 0.95, brain[2] * 0.7),
+                only=(H.GREY_MATTER, H.WHITE_MATTER))
+    for _ in range(14):
+        th, ph = u(0, 2 * math.pi), u(-0.4, 1.2)
+        d = np.array([math.cos(th) * math.cos(ph), math.sin(th) * math.cos(ph), math.sin(ph)])
+        p1 = c + d * brain
+        P.tube(H.CSF, p1, c + d * (brain - 9), 1.3, only=(H.GREY_MATTER,))
+    # Deep grey matter and ventricles.
+    for sgn in (-1, 1):
+        P.ellipsoid(H.GREY_MATTER, c + [sgn * 13, 4, 2], (9, 14, 10), only=(H.WHITE_MATTER,))   # thalamus
+        P.ellipsoid(H.GREY_MATTER, c + [sgn * 20, -14, 8], (6, 12, 9), only=(H.WHITE_MATTER,))  # caudate/putamen
+        P.ellipsoid(H.CSF, c + [sgn * 8, -4, 16], (u(4, 7), 28, 8), angle_z=sgn * 0.15,
+                    only=(H.WHITE_MATTER, H.GREY_MATTER))                                        # lateral ventricle
+    has_lesion = bool(rng.random() < 0.6)
+    lesion_center = None
+    if has_lesion:
+        lc = c + np.array([u(-1, 1) * 30, u(-30, 30), u(5, 35)])
+        size = u(6, 11) * max(spacing / 1.5, 1.0) ** 0.5
+        P.ellipsoid(H.LESION, lc, (size, size * u(0.7, 1.0), size), only=(H.WHITE_MATTER, H.GREY_MATTER))
+        lesion_center = lc
+    labels = P.labels
+    labels[0, :, :] = labels[-1, :, :] = 0
+    labels[:, 0, :] = labels[:, -1, :] = 0
+    labels[:, :, -1] = 0
+    tex_h = 4.0
+    tshape = tuple(int((hi[i] - lo[i]) / tex_h) + 2 for i in range(3))
+    tex = rng.standard_normal(tshape).astype(np.float32)
+    for axis in range(3):
+        tex = (np.roll(tex, 1, axis) + tex + np.roll(tex, -1, axis)) / 3.0
+    tex /= max(float(tex.std()), 1e-6)
+    table = np.array([_HEAD_PROPS[t] for t in HeadTissue], dtype=np.float64)
+    n = len(HeadTissue)
+    pd, t1, t2, adc, fat, flow, tx, aniso, cbf = (table[:, i].copy() for i in range(9))
+    t1 *= rng.uniform(0.95, 1.05, n)
+    t2 *= rng.uniform(0.93, 1.07, n)
+    adc *= rng.uniform(0.96, 1.04, n)
+    adc[H.CSF] = u(2.9, 3.2)
+    if field_strength < 2.0:
+        t1 = np.where(np.isin(np.arange(n), [H.CSF, H.AIR]), t1, t1 * 0.8)
+    z = np.zeros(n)
+    props = _Props(pd=pd, t1=t1, t2=t2, adc=adc, ktrans=z, ve=z, vp=z, fat=fat, flow=flow, tex=tx,
+                   aniso=aniso, cbf=cbf)
+    props = _Props(**{k: (None if v is None else np.asarray(v, dtype=np.float32))
+                      for k, v in props.__dict__.items()})
+    return Phantom(labels=labels, origin=lo, spacing=float(spacing), props=props, texture=tex,
+                   texture_origin=lo.copy(), texture_spacing=tex_h, field_strength=field_strength,
+                   has_lesion=has_lesion, prostate_center=c, prostate_semi_axes=brain,
+                   lesion_center=lesion_center, kind="neuro")
+
+
+# Per vendor: series name choices.
+_NEURO_NAMES: dict[str, dict[str, list[str]]] = {
+    "SIEMENS": dict(loc=["localizer", "AAHead_Scout"], t2=["t2_tse_tra", "t2_tse_tra_512"],
+                    flair=["t2_tirm_tra_dark-fluid", "t2_flair_tra"], t1=["t1_mprage_sag", "t1_mprage_sag_p2_iso"],
+                    swi=["t2_swi_tra", "SWI_Images"], dwi=["ep2d_diff_tra_b1000", "ep2d_diff_3scan_trace_p2"],
+                    adc=["{dwi}_ADC"], dti=["ep2d_diff_mddw_12_p2", "DTI_mddw_6dir", "ep2d_diff_DTI_12"],
+                    fa=["{dti}_FA"], fmri=["ep2d_bold_rest", "ep2d_bold_moco", "rs_fMRI_ep2d_bold"],
+                    asl=["tgse_pcasl_3d", "pcasl", "ep2d_pcasl"], cbf=["{asl}_relCBF", "{asl}_CBF"],
+                    fmap=["gre_field_mapping", "gre_field_mapping_2mm"]),
+    "GE": dict(loc=["3-Plane Loc", "3pl loc"], t2=["Ax T2 FRFSE", "AX T2 PROPELLER"], flair=["Ax T2 FLAIR"],
+               t1=["Sag 3D T1 BRAVO", "SAG 3D T1 MPRAGE"], swi=["Ax SWAN"], dwi=["Ax DWI b1000", "AX DWI ASSET"],
+               adc=["ADC (10^-6 mm\u00b2/s)", "Apparent Diffusion Coefficient (mm2/s)"],
+               dti=["Ax DTI 12dir", "DTI"], fa=["FA", "Fractional Aniso."], fmri=["fMRI_rest", "rsfMRI", "BOLD"],
+               asl=["3D ASL (non-contrast)", "3D pCASL"], cbf=["Cerebral Blood Flow", "CBF"],
+               fmap=["B0map", "Ax B0 Map"]),
+    "PHILIPS": dict(loc=["Survey", "SURVEY"], t2=["T2W_TSE_tra", "T2W_TSE"], flair=["FLAIR_tra", "T2W_FLAIR"],
+                    t1=["T1W_3D_TFE", "3D_T1W_TFE_sag"], swi=["SWIp", "SWI"], dwi=["DWI_b1000", "DWI_SENSE"],
+                    adc=["dADC", "DWI_b1000_ADC"], dti=["DTI_high_iso", "DTI_12dir"], fa=["FA", "DTI_FA"],
+                    fmri=["fMRI_rest", "BOLD", "rsfMRI_SENSE"], asl=["pCASL", "ASL_perfusion"],
+                    cbf=["CBF", "ASL_CBF"], fmap=["B0map", "fieldmap"]),
+    "UIH": dict(loc=["localizer", "loc_3plane"], t2=["t2_fse_tra", "t2_fse_tra_fs"], flair=["t2_flair_tra"],
+                t1=["t1_gre_fsp_3d_sag", "t1_mprage_sag_iso"], swi=["swi_tra"], dwi=["dwi_b1000_tra", "DWI"],
+                adc=["ADC"], dti=["dti_12dir", "DTI"], fa=["FA"], fmri=["BOLD_rest", "bold_rs", "fMRI"],
+                asl=["3D ASL", "asl_3d_pcasl"], cbf=["CBF", "3D ASL CBF"], fmap=["fieldmap", "gre_fieldmap"]),
+    "CANON": dict(loc=["Locator", "3plane loc"], t2=["T2_FSE_AX", "Ax T2 FSE"], flair=["FLAIR_AX", "Ax FLAIR"],
+                  t1=["3D T1 MPRAGE SAG", "T1_3D_FFE_SAG"], swi=["SWI", "FSBB"], dwi=["DWI_b1000", "Ax DWI"],
+                  adc=["ADC"], dti=["DTI_12", "DTI"], fa=["FA"], fmri=["BOLD_EPI", "fMRI"],
+                  asl=["ASL", "ASL_perfusion"], cbf=["CBF"], fmap=["B0map", "fieldmap"]),
+}
+_NEURO_NAMES["SIEMENS_XA"] = dict(_NEURO_NAMES["SIEMENS"], dwi=["ep2d_diff_b0_1000_tra", "ep2d_diff_tra_b1000"],
+                                  dti=["ep2d_diff_mddw_12_p2", "DTI_12dir_XA"])
+
+
+def _neuro_hdr(vendor: str, kind: str, phase: bool = False) -> dict[str, Any]:
+    """ImageType, ScanningSequence, SequenceVariant, ScanOptions, MRAcquisitionType, SequenceName."""
+    fam = "SIEMENS" if vendor.startswith("SIEMENS") else vendor
+    gre = kind in ("swi", "fmap", "loc")
+    epi = kind in ("dwi", "dti", "fmri", "adc", "fa")
+    ss = "EP" if epi else ("GR" if gre else ("IR" if kind in ("flair",) else ("GR" if kind == "t1" else "SE")))
+    if kind == "t1":
+        ss = ["GR", "IR"]
+    if kind in ("dwi", "dti", "adc", "fa"):
+        ss = ["EP", "SE"] if fam == "GE" else "EP"
+    if kind == "asl":
+        ss = ["SE", "GR"] if fam in ("SIEMENS", "GE") else "EP"
+    acq = "3D" if kind in ("t1", "swi", "asl", "cbf") else "2D"
+    var = ["SK", "SP"] if ss != "SE" else ["SK", "SP", "OSP"]
+    m = "P" if phase else "M"
+    derived = kind in ("adc", "fa", "cbf")
+    seq = {"t2": "tse2d1_15", "flair": "tir2d1_16", "t1": "tfl3d1_16ns", "swi": "swi3d1r", "dwi": "ep_b1000t",
+           "dti": "ep_b1000#1", "adc": "ep_b0_1000", "fa": "ep_b0_1000", "fmri": "epfid2d1_64",
+           "asl": "tgse_pcasl", "cbf": "tgse_pcasl", "fmap": "fm2d2r", "loc": "fl2d1"}[kind]
+    if fam == "SIEMENS":
+        sub = {"dwi": ["DIFFUSION", "TRACEW"], "dti": ["DIFFUSION", "NONE"], "adc": ["DIFFUSION", "ADC"],
+               "fa": ["DIFFUSION", "FA"], "asl": ["ASL", "NONE"], "cbf": ["ASL", "RELCBF"]}.get(kind, [m, "ND"])
+        it = ["DERIVED" if derived or kind == "dwi" else "ORIGINAL", "PRIMARY"] + sub + ["NORM"]
+        if kind == "fmri":
+            it = ["ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC" if vendor == "SIEMENS" else "NORM"]
+        seq = ("*" if vendor == "SIEMENS" else "") + seq
+    elif fam == "GE":
+        it = {"adc": ["DERIVED", "PRIMARY", "DIFFUSION", "ADC"], "fa": ["DERIVED", "SECONDARY", "FA"],
+              "cbf": ["DERIVED", "PRIMARY", "ASL", "CBF"]}.get(kind, ["ORIGINAL", "PRIMARY", "OTHER"])
+        if kind == "fmap":
+            it = ["ORIGINAL", "PRIMARY", "OTHER", m]
+        seq = {"t2": "fse-xl", "flair": "fse-ir", "t1": "efgre3d", "swi": "swan", "asl": "3dasl",
+               "cbf": "3dasl", "fmap": "fgre", "loc": "fgre"}.get(kind, "epi2")
+    elif fam == "PHILIPS":
+        base = "FFE" if (gre or kind in ("t1", "fmri")) else "SE"
+        it = {"adc": ["DERIVED", "PRIMARY", "ADC", "ADC"], "fa": ["DERIVED", "PRIMARY", "FA", "FA"],
+              "cbf": ["DERIVED", "PRIMARY", "CBF", "CBF"]}.get(kind, ["ORIGINAL", "PRIMARY", f"{m}_{base}", m, base])
+        seq = {"t2": "TSE", "flair": "IR", "t1": "T1TFE", "swi": "FFE", "dwi": "DwiSE", "dti": "DwiSE",
+               "fmri": "FEEPI", "asl": "FEEPI", "fmap": "FFE", "loc": "B-FFE"}.get(kind, "")
+    else:  # UIH, CANON
+        it = {"adc": ["DERIVED", "PRIMARY", "ADC"], "fa": ["DERIVED", "PRIMARY", "FA"],
+              "cbf": ["DERIVED", "PRIMARY", "CBF"], "dwi": ["ORIGINAL", "PRIMARY", "DIFFUSION", "TRACE"],
+              "dti": ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]}.get(kind, ["ORIGINAL", "PRIMARY", m, "ND"])
+        if vendor == "CANON" and not derived and kind not in ("dwi", "dti"):
+            it = ["ORIGINAL", "PRIMARY", "OTHER", m] if kind == "fmap" else ["ORIGINAL", "PRIMARY", "OTHER"]
+        seq = {"t2": "fse", "flair": "fse_ir", "t1": "gre_fsp_3d", "swi": "swi", "dwi": "epi_dwi",
+               "dti": "epi_dti", "fmri": "epi_bold", "asl": "asl_3d", "fmap": "gre_fm", "loc": "gre"}.get(kind, "")
+        if vendor == "CANON":
+            seq = seq.upper()
+    return dict(it=it, ss=ss, var=var, acq=acq, seq=seq, opt="PFP" if fam != "GE" else ["FAST_GEMS"])
+
+
+def _plan_neuro_study(seed: int, index: int, vendor: str, occurrence: int, size: str) -> _StudyPlan:
+    """Draw the protocol of one neuro study: series, geometry, names, parameters (no pixels)."""
+    ns = _NEURO_SIZES[str(size).lower()]
+    rng = _study_rng(seed, index, 12)
+    info = _VENDOR_INFO[vendor]
+    model, fs = _study_field_strength(seed, index, vendor)
+    names = _NEURO_NAMES[vendor]
+    parity = (occurrence + seed) % 2
+    manufacturer = info["manufacturer"]
+    if vendor == "CANON" and model in info.get("toshiba_models", ()):
+        manufacturer = "TOSHIBA"
+    opts = dict(kind="neuro", body_part="HEAD" if rng.random() < 0.6 else "BRAIN",
+                sex="F" if rng.random() < 0.5 else "M", manufacturer=manufacturer,
+                enh_dti=vendor == "SIEMENS_XA" or (vendor == "PHILIPS" and parity == 0),
+                enh_all=vendor == "SIEMENS_XA", philips_slope=float(np.round(rng.uniform(1.1, 3.2), 6)),
+                std_bvalue=True, siemens_b_vr="IS")
+    d0 = _dt.date(2014, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 3600)))
+    pid = f"SYNTH-{seed}-{index + 1:03d}"
+    study_names = info["study"] if vendor in ("SIEMENS_XA", "UIH", "CANON") else _NEURO_STUDY[vendor]
+    plan = _StudyPlan(
+        index=index, seed=seed, vendor=vendor, model=model, field_strength=fs, patient_id=pid,
+        patient_name=f"Synth^{seed}-{index + 1:03d}", study_uid=_uid(seed, index, "study"),
+        frame_uid=_uid(seed, index, "frame"), study_date=d0.strftime("%Y%m%d"),
+        study_time_s=float(rng.uniform(7.5, 17.0) * 3600), study_description=_pick(rng, study_names),
+        software=_pick(rng, info["software"]), accession=f"{int(rng.integers(10**9, 10**10))}",
+        age=_rint(rng, 18, 85), weight=_rint(rng, 50, 105), height=round(float(rng.uniform(1.55, 1.95)), 2),
+        patient_position="HFS", series=[], opts=opts)
+    hc = np.array([0.0, 0.0, 30.0]) + rng.uniform(-3, 3, 3)
+    ax_r, ax_c = _plane_dirs(Plane.AXIAL, float(rng.uniform(0, 12)))
+    S: list[_SeriesPlan] = []
+    O, L = SequenceLabel.OTHER, SequenceLabel
+
+    def stack(plane, mat, fov, n, thick, gap_factor=1.0, center=hc, cols=None):
+        r, c = (ax_r, ax_c) if plane == Plane.AXIAL else _plane_dirs(plane)
+        ps = float(np.round(fov / mat, 4))
+        cover = 120.0 if size != "tiny" else 60.0
+        gap = max(thick * gap_factor, cover / max(n - 1, 1)) if size == "tiny" else thick * gap_factor
+        return _Stack(r, c, center + rng.uniform(-2, 2, 3), mat, cols or mat, ps, ps, n, gap, min(thick, gap), 1)
+
+    def add(kind, label, plane, name, note, stk, **prm):
+        prm.setdefault("snr", float(rng.uniform(20, 40)))
+        prm["hdr"] = _neuro_hdr(vendor, kind, prm.get("phase", False))
+        S.append(_SeriesPlan(kind, label, plane, name, name, kind if kind != "t2" else "t2_brain", note,
+                             stk if isinstance(stk, list) else [stk], prm))
+
+    # localizer (3 planes)
+    lm = ns["loc_matrix"]
+    loc = []
+    for plane in (Plane.SAGITTAL, Plane.CORONAL, Plane.AXIAL):
+        r, c = _plane_dirs(plane)
+        loc.append(_Stack(r, c, hc.copy(), lm, lm, 260.0 / lm, 260.0 / lm, 1 if size == "tiny" else 3, 10.0, 7.0, 1))
+    add("loc", O, Plane.SAGITTAL, _pick(rng, names["loc"]), "localizer (3 planes)", loc,
+        tr=8.6, te=4.0, flip=20.0, model="spgr")
+    am = int(_pick(rng, ns["anat_matrix"]))
+    na = _rint(rng, *ns["anat_slices"])
+    ax = stack(Plane.AXIAL, am, 230.0, na, 5.0, 1.2)
+    add("t2", L.T2w, Plane.AXIAL, _pick(rng, names["t2"]), "T2 turbo spin echo (brain)", ax,
+        tr=float(rng.uniform(4000, 6500)), te=float(rng.uniform(85, 105)), flip=150.0, etl=_rint(rng, 12, 20),
+        model="se")
+    add("flair", O, Plane.AXIAL, _pick(rng, names["flair"]), "FLAIR (OTHER)", ax,
+        tr=9000.0, te=float(rng.uniform(90, 120)), ti=2500.0, flip=150.0, etl=16, model="se")
+    t1 = stack(Plane.SAGITTAL, am, 250.0, ns["t1_slices"], 1.0 if size != "tiny" else 4.0, 1.0 if size != "tiny" else 1.0,
+               center=hc.copy())
+    add("t1", O, Plane.SAGITTAL, _pick(rng, names["t1"]), "3D T1-weighted (OTHER)", t1,
+        tr=2300.0, te=2.3, ti=900.0, flip=9.0, model="ir")
+    add("swi", O, Plane.AXIAL, _pick(rng, names["swi"]), "susceptibility-weighted (OTHER)", ax,
+        tr=28.0, te=20.0, flip=15.0, model="spgr")
+    em = int(_pick(rng, ns["epi_matrix"]))
+    nd = _rint(rng, *ns["dwi_slices"])
+    dst = stack(Plane.AXIAL, em, 230.0, nd, 5.0, 1.2)
+    dwi_prm = dict(tr=float(rng.uniform(4500, 8000)), te=float(rng.uniform(60, 90)), flip=90.0,
+                   bvalues=(0, 1000), snr=float(rng.uniform(20, 35)), model="dwi")
+    dwi_name = _pick(rng, names["dwi"])
+    add("dwi", L.DWI, Plane.AXIAL, dwi_name, "diffusion-weighted trace; b=0/1000", dst, **dwi_prm)
+    add("adc", L.ADC, Plane.AXIAL, _pick(rng, names["adc"]).format(dwi=dwi_name), "ADC map", dst, **dwi_prm)
+    n_dir = _rint(rng, 6, 12)
+    dirs = rng.normal(size=(n_dir, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dti = stack(Plane.AXIAL, em, 230.0, ns["dti_slices"], 4.0 if size != "tiny" else 5.0, 1.0)
+    dti_name = _pick(rng, names["dti"])
+    add("dti", L.DWI, Plane.AXIAL, dti_name, f"multi-direction diffusion (DTI), b=0 + {n_dir} directions at b=1000",
+        dti, **dict(dwi_prm, dirs=dirs))
+    add("fa", O, Plane.AXIAL, _pick(rng, names["fa"]).format(dti=dti_name), "fractional anisotropy map (OTHER)",
+        dti, **dict(dwi_prm, dirs=dirs))
+    fst = stack(Plane.AXIAL, em, 220.0, ns["fmri_slices"], 4.0, 1.1 if size != "tiny" else 1.0)
+    add("fmri", O, Plane.AXIAL, _pick(rng, names["fmri"]), "fMRI BOLD gradient-echo EPI (OTHER)", fst,
+        tr=2000.0, te=30.0 if fs > 2 else 45.0, flip=float(_pick(rng, [70.0, 77.0, 90.0])),
+        volumes=ns["fmri_volumes"], model="bold")
+    asl = stack(Plane.AXIAL, em, 240.0, ns["asl_slices"], 8.0 if size != "tiny" else 10.0, 1.0)
+    asl_name = _pick(rng, names["asl"])
+    add("asl", O, Plane.AXIAL, asl_name, "pCASL label/control pairs (OTHER)", asl,
+        tr=4500.0, te=float(rng.uniform(11, 16)), flip=90.0, ti=1800.0, pairs=ns["asl_pairs"], model="asl")
+    add("cbf", O, Plane.AXIAL, _pick(rng, names["cbf"]).format(asl=asl_name), "ASL CBF map (OTHER)", asl,
+        tr=4500.0, te=14.0, flip=90.0, model="cbf")
+    fm = stack(Plane.AXIAL, em, 230.0, ns["fmap_slices"], 3.0 if size != "tiny" else 5.0, 1.0)
+    fm_name = _pick(rng, names["fmap"])
+    te1 = 4.92 if fs > 2 else 5.19
+    fm_prm = dict(tr=600.0 if vendor.startswith("SIEMENS") else 20.0, te=te1, te2=te1 + 2.46, flip=60.0,
+                  model="fmap")
+    if vendor.startswith("SIEMENS") or vendor == "UIH":   # magnitude (2 echoes) and phase difference series
+        add("fmap", O, Plane.AXIAL, fm_name, "field map magnitude (OTHER)", fm, echoes=(1, 2), **fm_prm)
+        add("fmap", O, Plane.AXIAL, fm_name, "field map phase difference (OTHER)", fm, echoes=(0,), phase=True, **fm_prm)
+    else:                                                 # one series holding magnitude and phase
+        add("fmap", O, Plane.AXIAL, fm_name, "field map magnitude and phase (OTHER)", fm, echoes=(1, 0), **fm_prm)
+    for sp in S:
+        sp.enhanced = bool(opts["enh_all"] and sp.kind != "loc") or (sp.kind == "dti" and opts["enh_dti"])
+        if sp.kind == "dti" and not sp.enhanced:
+            sp.variant = "dti"
+        elif sp.enhanced:
+            sp.variant = f"{sp.kind}_enhanced" if sp.kind != "t2" else "t2_brain_enhanced"
+    # numbering, UIDs, timing, misleading descriptions
+    t = 0.0
+    for k, sp in enumerate(S):
+        sp.series_number = (k + 1) if vendor not in ("PHILIPS", "GE") else ((k + 1) * 100 + 1 if vendor == "PHILIPS" else k + 1)
+        sp.uid = _uid(seed, index, "series", k)
+        sp.start_s = t
+        t += float(rng.uniform(40, 300))
+        if rng.random() < 0.08:
+            sp.misleading = True
+    by_label = {L.T2w: names["t2"], L.DWI: names["dwi"], L.ADC: ["ADC"], L.OTHER: names["fmri"] + names["t1"]}
+    for sp in S:
+        if sp.misleading:
+            generic = ["", f"series {sp.series_number}", "MR", "Series"]
+            wrong = [n for lab, ns_ in by_label.items() if lab != sp.label for n in ns_]
+            choice = _pick(rng, generic) if rng.random() < 0.5 else _pick(rng, wrong)
+            sp.note = f"{sp.note}; misleading description (true variant {sp.variant})"
+            sp.description = sp.protocol = choice
+            sp.variant = "misleading_description"
+    plan.series = S
+    return plan
+
+
+class _NeuroWriter(_StudyWriter):
+    """Renders and writes the series of a neuro study plan."""
+
+    def _frames_of(self, vol, st, **meta):
+        return [dict(img=vol[k], stack=st, k=k, **meta) for k in range(st.n_slices)]
+
+    def render(self, sp: _SeriesPlan) -> list[dict[str, Any]]:
+        p = self.ph.props
+        prm = sp.params
+        rng = self.noise_rng(sp)
+        model = prm["model"]
+        if sp.kind == "loc":
+            frames = []
+            lut = _spgr(p, prm["tr"], prm["te"], prm["flip"])
+            for st in sp.stacks:
+                vol = self.sampler(st).sample(lut)
+                frames += self._frames_of(_rician(vol, _ref_level(vol) / prm["snr"], rng), st)
+                self.release(st)
+            return frames
+        st = sp.stacks[0]
+        smp = self.sampler(st)
+        if model in ("se", "ir"):
+            vol = smp.sample(_se(p, prm["tr"], prm["te"], ti=prm.get("ti")))
+            return self._frames_of(_rician(vol, _ref_level(vol) / prm["snr"], rng), st)
+        if model == "spgr":
+            vol = smp.sample(_spgr(p, prm["tr"], prm["te"], prm["flip"]))
+            return self._frames_of(_rician(vol, _ref_level(vol) / prm["snr"], rng), st)
+        s0 = _se(p, prm["tr"], prm["te"], fs=0.03)
+        if model == "dwi" and sp.kind == "dwi":
+            sigma = _ref_level(smp.sample(s0)) / prm["snr"]
+            vols = [_rician(smp.sample(s0 * np.exp(-b * p.adc * 1e-3)), sigma, rng) for b in prm["bvalues"]]
+            self.ctx["dwi"] = dict(vols=vols, sigma=sigma)
+            return [f for b, v in zip(prm["bvalues"], vols) for f in self._frames_of(v, st, b=b)]
+        if sp.kind == "adc":
+            d = self.ctx["dwi"]
+            v0, v1 = d["vols"]
+            adc = np.log(np.maximum(v0, 1e-6) / np.maximum(v1, 1e-6)) / float(prm["bvalues"][-1])
+            adc = np.where(v0 > 4 * d["sigma"], np.clip(adc, 0, 4e-3) * 1e6, 0.0)
+            return self._frames_of(adc, st, derived=True)
+        if sp.kind == "dti":
+            sigma = _ref_level(smp.sample(s0)) / prm["snr"] * 1.4
+            e = np.array([1.0, 0.0, 0.0])
+            a = np.clip(p.aniso * 0.6, 0.0, 0.45)
+            b0 = _rician(smp.sample(s0), sigma, rng)
+            frames = self._frames_of(b0, st, b=0, direction=None, tp=0)
+            lam = []
+            for d, g in enumerate(prm["dirs"]):
+                fac = 1.0 + a * (3.0 * float(g @ e) ** 2 - 1.0)
+                v = _rician(smp.sample(s0 * np.exp(-1000.0 * p.adc * 1e-3 * fac)), sigma, rng)
+                lam.append(np.log(np.maximum(b0, 1e-6) / np.maximum(v, 1e-6)) / 1000.0)
+                frames += self._frames_of(v, st, b=1000, direction=tuple(float(x) for x in g), tp=d + 1)
+            self.ctx["dti"] = dict(lam=np.stack(lam), mask=b0 > 4 * sigma)
+            return frames
+        if sp.kind == "fa":
+            d = self.ctx["dti"]
+            lam = np.clip(d["lam"], 0, 4e-3)
+            md = lam.mean(axis=0)
+            fa = np.sqrt(1.5 * ((lam - md) ** 2).sum(axis=0) / np.maximum((lam ** 2).sum(axis=0), 1e-12))
+            fa = np.where(d["mask"], np.clip(fa * 1.6, 0, 1) * 1000.0, 0.0)
+            return self._frames_of(fa, st, derived=True)
+        if model == "bold":
+            base = smp.sample(_spgr(p, prm["tr"], prm["te"], prm["flip"]))
+            sigma = _ref_level(base) / prm["snr"]
+            frames = []
+            for tp in range(prm["volumes"]):
+                drift = 1.0 + 0.004 * tp / max(prm["volumes"], 1) + 0.003 * float(rng.normal())
+                frames += self._frames_of(_rician(base * drift, sigma, rng), st, tp=tp)
+            return frames
+        if model == "asl":
+            ctrl_lut = (p.pd * (1 - np.exp(-prm["tr"] / p.t1)) * np.exp(-prm["te"] / p.t2) * 0.35).astype(np.float32)
+            ctrl = smp.sample(ctrl_lut)
+            perf = smp.sample((p.pd * p.cbf / 60.0 * 0.012).astype(np.float32))
+            sigma = _ref_level(ctrl) / prm["snr"]
+            frames = []
+            for k in range(2 * prm["pairs"]):
+                vol = ctrl - perf if k % 2 == 0 else ctrl
+                frames += self._frames_of(_rician(vol, sigma, rng), st, tp=k)
+            return frames
+        if model == "cbf":
+            cbf = smp.sample(p.cbf)
+            cbf = np.maximum(cbf + rng.normal(0, 4.0, cbf.shape).astype(np.float32) * (cbf > 1), 0)
+            return self._frames_of(cbf, st, derived=True)
+        if model == "fmap":
+            frames = []
+            for echo in prm["echoes"]:
+                if echo == 0:   # phase difference image, radians in [-pi, pi)
+                    mag = smp.sample(_spgr(p, prm["tr"], prm["te"], prm["flip"]))
+                    pts = st.points(1)[0].astype(np.float64)
+                    df = (25.0 * pts[..., 0] / 100.0 + 15.0 * pts[..., 2] / 100.0
+                          + 80.0 * np.exp(-(((pts[..., 1] + 70.0) ** 2 + (pts[..., 2] + 5.0) ** 2) / 900.0)))
+                    phi = 2 * np.pi * df * (prm["te2"] - prm["te"]) * 1e-3
+                    noise = rng.uniform(-np.pi, np.pi, phi.shape)
+                    phi = np.where(mag > 0.08 * _ref_level(mag), phi, noise)
+                    phi = (phi + np.pi) % (2 * np.pi) - np.pi
+                    frames += self._frames_of(phi.astype(np.float32), st, echo=0, phase=True)
+                else:
+                    te = prm["te"] if echo == 1 else prm["te2"]
+                    vol = smp.sample(_spgr(p, prm["tr"], te, prm["flip"]))
+                    frames += self._frames_of(_rician(vol, _ref_level(vol) / prm["snr"], rng), st, echo=echo, te=te)
+            return frames
+        raise ValueError(sp.kind)
+
+    # writing ------------------------------------------------------------------
+    def write(self, sp: _SeriesPlan, frames, series_dir: str) -> int:
+        path = os.path.join(self.outdir, series_dir)
+        os.makedirs(path, exist_ok=True)
+        for name in os.listdir(path):
+            if re.fullmatch(r"IM_\d{4,}\.dcm", name):
+                os.remove(os.path.join(path, name))
+        pl = self.plan
+        rng = self.noise_rng(sp, 99)
+        mags = [f["img"] for f in frames if not (f.get("derived") or f.get("phase"))]
+        hi = float(np.percentile(np.stack(mags).ravel(), 99.5)) if mags else 1.0
+        target = float(rng.uniform(700, 1800)) * (1.6 if pl.vendor == "GE" else 1.0)
+        maxv = 32767 if pl.vendor == "GE" else 4095
+        stored = []
+        for f in frames:
+            if f.get("phase"):
+                v = (f["img"] + np.pi) / (2 * np.pi) * 4095.0
+            elif f.get("derived"):
+                v = f["img"]
+            else:
+                v = f["img"] * target / max(hi, 1e-9)
+            stored.append(np.clip(np.rint(v), 0, maxv).astype(np.int16 if pl.vendor == "GE" else np.uint16))
+        if sp.enhanced:
+            return self._write_enh(sp, frames, stored, path)
+        return self._write_cls(sp, frames, stored, path)
+
+    def _common(self, ds: Dataset, sp: _SeriesPlan) -> None:
+        prm = sp.params
+        h = prm["hdr"]
+        st = sp.stacks[0]
+        ds.ImageType = h["it"]
+        ds.ScanningSequence = h["ss"]
+        ds.SequenceVariant = h["var"]
+        ds.ScanOptions = h["opt"]
+        ds.MRAcquisitionType = h["acq"]
+        ds.SequenceName = h["seq"]
+        ds.SliceThickness = _fmt(st.thickness)
+        ds.RepetitionTime = _fmt(prm["tr"])
+        ds.EchoTime = _fmt(prm["te"])
+        if prm.get("ti"):
+            ds.InversionTime = _fmt(prm["ti"])
+        ds.SpacingBetweenSlices = _fmt(st.spacing)
+        ds.EchoTrainLength = str(prm.get("etl", 1))
+        ds.FlipAngle = _fmt(prm["flip"])
+        ds.PixelBandwidth = _fmt(1500.0 if sp.kind in ("dwi", "dti", "fmri", "asl") else 220.0)
+        ds.AcquisitionMatrix = [0, st.cols, st.rows, 0]
+        ds.InPlanePhaseEncodingDirection = "COL"
+        if sp.kind == "fmri":
+            ds.NumberOfTemporalPositions = str(prm["volumes"])
+        if sp.kind in ("adc", "fa", "cbf") or sp.params.get("phase"):
+            ds.RescaleIntercept = "-4096" if sp.params.get("phase") else "0"
+            ds.RescaleSlope = "2" if sp.params.get("phase") else "1"
+            ds.RescaleType = "US"
+
+    def _b_tags(self, ds: Dataset, b: float, g) -> None:
+        v = self.plan.vendor
+        if v == "SIEMENS":
+            blk = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+            blk.add_new(0x0C, "IS", str(int(b)))
+            blk.add_new(0x0D, "CS", "NONE" if b == 0 else ("DIRECTIONAL" if g is not None else "ISOTROPIC"))
+            if g is not None and b > 0:
+                blk.add_new(0x0E, "FD", list(g))
+            return
+        if v == "GE":
+            blk = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
+            blk.add_new(0x39, "IS", [1_000_000_000 + int(b), 0, 0, 0])
+            return
+        if v == "PHILIPS":
+            blk = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+            blk.add_new(0x03, "FL", float(b))
+            blk.add_new(0x04, "CS", "0" if b == 0 else ("I" if g is None else "O"))
+        ds.DiffusionBValue = float(b)
+        ds.DiffusionDirectionality = "NONE" if b == 0 else ("DIRECTIONAL" if g is not None else "ISOTROPIC")
+        if g is not None and b > 0:
+            ds.DiffusionGradientOrientation = list(g)
+        elif "DiffusionGradientOrientation" in ds:
+            del ds.DiffusionGradientOrientation
+
+    def _write_cls(self, sp, frames, stored, path) -> int:
+        pl = self.plan
+        ds = self._base(sp, T.MR_IMAGE_STORAGE)
+        self._common(ds, sp)
+        wc, ww = _window(np.stack(stored))
+        ds.WindowCenter, ds.WindowWidth = _fmt(wc), _fmt(ww)
+        base_it = list(ds.ImageType)
+        for i, (f, px) in enumerate(zip(frames, stored), start=1):
+            uid = _uid(pl.seed, pl.index, "sop", sp.series_number, i)
+            ds.file_meta.MediaStorageSOPInstanceUID = uid
+            ds.SOPInstanceUID = uid
+            tp = f.get("tp", 0)
+            t_acq = sp.start_s + tp * float(sp.params["tr"]) / 1000.0
+            ds.AcquisitionTime = _tm(pl.study_time_s + t_acq)
+            ds.ContentTime = _tm(pl.study_time_s + t_acq + 20)
+            ds.AcquisitionNumber = str(tp + 1)
+            ds.InstanceNumber = str(i)
+            self._geometry(ds, f["stack"], f["k"])
+            if sp.kind in ("fmri", "asl"):
+                ds.TemporalPositionIdentifier = str(tp + 1)
+                ds.NumberOfTemporalPositions = str(1 + max(g.get("tp", 0) for g in frames))
+            if sp.kind == "fmap":
+                ds.EchoNumbers = str(max(f["echo"], 1) if not f.get("phase") else 2)
+                ds.EchoTime = _fmt(f.get("te", sp.params["te2"]))
+                m = "P" if f.get("phase") else "M"
+                ds.ImageType = [x if x not in ("M", "P") else m for x in base_it] if any(
+                    x in ("M", "P") for x in base_it) else base_it + [m]
+                if f.get("phase"):
+                    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = "-4096", "2", "US"
+            if "b" in f:
+                self._b_tags(ds, float(f["b"]), f.get("direction"))
+            elif sp.kind == "adc" and pl.vendor == "GE":
+                self._b_tags(ds, 1000.0, None)
+            if sp.kind == "dti" and pl.vendor == "SIEMENS":
+                ds.SequenceName = f"*ep_b{int(f['b'])}" + (f"#{f['tp']}" if f["b"] else "")
+            if pl.vendor == "GE":
+                g19 = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
+                g19.add_new(0x9C, "LO", str(ds.SequenceName))
+            ds.PixelData = px.tobytes()
+            ds["PixelData"].VR = "OW"
+            ds.save_as(os.path.join(path, f"IM_{i:04d}.dcm"), enforce_file_format=True)
+        return len(frames)
+
+    def _write_enh(self, sp, frames, stored, path) -> int:
+        pl = self.plan
+        prm = sp.params
+        st = sp.stacks[0]
+        ds = self._base(sp, T.ENHANCED_MR_IMAGE_STORAGE)
+        uid = _uid(pl.seed, pl.index, "sop", sp.series_number, 1)
+        ds.file_meta.MediaStorageSOPInstanceUID = uid
+        ds.SOPInstanceUID = uid
+        h = prm["hdr"]
+        ds.ImageType = h["it"][:4] if len(h["it"]) >= 4 else h["it"] + ["NONE"] * (4 - len(h["it"]))
+        ds.AcquisitionDateTime = pl.study_date + _tm(pl.study_time_s + sp.start_s)
+        ds.ContentTime = _tm(pl.study_time_s + sp.start_s + 30)
+        ds.AcquisitionNumber = "1"
+        ds.InstanceNumber = "1"
+        ds.ContentQualification = "PRODUCT"
+        ds.ResonantNucleus = "1H"
+        ds.MRAcquisitionType = h["acq"]
+        ds.SequenceName = h["seq"]
+        ds.PulseSequenceName = h["seq"]
+        epi = sp.kind in ("dwi", "dti", "adc", "fa", "fmri", "asl", "cbf")
+        ds.EchoPulseSequence = "GRADIENT" if sp.kind in ("fmri", "swi", "t1", "fmap", "loc") else "SPIN"
+        ds.MultipleSpinEcho = "YES" if sp.kind in ("t2", "flair") else "NO"
+        ds.PhaseContrast = "NO"
+        ds.SteadyStatePulseSequence = "NONE"
+        ds.EchoPlanarPulseSequence = "YES" if epi else "NO"
+        ds.SpectrallySelectedSuppression = "FAT" if sp.kind in ("dwi", "dti") else "NONE"
+        ds.AcquisitionContrast = {"dwi": "DIFFUSION", "dti": "DIFFUSION", "adc": "DIFFUSION", "fa": "DIFFUSION",
+                                  "t2": "T2", "flair": "FLUID_ATTENUATED", "t1": "T1", "fmri": "T2_STAR",
+                                  "swi": "T2_STAR"}.get(sp.kind, "UNKNOWN")
+        ds.NumberOfFrames = str(len(frames))
+        ds.Rows, ds.Columns = st.rows, st.cols
+        ds.VolumetricProperties = "VOLUME"
+        ds.VolumeBasedCalculationTechnique = "NONE"
+        ds.ComplexImageComponent = "PHASE" if prm.get("phase") else "MAGNITUDE"
+        ds.PixelPresentation = "MONOCHROME"
+        if sp.kind == "fmri":
+            ds.NumberOfTemporalPositions = str(prm["volumes"])
+        dim_uid = _uid(pl.seed, pl.index, "dimorg", sp.series_number)
+        org = Dataset()
+        org.DimensionOrganizationUID = dim_uid
+        ds.DimensionOrganizationSequence = DicomSequence([org])
+        has_b = any("b" in f for f in frames)
+        has_t = any("tp" in f for f in frames) and sp.kind not in ("dti",)
+        dims = [(0x00209056, 0x00209111, "Stack ID"), (0x00209057, 0x00209111, "In-Stack Position Number")]
+        if has_b:
+            dims.append((0x00189087, 0x00189117, "Diffusion b-value"))
+        if has_t or sp.kind == "dti":
+            dims.append((0x00209128, 0x00209111, "Temporal Position Index"))
+        items = []
+        for ptr, grp, label in dims:
+            it = Dataset()
+            it.DimensionOrganizationUID = dim_uid
+            it.DimensionIndexPointer = ptr
+            it.FunctionalGroupPointer = grp
+            it.DimensionDescriptionLabel = label
+            items.append(it)
+        ds.DimensionIndexSequence = DicomSequence(items)
+        shared = Dataset()
+        po = Dataset()
+        po.ImageOrientationPatient = _ds_list(st.iop)
+        shared.PlaneOrientationSequence = DicomSequence([po])
+        pm = Dataset()
+        pm.PixelSpacing = _ds_list([st.ps_row, st.ps_col])
+        pm.SliceThickness = _fmt(st.thickness)
+        pm.SpacingBetweenSlices = _fmt(st.spacing)
+        shared.PixelMeasuresSequence = DicomSequence([pm])
+        tm = Dataset()
+        tm.RepetitionTime = _fmt(prm["tr"])
+        tm.FlipAngle = _fmt(prm["flip"])
+        tm.EchoTrainLength = str(prm.get("etl", 1))
+        shared.MRTimingAndRelatedParametersSequence = DicomSequence([tm])
+        if prm.get("ti"):
+            mod = Dataset()
+            mod.InversionRecovery = "YES"
+            mod.InversionTimes = [float(prm["ti"])]
+            shared.MRModifierSequence = DicomSequence([mod])
+        ds.SharedFunctionalGroupsSequence = DicomSequence([shared])
+        slope = float(pl.opts["philips_slope"]) if pl.vendor == "PHILIPS" and not any(
+            f.get("derived") for f in frames) else 1.0
+        b_index: dict[float, int] = {}
+        per = []
+        for i, f in enumerate(frames):
+            g = Dataset()
+            fc = Dataset()
+            tp = f.get("tp", 0)
+            fc.FrameAcquisitionDateTime = pl.study_date + _tm(pl.study_time_s + sp.start_s + tp * prm["tr"] / 1000.0)
+            fc.StackID = "1"
+            fc.InStackPositionNumber = f["k"] + 1
+            fc.TemporalPositionIndex = tp + 1
+            div = [1, f["k"] + 1]
+            if has_b:
+                div.append(b_index.setdefault(float(f.get("b", 0)), len(b_index) + 1))
+            if has_t or sp.kind == "dti":
+                div.append(tp + 1)
+            fc.DimensionIndexValues = div
+            g.FrameContentSequence = DicomSequence([fc])
+            pp = Dataset()
+            pp.ImagePositionPatient = _ds_list(st.ipp(f["k"]))
+            g.PlanePositionSequence = DicomSequence([pp])
+            echo = Dataset()
+            echo.EffectiveEchoTime = float(f.get("te", prm["te"]))
+            g.MREchoSequence = DicomSequence([echo])
+            ft = Dataset()
+            ft.FrameType = list(ds.ImageType)
+            ft.PixelPresentation = "MONOCHROME"
+            ft.VolumetricProperties = "VOLUME"
+            ft.VolumeBasedCalculationTechnique = "NONE"
+            ft.ComplexImageComponent = ds.ComplexImageComponent
+            ft.AcquisitionContrast = ds.AcquisitionContrast
+            g.MRImageFrameTypeSequence = DicomSequence([ft])
+            if "b" in f:
+                dif = Dataset()
+                b = float(f["b"])
+                gdir = f.get("direction")
+                dif.DiffusionDirectionality = "NONE" if b == 0 else ("DIRECTIONAL" if gdir is not None else "ISOTROPIC")
+                dif.DiffusionBValue = b
+                if gdir is not None and b > 0:
+                    gd = Dataset()
+                    gd.DiffusionGradientOrientation = list(gdir)
+                    dif.DiffusionGradientDirectionSequence = DicomSequence([gd])
+                g.MRDiffusionSequence = DicomSequence([dif])
+            pvt = Dataset()
+            pvt.RescaleIntercept = "-4096" if f.get("phase") else "0"
+            pvt.RescaleSlope = "2" if f.get("phase") else _fmt(slope)
+            pvt.RescaleType = "US"
+            g.PixelValueTransformationSequence = DicomSequence([pvt])
+            voi = Dataset()
+            wc, ww = _window(stored[i])
+            voi.WindowCenter, voi.WindowWidth = _fmt(wc), _fmt(ww)
+            g.FrameVOILUTSequence = DicomSequence([voi])
+            per.append(g)
+        ds.PerFrameFunctionalGroupsSequence = DicomSequence(per)
+        arr = np.stack(stored)
+        if slope != 1.0:
+            arr = np.clip(np.rint(arr / slope), 0, 4095).astype(arr.dtype)
+        ds.PixelData = arr.tobytes()
+        ds["PixelData"].VR = "OW"
+        ds.save_as(os.path.join(path, "IM_0001.dcm"), enforce_file_format=True)
+        return 1
+
+
+# =============================================================================
 # labels.csv and the output folder
 # =============================================================================
 
@@ -1946,7 +2790,9 @@ def _write_labels(outdir: str, old: list[dict[str, str]], new: list[SynthSeries]
 
 def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
                      vendors: Optional[Sequence[str]] = None, size: str = "small",
-                     progress: Optional[ProgressFn] = None) -> list[SynthSeries]:
+                     progress: Optional[ProgressFn] = None,
+                     kinds: Sequence[str] = ("prostate",),
+                     prostate_extras: bool = False) -> list[SynthSeries]:
     """Write ``studies`` synthetic prostate mpMRI studies under ``outdir``.
 
     Layout: ``<PatientID>/<StudyDate>/<SeriesNumber>-<safe description>/IM_0001.dcm ...``
@@ -1965,8 +2811,20 @@ def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
         Non-negative integer; the same seed gives the same series, UIDs and
         pixel values.  Study ``i`` uses patient ID ``SYNTH-<seed>-<i+1:03d>``.
     vendors:
-        Vendors to cycle through (study ``i`` gets ``vendors[i % len(vendors)]``);
-        default ``("SIEMENS", "GE", "PHILIPS")``.
+        Vendors to cycle through, per study kind (the ``n``-th study of a kind
+        gets ``vendors[n % len(vendors)]``); default :data:`PROSTATE_VENDORS`
+        ``("SIEMENS", "GE", "PHILIPS")`` for prostate studies and
+        :data:`NEURO_VENDORS` ``("SIEMENS_XA", "GE", "PHILIPS", "UIH", "CANON")``
+        for neuro studies.  Prostate studies accept only the first three.
+    kinds:
+        Study kinds, ``"prostate"`` and/or ``"neuro"``; study ``i`` is of kind
+        ``kinds[i % len(kinds)]``.  The default keeps the output of earlier
+        versions byte for byte.
+    prostate_extras:
+        Give prostate studies the newer variants too: Siemens raw 3-scan-trace
+        multi-direction DWI (``dwi_3scan``) and TWIST-named per-time-point DCE
+        with TemporalPositionIdentifier (``dce_twist``).  Off by default so that
+        existing outputs stay identical.
     size:
         ``"small"`` (default: <= ~400 files and <= 20 slices per series, a few
         seconds per study) or ``"tiny"`` (a few slices of <= 64 pixels, for tests).
@@ -1994,30 +2852,45 @@ def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
     seed, studies = int(seed), int(studies)
     if isinstance(vendors, str):
         vendors = [vendors]
-    vlist = [str(v).strip().upper() for v in (vendors if vendors is not None else VENDORS)]
-    if not vlist:
+    klist = _norm_kinds(kinds)
+    vlist = [str(v).strip().upper() for v in vendors] if vendors is not None else None
+    if vlist is not None and not vlist:
         raise ValueError("vendors must name at least one vendor")
-    for v in vlist:
+    for v in vlist or []:
         if v not in _VENDOR_INFO:
             raise ValueError(f"unknown vendor {v!r}; expected one of {', '.join(VENDORS)}")
+    if vlist is not None and "prostate" in klist and not all(v in PROSTATE_VENDORS for v in vlist):
+        raise ValueError(f"prostate studies support only the vendors {', '.join(PROSTATE_VENDORS)}")
     old_rows = _check_outdir(outdir)
     os.makedirs(outdir, exist_ok=True)
 
     # Plan all studies first (cheap) so progress knows the total.
     plans: list[_StudyPlan] = []
-    seen: dict[str, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for i in range(studies):
-        vendor = vlist[i % len(vlist)]
-        occ = seen.get(vendor, 0)
-        seen[vendor] = occ + 1
-        plans.append(_plan_study(seed, i, vendor, occ, spec, _prostate_center(seed, i)))
+        kind = klist[i % len(klist)]
+        kocc = i // len(klist)
+        cycle = vlist if vlist is not None else (PROSTATE_VENDORS if kind == "prostate" else NEURO_VENDORS)
+        vendor = cycle[kocc % len(cycle)]
+        occ = seen.get((kind, vendor), 0)
+        seen[(kind, vendor)] = occ + 1
+        if kind == "neuro":
+            plans.append(_plan_neuro_study(seed, i, vendor, occ, size))
+        else:
+            plans.append(_plan_study(seed, i, vendor, occ, spec, _prostate_center(seed, i),
+                                     extras=bool(prostate_extras)))
     total = sum(len(p.series) for p in plans)
     done = 0
     written: list[SynthSeries] = []
     notes: dict[str, str] = {}
     for plan in plans:
-        phantom = _build_phantom(seed, plan.index, spec.phantom_mm, plan.field_strength)
-        writer = _StudyWriter(plan, phantom, outdir, spec)
+        if plan.opts.get("kind") == "neuro":
+            phantom = _build_head_phantom(seed, plan.index, _NEURO_SIZES[size.lower()]["phantom_mm"],
+                                          plan.field_strength)
+            writer: _StudyWriter = _NeuroWriter(plan, phantom, outdir, spec)
+        else:
+            phantom = _build_phantom(seed, plan.index, spec.phantom_mm, plan.field_strength)
+            writer = _StudyWriter(plan, phantom, outdir, spec)
         study_dir = f"{plan.patient_id}/{plan.study_date}"
         for sp in plan.series:
             series_dir = f"{study_dir}/{sp.series_number}-{_safe_name(sp.description)}"

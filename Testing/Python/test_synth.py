@@ -576,3 +576,174 @@ def test_small_size_stays_small(tmp_path):
                          for p in files_of(root, s)})
             assert n_pos <= 20, s.series_dir
             assert max(ds.Rows, ds.Columns) <= 192
+
+
+# -----------------------------------------------------------------------------
+# Neuro studies, new vendors, prostate extras
+# -----------------------------------------------------------------------------
+
+# sha256 over (relative path, bytes) of generate_studies(out, studies=3, seed=0, size="tiny"),
+# computed before neuro studies were added: the default output must not change.
+PROSTATE_TINY3_DIGEST = "fd30c22b81dba5a22d3e0748bc8004785e24d9bc06d5820e52ac17514e42ab5e"
+
+
+def test_default_prostate_output_is_unchanged(three):
+    root, series, _ = three
+    h = hashlib.sha256()
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            h.update(p.read_bytes())
+    assert h.hexdigest() == PROSTATE_TINY3_DIGEST
+
+
+@pytest.fixture(scope="module")
+def neuro(tmp_path_factory):
+    """Five tiny neuro studies, one per default neuro vendor."""
+    out = tmp_path_factory.mktemp("neuro")
+    return out, generate_studies(out, studies=5, seed=SEED, size="tiny", kinds=("neuro",))
+
+
+def true_kind(root: Path, s: SynthSeries) -> str:
+    note = read_note(root, s)
+    return note.rsplit("[", 1)[-1].rstrip("]") if s.variant != "misleading_description" else \
+        note.split("true variant ", 1)[1].split(")")[0]
+
+
+def neuro_series(root, series, vendor, what):
+    return next(s for s in series if s.vendor == vendor and true_kind(root, s).startswith(what))
+
+
+def test_neuro_labels_vendors_and_manufacturers(neuro):
+    root, series = neuro
+    assert [s.vendor for s in series if s.series_number in (1, 101)] == \
+        ["SIEMENS_XA", "GE", "PHILIPS", "UIH", "CANON"]
+    for pid in {s.patient_id for s in series}:
+        labels = {s.label for s in series if s.patient_id == pid}
+        assert labels == {SequenceLabel.DWI, SequenceLabel.ADC, SequenceLabel.T2w, SequenceLabel.OTHER}
+    manu = {"SIEMENS_XA": {"Siemens Healthineers"}, "UIH": {"UIH"}, "CANON": {"CANON_MEC", "TOSHIBA"},
+            "GE": {"GE MEDICAL SYSTEMS"}, "PHILIPS": {"Philips Medical Systems"}}
+    for s in series:
+        ds = pydicom.dcmread(files_of(root, s)[0], stop_before_pixels=True)
+        assert ds.Manufacturer in manu[s.vendor]
+        assert ds.BodyPartExamined in ("HEAD", "BRAIN")
+        if s.vendor == "SIEMENS_XA":
+            assert ds.SoftwareVersions.startswith("syngo MR XA")
+    rows = read_labels(root)
+    assert all(r["note"].startswith("synthetic") for r in rows)
+
+
+def test_neuro_fmri_is_epi_time_series_without_diffusion(neuro):
+    from SeqClassifierLib.series_reader import discover_series
+    root, series = neuro
+    found = discover_series(str(root))
+    found = getattr(found, "series", found)
+    by_uid = {getattr(x, "series_uid", None) or getattr(x, "SeriesInstanceUID", None): x for x in found}
+    for vendor in ("SIEMENS_XA", "GE", "UIH"):
+        s = neuro_series(root, series, vendor, "fmri")
+        assert s.label is SequenceLabel.OTHER
+        info = by_uid[s.series_uid]
+        assert info.temporal_positions >= 10
+        assert not [b for b in (info.b_values or []) if b > 0]
+        ds = pydicom.dcmread(files_of(root, s)[0], stop_before_pixels=True)
+        if "EchoPlanarPulseSequence" in ds:
+            assert ds.EchoPlanarPulseSequence == "YES"
+        else:
+            ss = ds.ScanningSequence
+            assert "EP" in ([ss] if isinstance(ss, str) else list(ss))
+            assert "DiffusionBValue" not in ds
+
+
+def test_neuro_dti_one_series_many_directions(neuro):
+    root, series = neuro
+    for vendor in ("GE", "UIH", "CANON", "SIEMENS_XA"):
+        s = neuro_series(root, series, vendor, "dti")
+        assert s.label is SequenceLabel.DWI
+        per_pos = defaultdict(list)
+        for path in files_of(root, s):
+            for img, ipp, iop, ps, b, tp in frames(path):
+                per_pos[tuple(np.round(ipp, 2))].append(b)
+        assert {b for bs in per_pos.values() for b in bs} == {0.0, 1000.0}
+        assert min(len(bs) for bs in per_pos.values()) >= 7
+    xa = neuro_series(root, series, "SIEMENS_XA", "dti")
+    ds = pydicom.dcmread(files_of(root, xa)[0], stop_before_pixels=True)
+    dirs = [g.MRDiffusionSequence[0].DiffusionGradientDirectionSequence[0].DiffusionGradientOrientation
+            for g in ds.PerFrameFunctionalGroupsSequence if g.MRDiffusionSequence[0].DiffusionBValue > 0]
+    assert len({tuple(d) for d in dirs}) >= 6
+
+
+def test_neuro_standard_b_value_tags(neuro):
+    root, series = neuro
+    for vendor in ("UIH", "CANON"):
+        s = neuro_series(root, series, vendor, "dwi")
+        bs = {float(pydicom.dcmread(p, stop_before_pixels=True).DiffusionBValue) for p in files_of(root, s)}
+        assert bs == {0.0, 1000.0}
+    ge = neuro_series(root, series, "GE", "dwi")
+    ds = pydicom.dcmread(files_of(root, ge)[-1], stop_before_pixels=True)
+    assert ds.private_block(0x0043, "GEMS_PARM_01")[0x39].value[0] - 1_000_000_000 in (0, 1000)
+    xa = neuro_series(root, series, "SIEMENS_XA", "dwi")
+    paths = files_of(root, xa)
+    assert len(paths) == 1
+    ds = pydicom.dcmread(paths[0])
+    assert ds.SOPClassUID == ENHANCED_MR
+    bs = [float(g.MRDiffusionSequence[0].DiffusionBValue) for g in ds.PerFrameFunctionalGroupsSequence]
+    assert sorted(set(bs)) == [0.0, 1000.0] and len(bs) == int(ds.NumberOfFrames)
+
+
+def test_neuro_fieldmap_magnitude_and_phase_and_derived_maps(neuro):
+    root, series = neuro
+    for vendor in ("GE", "UIH", "CANON", "PHILIPS"):
+        types = set()
+        for s in series:
+            if s.vendor == vendor and true_kind(root, s).startswith("fmap"):
+                assert s.label is SequenceLabel.OTHER
+                types |= {tuple(pydicom.dcmread(p, stop_before_pixels=True).ImageType) for p in files_of(root, s)}
+        assert any("M" in t for t in types) and any("P" in t for t in types)
+    for what in ("fa", "cbf", "asl", "t1", "flair", "swi"):
+        assert neuro_series(root, series, "GE", what).label is SequenceLabel.OTHER
+
+
+def head_means(root, s, tissues):
+    ph = study_phantom(SEED, study_index(s), "tiny", s.vendor, kinds=("neuro",))
+    assert ph.kind == "neuro"
+    acc = defaultdict(list)
+    for path in files_of(root, s):
+        for img, ipp, iop, ps, b, tp in frames(path):
+            lab = ph.label_at(pixel_positions(ipp, iop, ps, *img.shape))
+            for t in tissues:
+                inside = lab == int(t)
+                core = inside.copy()
+                for axis in (0, 1):
+                    for shift in (1, -1):
+                        core &= np.roll(inside, shift, axis)
+                if core.any():
+                    acc[(b, t)].append(img[core])
+    return {k: float(np.concatenate(v).mean()) for k, v in acc.items()}
+
+
+def test_head_phantom_contrast(neuro):
+    from SeqClassifierLib.synth import HeadTissue as H
+    root, series = neuro
+    t2 = neuro_series(root, series, "GE", "t2")
+    m = head_means(root, t2, (H.CSF, H.WHITE_MATTER))
+    assert m[(None, H.CSF)] > 2 * m[(None, H.WHITE_MATTER)]
+    adc = neuro_series(root, series, "UIH", "adc")
+    m = head_means(root, adc, (H.CSF, H.WHITE_MATTER))
+    assert m[(None, H.CSF)] > 2500
+    assert 450 < m[(None, H.WHITE_MATTER)] < 1000
+
+
+def test_mixed_kinds_and_prostate_extras(tmp_path):
+    series = generate_studies(tmp_path / "mix", studies=2, seed=SEED, size="tiny",
+                              kinds=("prostate", "neuro"), prostate_extras=True)
+    root = tmp_path / "mix"
+    assert {s.vendor for s in series} == {"SIEMENS", "SIEMENS_XA"}
+    three_scan = [s for s in series if true_kind(root, s) == "dwi_3scan"]
+    assert three_scan and three_scan[0].label is SequenceLabel.DWI
+    ds = pydicom.dcmread(files_of(root, three_scan[0])[-1], stop_before_pixels=True)
+    assert list(ds.ImageType[:4]) == ["ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"]
+    assert ds.private_block(0x0019, "SIEMENS MR HEADER")[0x0D].value == "DIRECTIONAL"
+    with pytest.raises(ValueError):
+        generate_studies(tmp_path / "bad", size="tiny", kinds=("knee",))
+    with pytest.raises(ValueError):
+        generate_studies(tmp_path / "bad2", size="tiny", vendors=["UIH"])
