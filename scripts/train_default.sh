@@ -24,7 +24,7 @@ if [ ! -f "$synth/done" ]; then
   for j in $(seq 0 $((JOBS - 1))); do
     n=$(( STUDIES - j * per < per ? STUDIES - j * per : per ))
     [ "$n" -gt 0 ] || continue
-    $SC synth "$synth/part$j" --studies "$n" --seed $((1000 + 100 * j)) --quiet &
+    $SC synth "$synth/part$j" --studies "$n" --seed $((1000 + 100 * j)) --kinds prostate neuro --prostate-extras --quiet &
   done
   wait
   echo "synthetic training set: $STUDIES studies in $(( $(date +%s) - start )) s" >&2

@@ -209,7 +209,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
     bar = _progress("writing studies", None if not args.quiet else False)
     try:
         series = generate_studies(args.outdir, studies=args.studies, seed=args.seed, size=args.size,
-                                  progress=bar)
+                                  kinds=tuple(args.kinds), prostate_extras=args.prostate_extras, progress=bar)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--studies", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", default="small", choices=("tiny", "small"))
+    p.add_argument("--kinds", nargs="+", default=["prostate"], choices=("prostate", "neuro"),
+                   help="study kinds, alternating (neuro: brain DWI/DTI/ADC, fMRI, ASL, field maps, T1w ...)")
+    p.add_argument("--prostate-extras", action="store_true",
+                   help="also 3-scan trace DWI and TWIST-named per-time-point DCE in Siemens prostate studies")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
     return parser
