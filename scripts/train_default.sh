@@ -16,6 +16,7 @@ DEVICE="${DEVICE:-auto}"
 SC="${SC:-.venv/bin/seqclassifier}"
 EPOCHS="${EPOCHS:-60}"
 mkdir -p "$work"
+t0=$(date +%s)
 synth="$work/synth"
 if [ ! -f "$synth/done" ]; then
   rm -rf "$synth"; mkdir -p "$synth"
@@ -34,24 +35,26 @@ synth_labels=$(ls "$synth"/part*/labels.csv)
 synth_roots=$(ls -d "$synth"/part*)
 common=(--strategy joint --backbone compact_cnn --max-epochs "$EPOCHS" --patience 8 --device "$DEVICE" --quiet)
 
+# PARALLEL=1 runs the four trainings at once (a GPU machine with many cores).
+bg() { if [ "${PARALLEL:-0}" = 1 ]; then "$@" & else "$@"; fi; }
+
 # 1) the default model: all synthetic studies + both real studies, 4 folds by patient
 if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
   mkdir -p Resources/Models
   cmd="seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out Resources/Models/seqclassifier_default.json --folds 4 ${common[*]}"
-  start=$(date +%s)
-  $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" \
+  bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" \
      --out Resources/Models/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
-  echo "default model trained in $(( $(date +%s) - start )) s" >&2
 fi
 
 # 2) leave-one-study-out on the real studies (synthetic + the other real study)
 for held in ProstateX-0000 ProstateX-0001; do
   other=$([ "$held" = ProstateX-0000 ] && echo ProstateX-0001 || echo ProstateX-0000)
-  $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX/$other" \
+  bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX/$other" \
      --out "$work/loso_without_$held.json" --folds 4 "${common[@]}"
 done
 # 3) synthetic data only
-$SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_only.json" --folds 4 "${common[@]}"
+bg $SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_only.json" --folds 4 "${common[@]}"
+wait
 
 echo "== leave-one-study-out =="
 for held in ProstateX-0000 ProstateX-0001; do
@@ -61,3 +64,4 @@ done
 echo "== synthetic only, scored on the real studies =="
 $SC evaluate --models "$work/synthetic_only.json" --labels "$PROSTATEX/labels.csv" --data "$PROSTATEX" \
    --name prostatex --out "$work/report_synthetic_only" --device "$DEVICE"
+echo "total wall time $(( $(date +%s) - t0 )) s" >&2
