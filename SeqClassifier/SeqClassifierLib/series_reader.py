@@ -451,8 +451,13 @@ def _check_pixel_data(head: bytes, offset: int, file_size: int) -> None:
         )
 
 
-def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
-    """pydicom's view of the header: (data set, file size, pixel data offset, its first 12 bytes)."""
+def read_file_header(path: PathLike) -> FileHeader:
+    """Read what discovery needs from one file's header (never its pixel data).
+
+    Raises :class:`UnusableFile` with a human-readable reason for anything that
+    is not a usable MR image.
+    """
+    path = os.fspath(path)
     try:
         size = os.path.getsize(path)
     except OSError as exc:
@@ -479,42 +484,7 @@ def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
         raise UnusableFile(f"cannot read: {exc.strerror or exc}") from None
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise UnusableFile(f"corrupt or truncated DICOM header ({type(exc).__name__}: {exc})") from None
-    return ds, size, pixel_offset, pixel_head
 
-
-def read_file_header_pydicom(path: PathLike) -> FileHeader:
-    """:func:`read_file_header` through pydicom only (the reference the fast reader must match)."""
-    path = os.fspath(path)
-    ds, size, pixel_offset, pixel_head = _read_dataset_pydicom(path)
-    return _header_from_dataset(path, ds, size, pixel_offset, pixel_head)
-
-
-#: Use :mod:`.fast_header` before pydicom (set SEQCLASSIFIER_FAST_HEADERS=0 to turn it off).
-FAST_HEADERS = os.environ.get("SEQCLASSIFIER_FAST_HEADERS", "1").strip().lower() not in ("0", "false", "no", "off")
-
-
-def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHeader:
-    """Read what discovery needs from one file's header (never its pixel data).
-
-    Tries :func:`.fast_header.read_file_header_fast` first (unless ``fast`` is
-    False or :data:`FAST_HEADERS` is off); whatever it is not certain about
-    is read by pydicom (:func:`read_file_header_pydicom`).  Both give the same
-    result.  Raises :class:`UnusableFile` with a human-readable reason for
-    anything that is not a usable MR image.
-    """
-    path = os.fspath(path)
-    if FAST_HEADERS if fast is None else fast:
-        from .fast_header import FastPathUnsupported, read_file_header_fast
-
-        try:
-            return read_file_header_fast(path)
-        except FastPathUnsupported:
-            pass
-    return read_file_header_pydicom(path)
-
-
-def _header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel_head: bytes) -> FileHeader:
-    """Checks and values shared by the pydicom and the fast reader (``ds``: either's data set)."""
     meta = getattr(ds, "file_meta", None)
     sop_class = _text(_elem_value(ds, T.SOP_CLASS_UID)) or (
         _text(getattr(meta, "MediaStorageSOPClassUID", "")) if meta is not None else ""
