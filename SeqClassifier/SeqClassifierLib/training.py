@@ -16,9 +16,9 @@ Recipes
 Both: class-weighted cross-entropy (inverse class frequency), K folds split by
 patient (no patient in two folds), fixed seeds, MR-style augmentation
 (intensity/contrast/gamma jitter, smooth bias field, noise, flips, small
-rotations, scaled crops), modality dropout (metadata masked, image masked, or
-the description keywords blanked) so that stripped headers or unreadable
-images are still classified.  After training, one temperature is fitted on
+rotations, scaled crops), modality dropout (metadata masked, image masked, the
+description keywords blanked, or the b-value features blanked) so that
+stripped headers or unreadable images are still classified.  After training, one temperature is fitted on
 the out-of-fold validation logits and the needs-review threshold is set from
 out-of-fold errors; both go into the card.
 """
@@ -48,6 +48,7 @@ LogFn = Callable[[str], None]
 
 _TOKEN_IDX = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("tok:")]
 _EMPTY_IDX = FEATURE_NAMES.index("tok:empty")
+_BVALUE_IDX = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("b:")]
 
 
 # ----------------------------------------------------------------------------
@@ -215,6 +216,7 @@ class TrainConfig:
     p_drop_meta: float = 0.15
     p_drop_image: float = 0.15
     p_blank_description: float = 0.2
+    p_blank_bvalues: float = 0.2
     lora_rank: int = 0
     weight_decay: float = 1e-4
     half_weights: bool = True          # store the checkpoint in float16 (half the size)
@@ -283,6 +285,11 @@ def _forward_batch(model, data: _Tensors, idx, cfg: TrainConfig, train: bool, ge
         if blank.any():
             meta[blank.nonzero().squeeze(1).unsqueeze(1), torch.tensor(_TOKEN_IDX, device=dev)] = 0.0
             meta[blank, _EMPTY_IDX] = 1.0
+        # b-value tags are often stripped by anonymisers (private tags) or never
+        # written: the model must also recognise diffusion from TE, ImageType, EPI.
+        no_b = torch.from_numpy(rng.random(len(idx)) < cfg.p_blank_bvalues).to(dev)
+        if no_b.any():
+            meta[no_b.nonzero().squeeze(1).unsqueeze(1), torch.tensor(_BVALUE_IDX, device=dev)] = 0.0
     images = _model_input(x, model.input_size or x.shape[-1], model.mean or (0.5,) * 3, model.std or (0.5,) * 3) \
         if model.uses_image else None
     return images, meta, img_present, meta_present, data.labels[ii]
@@ -511,7 +518,8 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
             "head_epochs": cfg.head_epochs, "head_lr": cfg.head_lr, "finetune_lr": cfg.finetune_lr,
             "scratch_lr": cfg.scratch_lr, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
             "batch_size": cfg.batch_size, "modality_dropout": {"meta": cfg.p_drop_meta, "image": cfg.p_drop_image,
-                                                                "description": cfg.p_blank_description},
+                                                                "description": cfg.p_blank_description,
+                                                                "b_values": cfg.p_blank_bvalues},
             "lora_rank": cfg.lora_rank, "command": command,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "torch": torch.__version__,
