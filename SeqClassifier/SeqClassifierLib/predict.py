@@ -92,12 +92,28 @@ class Classifier:
             self.device = resolve_device(device)
             self._model, self.card = load_checkpoint(self.model_path, map_location=self.device)
             self._model.to(self.device).eval()
+            if self.device.startswith("cuda"):
+                self._warm_up()
             schema = str(self.card.get("feature_schema_version", ""))
             if schema and schema.split(".")[0] != FEATURE_SCHEMA_VERSION.split(".")[0]:
                 raise ValueError(
                     f"{self.model_path}: model was trained on feature schema {schema}, "
                     f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION}"
                 )
+
+    def _warm_up(self) -> None:
+        """One dummy batch at load time: CUDA context, cuDNN autotuning and kernel
+        compilation happen here instead of delaying the first real series."""
+        import torch
+
+        from .features import N_FEATURES
+
+        size, _, _, uses_image = self._preprocessing()
+        images = torch.zeros(2, 3, size, size, device=self.device) if uses_image else None
+        meta = torch.zeros(2, N_FEATURES, device=self.device)
+        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+            self._model(images, meta)
+        torch.cuda.synchronize()
 
     @property
     def is_trained(self) -> bool:

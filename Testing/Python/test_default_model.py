@@ -1,0 +1,72 @@
+"""The shipped default model: trusted loading, and correct labels on the real studies."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from SeqClassifierLib.checkpoint import load_checkpoint, read_card, sha256_file
+from SeqClassifierLib.features import FEATURE_SCHEMA_VERSION
+from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.predict import Classifier, default_model_path
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "Resources" / "Models" / "seqclassifier_default.json"
+
+
+def test_default_model_ships_with_a_complete_card():
+    assert default_model_path() == MODEL
+    card = read_card(MODEL)
+    weights = MODEL.with_suffix(".safetensors")
+    assert weights.stat().st_size < 25 * 1024 * 1024
+    assert card["weights_sha256"] == sha256_file(weights)
+    assert card["classes"] == list(CLASS_NAMES)
+    assert card["feature_schema_version"] == FEATURE_SCHEMA_VERSION
+    assert card["n_folds"] == 4 and card["model"]["strategy"] == "joint"
+    assert "scripts/train_default.sh" in card["training"]["command"]
+    assert card["training"]["wall_time_s"] > 0 and card["training"]["device"]
+    assert 0.5 <= card["review_threshold"] <= 0.95 and card["temperature"] > 0
+    assert card["metrics"]["out_of_fold"]["macro_f1"] >= 0.95
+
+
+def test_default_model_classifies_every_real_series_correctly(prostatex_discovery, prostatex_labels):
+    truth = {r["SeriesInstanceUID"]: r["label"] for r in prostatex_labels}
+    clf = Classifier(device="cpu")
+    assert clf.is_trained and clf.model_name.startswith("seqclassifier_default")
+    preds = clf.classify(prostatex_discovery.series)
+    got = {p.series_uid: p.label.value for p in preds}
+    assert got == truth
+    assert all(abs(sum(p.probabilities.values()) - 1.0) < 1e-3 for p in preds)
+
+
+def test_metadata_only_when_the_image_is_unreadable(prostatex_discovery, monkeypatch):
+    """A series whose pixels cannot be read is still classified from its headers, and flagged."""
+    from SeqClassifierLib import predict
+    from SeqClassifierLib.preprocessing import ImageUnavailable
+
+    def broken(*args, **kwargs):
+        raise ImageUnavailable("pixel data unreadable (test)")
+
+    monkeypatch.setattr(predict, "prepare_image", broken)
+    t2 = [s for s in prostatex_discovery.series if s.description == "t2_tse_tra"]
+    preds = Classifier(device="cpu").classify(t2)
+    assert [p.label.value for p in preds] == ["T2w"] * len(t2)
+    assert all(p.needs_review and "metadata only" in p.note for p in preds)
+
+
+def test_tampered_default_model_is_refused(tmp_path):
+    from SeqClassifierLib.checkpoint import CheckpointError
+
+    card = tmp_path / "m.json"
+    weights = tmp_path / "m.safetensors"
+    data = bytearray(MODEL.with_suffix(".safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    c = json.loads(MODEL.read_text())
+    c["weights_file"] = weights.name
+    card.write_text(json.dumps(c))
+    with pytest.raises(CheckpointError, match="SHA-256|sha256|hash"):
+        load_checkpoint(card)
