@@ -397,12 +397,26 @@ class LabelStore:
             return self._quarantine(reason or "unreadable")
         return entries
 
+    #: Temporary files of writers that died mid-write are removed after this long.
+    STALE_TEMP_SECONDS = 600
+
+    def _remove_stale_temps(self) -> None:
+        """Delete ``.labels.json.*.tmp`` left by killed writers (called under the lock)."""
+        now = time.time()
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                if now - tmp.stat().st_mtime > self.STALE_TEMP_SECONDS:
+                    tmp.unlink()
+            except OSError:
+                pass
+
     def _update(self, change: Callable[[dict[str, LabelEntry]], Any]) -> Any:
         """Merge-on-write: lock, re-read, apply ``change`` in place, write atomically."""
         with self._locked():
             entries = self._load_locked()
             result = change(entries)
             atomic_write_text(self.path, _serialise(entries))
+            self._remove_stale_temps()
             return result
 
     def load(self) -> dict[str, LabelEntry]:

@@ -232,3 +232,22 @@ def test_csv_export_training_format(tmp_path):
     assert store.export_json(js) == 3
     doc = json.loads(js.read_text())
     assert set(doc["series"]) == {"1.1", "1.2", "1.3"} and doc["series"]["1.2"]["confirmed_label"] == "ADC"
+
+
+def test_stale_temp_files_of_killed_writers_are_cleaned(tmp_path):
+    import os
+    import time as _time
+
+    from SeqClassifierLib.label_store import LabelStore
+
+    store = LabelStore(tmp_path / "labels.json")
+    stale = tmp_path / ".labels.json.abc123.tmp"
+    fresh = tmp_path / ".labels.json.def456.tmp"
+    stale.write_text("{partial")
+    fresh.write_text("{partial")
+    old = _time.time() - 2 * LabelStore.STALE_TEMP_SECONDS
+    os.utime(stale, (old, old))
+    store.confirm("1.2.3", "T2w")
+    assert not stale.exists()          # a dead writer's leftover is removed
+    assert fresh.exists()              # a live writer's file is not touched
+    assert str(getattr(store.get("1.2.3").label, "value", store.get("1.2.3").label)) == "T2w"
