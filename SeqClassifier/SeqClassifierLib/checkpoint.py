@@ -26,7 +26,6 @@ import enum
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -38,6 +37,7 @@ from safetensors.torch import save_file as _st_save_file
 
 from .backbones import sha256_file
 from .fusion import SequenceModel, model_from_config
+from .atomic import atomic_write, atomic_write_bytes
 from .labels import CLASS_NAMES
 
 __all__ = [
@@ -80,37 +80,6 @@ def checkpoint_paths(path: PathLike) -> Tuple[Path, Path]:
     if p.suffix.lower() in (".json", ".safetensors"):
         p = p.with_suffix("")
     return p.with_name(p.name + ".json"), p.with_name(p.name + ".safetensors")
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(str(directory), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(dest: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=str(dest.parent))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(dest.parent)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -204,27 +173,16 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
 
     # 1) weights, atomically
     tensors = _fold_tensors(models, dtype)
-    fd, tmp = tempfile.mkstemp(prefix=f".{weights_path.name}.", suffix=".tmp", dir=str(weights_path.parent))
-    os.close(fd)
-    try:
-        _st_save_file(
-            tensors,
-            tmp,
-            metadata={"format": "pt", "seqclassifier": _FORMAT_MARKER,
-                      "format_version": str(CARD_FORMAT_VERSION), "n_folds": str(len(models))},
-        )
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
+    digest = ""
+
+    def write_weights(tmp: str) -> None:
+        nonlocal digest
+        _st_save_file(tensors, tmp, metadata={"format": "pt", "seqclassifier": _FORMAT_MARKER,
+                                              "format_version": str(CARD_FORMAT_VERSION),
+                                              "n_folds": str(len(models))})
         digest = sha256_file(tmp)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a model is meant to be shared
-        os.replace(tmp, weights_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(weights_path.parent)
+
+    atomic_write(weights_path, write_weights)
 
     # 2) card, atomically
     full = {
@@ -242,7 +200,7 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
         full[key] = value
     full["torch_version"] = full.get("torch_version", torch.__version__)
     text = json.dumps(_jsonable(full), indent=2, sort_keys=False, allow_nan=False) + "\n"
-    _atomic_write_bytes(card_path, text.encode("utf-8"))
+    atomic_write_bytes(card_path, text.encode("utf-8"))
     return card_path
 
 

@@ -64,13 +64,13 @@ import io
 import json
 import os
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
+from .atomic import atomic_write_text, fsync_dir as _fsync_dir
 from .labels import SequenceLabel
 
 SCHEMA = "seqclassifier-labels"
@@ -224,39 +224,6 @@ def _serialise(entries: Mapping[str, LabelEntry]) -> str:
         "series": {uid: entries[uid].to_dict() for uid in sorted(entries)},
     }
     return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-
-
-def atomic_write_text(path: PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically: temp file in the same folder, fsync, rename, fsync folder."""
-    path = Path(path)
-    folder = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(folder))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    if os.name != "posix":
-        return  # Windows cannot open a directory for fsync; NTFS journals the rename
-    try:
-        dfd = os.open(str(folder), os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 @contextlib.contextmanager

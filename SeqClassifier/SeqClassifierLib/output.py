@@ -12,10 +12,10 @@ import csv
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
+from .atomic import atomic_write_text
 from .labels import CLASS_NAMES
 from .records import Prediction, SeriesRecord, SkippedFile
 
@@ -119,20 +119,7 @@ def format_jsonl(rows: Sequence[dict[str, Any]], skipped: Iterable[SkippedFile])
 
 def write_atomic(path: os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename (no partial file ever)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent) or ".")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write_text(path, text)
 
 
 def is_inside(path: os.PathLike, folders: Iterable[os.PathLike]) -> Optional[str]:
