@@ -50,6 +50,8 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
+from .user_dirs import CACHE_ENV, cache_root as _cache_root  # one root for every cache
+
 __all__ = [
     "PretrainedSource",
     "BackboneConfig",
@@ -82,8 +84,6 @@ log = logging.getLogger(__name__)
 
 #: Environment variable: when ``1``/``true``/``yes``, never download weights.
 OFFLINE_ENV = "SEQCLASSIFIER_OFFLINE"
-#: Environment variable: root of this package's cache (weights go to ``<root>/weights``).
-CACHE_ENV = "SEQCLASSIFIER_CACHE"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -555,12 +555,7 @@ def _truthy_env(name: str) -> bool:
 def default_cache_dir() -> Path:
     """This package's weights cache: ``$SEQCLASSIFIER_CACHE/weights`` or
     ``~/.cache/seqclassifier/weights`` (``$XDG_CACHE_HOME`` respected)."""
-    root = os.environ.get(CACHE_ENV)
-    if root:
-        return Path(root).expanduser() / "weights"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "seqclassifier" / "weights"
+    return _cache_root() / "weights"
 
 
 def hf_cache_dirs() -> list:

@@ -128,6 +128,16 @@ def read_frame(frame: FrameRef) -> np.ndarray:
     import pydicom
     from pydicom.pixels import pixel_array
 
+    from .fast_header import FastPathUnsupported, read_native_frame
+
+    try:  # classic native single-frame image: pydicom's exact pixels, header parsed once, no pydicom
+        arr, ds = read_native_frame(frame.path)
+    except FastPathUnsupported:
+        pass  # anything else (compressed, multi-frame, colour, ...): pydicom below
+    else:
+        if frame.mosaic_tiles > 1:
+            arr = _mosaic_tile(arr, frame.mosaic_tiles, frame.mosaic_tiles // 2)
+        return _rescale(ds, frame.frame, arr)
     try:
         ds = pydicom.dcmread(frame.path, stop_before_pixels=True)
     except Exception as exc:

@@ -21,6 +21,18 @@ PROSTATEX = DATA / "prostatex"
 VENDORS = DATA / "vendors"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Caches (header cache, weights) go to a temporary folder, never the user's ~/.cache."""
+    old = os.environ.get("SEQCLASSIFIER_CACHE")
+    os.environ["SEQCLASSIFIER_CACHE"] = str(tmp_path_factory.mktemp("seqclassifier-cache"))
+    yield
+    if old is None:
+        os.environ.pop("SEQCLASSIFIER_CACHE", None)
+    else:
+        os.environ["SEQCLASSIFIER_CACHE"] = old
+
+
 def _need(path: Path) -> Path:
     if not path.is_dir():
         if os.environ.get("CI"):
