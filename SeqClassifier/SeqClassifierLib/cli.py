@@ -74,11 +74,20 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     from .series_reader import discover_series
 
     show = True if args.progress else (False if args.quiet else None)
+    cache = _header_cache(args)
     bar = _progress("reading headers", show, "discover" if jsonl_stream else None)
     try:
-        discovery = discover_series(inputs, progress=bar)
+        discovery = discover_series(inputs, progress=bar, cache=cache)
     finally:
         bar.close()
+    if cache is not None:
+        try:
+            cache.save(inputs=args.paths)
+        except (OSError, ValueError) as exc:
+            print(f"warning: header cache not saved: {exc}", file=sys.stderr)
+        if not args.quiet:
+            print(f"header cache {cache.path}: {cache.hits} of {cache.hits + cache.misses} files unchanged "
+                  "since the last run", file=sys.stderr)
     try:
         classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size)
     except Exception as exc:
@@ -93,6 +102,15 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     finally:
         bar.close()
     return discovery, classifier, predictions
+
+
+def _header_cache(args: argparse.Namespace):
+    """The persistent header cache asked for with ``--cache [FILE]``, or None."""
+    if getattr(args, "cache", None) is None:
+        return None
+    from .series_reader import HeaderCache
+
+    return HeaderCache.persistent(None if args.cache == "default" else args.cache)
 
 
 def _exit_code(discovery) -> int:
@@ -294,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=("table", "csv", "json", "jsonl"))
     p.add_argument("--out", help="write the result to this file (atomically) instead of stdout")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--cache", nargs="?", const="default", default=None, metavar="FILE",
+                   help="keep the headers read in a cache (default FILE: the user's cache folder, "
+                        "e.g. ~/.cache/seqclassifier/headers.json) and skip files whose size and "
+                        "modification time are unchanged on the next run; never inside an input folder")
     p.add_argument("--progress", action="store_true", help="always draw progress bars on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress, no summary on stderr")
     p.add_argument("--verbose", action="store_true", help="list every skipped file")

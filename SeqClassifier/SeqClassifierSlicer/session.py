@@ -81,7 +81,7 @@ class ClassificationSession:
 
     def command(self, paths: Sequence[str], device: str = "auto", model: Any = None) -> list[str]:
         argv = [self.python, "-u", "-m", CLI_MODULE, "classify", *[str(p) for p in paths],
-                "--format", "jsonl", "--device", device or "auto"]
+                "--format", "jsonl", "--device", device or "auto", "--cache"]
         if not _is_empty_path(model):
             argv += ["--model", str(model)]
         return argv

@@ -151,3 +151,24 @@ def test_classify_reads_a_slicer_database(prostatex, tmp_path, capsys, untrained
     rows = json.loads(out)["series"]
     assert code == cli.EXIT_OK
     assert [(r["description"], r["n_files"], r["plane"]) for r in rows] == [("t2_tse_tra", 19, "axial")]
+
+
+def test_cache_skips_unchanged_files_on_the_next_run(prostatex, tmp_path, capsys, untrained):
+    cache = tmp_path / "cache" / "headers.json"
+    study = prostatex / "ProstateX-0000"
+    n_files = sum(1 for p in study.rglob("*") if p.is_file())
+    code1, out1, err1 = run(["classify", study, "--format", "json", "--cache", cache], capsys)
+    assert code1 == cli.EXIT_OK and cache.is_file()
+    assert f"0 of {n_files} files unchanged" in err1
+    code2, out2, err2 = run(["classify", study, "--format", "json", "--cache", cache], capsys)
+    assert f"{n_files} of {n_files} files unchanged" in err2
+    assert json.loads(out1)["series"] == json.loads(out2)["series"]
+
+
+def test_cache_is_never_written_inside_an_input_folder(tmp_path, capsys, untrained):
+    study = tmp_path / "study"
+    assert run(["synth", study, "--studies", "1", "--seed", "3"], capsys)[0] == 0
+    code, out, err = run(["classify", study, "--cache", study / "headers.json", "--quiet"], capsys)
+    assert code == cli.EXIT_SKIPPED  # synth writes labels.csv beside the DICOM: reported, not fatal
+    assert "header cache not saved" in err and "inside the input folder" in err
+    assert not (study / "headers.json").exists()
