@@ -1,0 +1,505 @@
+#!/usr/bin/env python3
+"""Benchmark (not a test): classify a study vs a plain pydicom header loop.
+
+Target (issue "Speed: classify a study faster than plain pydicom can read its
+headers"): end-to-end classification of a study -- discovery, features, one
+image per series, model, output rows, i.e. what ``seqclassifier classify``
+does, excluding interpreter start and model load -- takes at most 1.0x the
+time of a plain single-threaded ``pydicom.dcmread(f, stop_before_pixels=True)``
+loop over the same files, with a warm file cache.
+
+Usage (see Testing/benchmarks/README.md)::
+
+    .venv/bin/python Testing/benchmarks/bench_classify.py            # full
+    .venv/bin/python Testing/benchmarks/bench_classify.py --quick    # CI: prostatex, 1 repeat
+    .venv/bin/python Testing/benchmarks/bench_classify.py --gpu-only # GPU throughput/latency only
+
+Scaled sets (200 / 2,000 / 20,000 files) are real ProstateX series replicated
+under new Study/Series/SOP Instance UIDs, written once into ``--workdir``
+(default: a folder under the system temp dir, never inside the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import io
+import os
+import platform
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "SeqClassifier"))
+
+DEFAULT_DATA = Path(os.environ.get("SEQCLASSIFIER_DATA", REPO.parent / "shared" / "data")) / "prostatex"
+
+
+# ----------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------
+
+def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[list[float], Any]:
+    """Wall times (s) of ``repeats`` calls after ``warmup`` untimed calls; and the last result."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(repeats):
+        gc.collect()
+        t = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t)
+    return times, result
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:9.1f} ms"
+
+
+def per_file(s: float, n: int) -> str:
+    return f"{s * 1e3 / max(n, 1):7.3f} ms/file"
+
+
+def peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / (1024.0 * 1024.0)
+
+
+def cpu_busy(seconds: float = 1.0) -> Optional[float]:
+    """Fraction of all CPUs busy over ``seconds`` (Linux /proc/stat), or None elsewhere."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as fh:
+            v = [int(x) for x in fh.readline().split()[1:9]]
+        return v[3] + v[4], sum(v)
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(seconds)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return 1.0 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def row(label: str, times: list[float], n_files: int, ref: Optional[float] = None) -> str:
+    lo, med = min(times), statistics.median(times)
+    text = f"  {label:38s} min {ms(lo)}  median {ms(med)}  {per_file(lo, n_files)}"
+    if ref:
+        text += f"  ratio {lo / ref:5.2f}x"
+    return text
+
+
+# ----------------------------------------------------------------------------
+# What is timed
+# ----------------------------------------------------------------------------
+
+def list_files(root: Path) -> list[str]:
+    from SeqClassifierLib.series_reader import iter_files
+
+    return list(iter_files([root], []))
+
+
+def plain_pydicom_loop(files: list[str]) -> int:
+    """The reference: a plain single-threaded pydicom header loop over every file."""
+    import pydicom
+
+    n = 0
+    for f in files:
+        try:
+            pydicom.dcmread(f, stop_before_pixels=True)
+            n += 1
+        except Exception:  # non-DICOM files in the folder cost what they cost
+            pass
+    return n
+
+
+def header_loop(files: list[str], reader: Callable[[str], Any]) -> int:
+    from SeqClassifierLib.series_reader import UnusableFile
+
+    n = 0
+    for f in files:
+        try:
+            reader(f)
+            n += 1
+        except UnusableFile:
+            pass
+    return n
+
+
+def threaded_header_loop(files: list[str], threads: int) -> int:
+    """Headers read by a thread pool (for the record: the GIL makes this slower)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from SeqClassifierLib.series_reader import _read_chunk
+
+    chunks = [files[i::threads] for i in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(len(c) for c in pool.map(_read_chunk, chunks))
+
+
+class EndToEnd:
+    """``seqclassifier classify PATH --format table`` minus interpreter start and model load."""
+
+    def __init__(self, classifier: Any, workers: Optional[int] = None, fmt: str = "table"):
+        self.classifier = classifier
+        self.workers = workers
+        self.fmt = fmt
+        self.parts: dict[str, list[float]] = {"discovery": [], "classify (features+images+model)": [],
+                                               "output rows": []}
+
+    def __call__(self, root: Path) -> tuple[int, int]:
+        from SeqClassifierLib.output import format_json, format_table, make_row
+        from SeqClassifierLib.series_reader import discover_series
+
+        t0 = time.perf_counter()
+        discovery = discover_series([str(root)], workers=self.workers)
+        t1 = time.perf_counter()
+        predictions = self.classifier.classify(discovery.series)
+        t2 = time.perf_counter()
+        rows = [make_row(r, p) for r, p in zip(discovery.series, predictions)]
+        if self.fmt == "json":
+            text = format_json(rows, discovery.skipped, {"name": self.classifier.model_name})
+        else:
+            text = format_table(rows, untrained=not self.classifier.is_trained)
+        io.StringIO().write(text)
+        t3 = time.perf_counter()
+        for key, dt in zip(self.parts, (t1 - t0, t2 - t1, t3 - t2)):
+            self.parts[key].append(dt)
+        return len(discovery.series), discovery.n_files
+
+    def reset(self) -> None:
+        for v in self.parts.values():
+            v.clear()
+
+
+# ----------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------
+
+def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
+    """--model, else the shipped default, else (or with ``--model fresh``) a fresh untrained model."""
+    if args.model and args.model != "fresh":
+        return Path(args.model), "--model"
+    shipped = REPO / "Resources" / "Models" / "seqclassifier_default.json"
+    if shipped.is_file() and args.model != "fresh":
+        return shipped, "shipped default"
+    import torch
+
+    from SeqClassifierLib.checkpoint import save_checkpoint
+    from SeqClassifierLib.features import FEATURE_SCHEMA_VERSION, N_FEATURES
+    from SeqClassifierLib.fusion import create_model
+
+    torch.manual_seed(0)
+    models = [create_model("joint", "compact_cnn", num_meta_features=N_FEATURES) for _ in range(args.folds)]
+    cfg = models[0].config
+    card = {"name": "bench_untrained", "feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "preprocessing": {"input_size": cfg["input_size"], "mean": cfg["mean"], "std": cfg["std"]}}
+    path = save_checkpoint(tmp / "bench_model.json", models, card)
+    return path, f"fresh untrained compact_cnn joint, {args.folds} fold(s)"
+
+
+# ----------------------------------------------------------------------------
+# Scaled data sets: real series under new UIDs
+# ----------------------------------------------------------------------------
+
+def build_scaled_set(source: Path, n_files: int, workdir: Path) -> Path:
+    """``n_files`` files: ProstateX series replicated (whole series, the last one cut) under new UIDs."""
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    from SeqClassifierLib.series_reader import discover_series
+
+    dest = workdir / f"replicated_{n_files}"
+    marker = dest / ".complete"
+    if marker.is_file() and marker.read_text().strip() == str(n_files):
+        return dest
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    series = discover_series([str(source)], workers=1).series
+    written = 0
+    copy = 0
+    print(f"  writing {n_files} files into {dest} (once) ...", flush=True)
+    while written < n_files:
+        for s in series:
+            if written >= n_files:
+                break
+            study_uid = generate_uid(entropy_srcs=[f"study-{copy}", s.study_uid])
+            series_uid = generate_uid(entropy_srcs=[f"series-{copy}", s.series_uid])
+            folder = dest / f"copy{copy:04d}" / (s.patient_id or "patient") / f"{s.series_number or 0:04d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, f in enumerate(s.files):
+                if written >= n_files:
+                    break
+                ds = pydicom.dcmread(f)
+                ds.StudyInstanceUID = study_uid
+                ds.SeriesInstanceUID = series_uid
+                sop = generate_uid(entropy_srcs=[f"sop-{copy}", str(ds.SOPInstanceUID)])
+                ds.SOPInstanceUID = sop
+                if "MediaStorageSOPInstanceUID" in ds.file_meta:
+                    ds.file_meta.MediaStorageSOPInstanceUID = sop
+                ds.PatientID = f"{ds.get('PatientID', '')}-c{copy}"
+                ds.save_as(folder / f"{i:05d}.dcm")
+                written += 1
+        copy += 1
+    marker.write_text(str(n_files))
+    return dest
+
+
+# ----------------------------------------------------------------------------
+# dcm-classifier (the 'dcm_classifier' package), when installed
+# ----------------------------------------------------------------------------
+
+def study_folders(root: Path) -> list[Path]:
+    """The deepest folder holding all series of each study (dcm-classifier takes one study at a time)."""
+    from SeqClassifierLib.series_reader import discover_series
+
+    by_study: dict[str, list[str]] = {}
+    for s in discover_series([str(root)], workers=1).series:
+        by_study.setdefault(s.study_uid, []).extend(s.files)
+    return sorted({Path(os.path.commonpath(files)) for files in by_study.values()})
+
+
+def bench_dcm_classifier(root: Path, n_files: int, repeats: int, plain: float) -> list[str]:
+    try:
+        import dcm_classifier  # noqa: F401
+        from dcm_classifier.image_type_inference import ImageTypeClassifierBase
+        from dcm_classifier.study_processing import ProcessOneDicomStudyToVolumesMappingBase
+    except Exception as exc:  # not installed, or its dependencies are missing
+        return [f"  dcm-classifier: not installed ({type(exc).__name__}: {exc})"]
+    try:
+        from importlib.metadata import version
+
+        ver = version("dcm-classifier")
+    except Exception:
+        ver = "?"
+    t = time.perf_counter()
+    inferer = ImageTypeClassifierBase()
+    load = time.perf_counter() - t
+    folders = study_folders(root)
+
+    def run() -> int:
+        n = 0
+        for folder in folders:
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                study = ProcessOneDicomStudyToVolumesMappingBase(study_directory=folder, inferer=inferer)
+                study.run_inference()
+            n += len(study.get_study_dictionary())
+        return n
+
+    times, n_series = timed(run, repeats)
+    return [f"  dcm-classifier {ver} (ProcessOneDicomStudyToVolumesMappingBase + run_inference, "
+            f"{len(folders)} study folder(s), {n_series} series; model load {load * 1e3:.0f} ms)",
+            row("dcm-classifier end to end", times, n_files, plain)]
+
+
+# ----------------------------------------------------------------------------
+# GPU
+# ----------------------------------------------------------------------------
+
+def bench_gpu(batch: int = 256, seconds: float = 8.0) -> list[str]:
+    import torch
+
+    from SeqClassifierLib.features import N_FEATURES
+    from SeqClassifierLib.fusion import create_model
+
+    lines = [f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, bf16 autocast, "
+             f"inference_mode, batch {batch}"]
+    for backbone in ("compact_cnn", "vit_b16"):
+        t = time.perf_counter()
+        model = create_model("joint", backbone, num_meta_features=N_FEATURES, pretrained=False)
+        model = model.to("cuda").eval()
+        torch.cuda.synchronize()
+        build = time.perf_counter() - t
+        size = int(model.config["input_size"])
+
+        def step(n: int) -> None:
+            img = torch.randn(n, 3, size, size, device="cuda")
+            meta = torch.randn(n, N_FEATURES, device="cuda")
+            ones = torch.ones(n, dtype=torch.bool, device="cuda")
+            with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+                model(img, meta, image_present=ones, meta_present=ones)
+
+        # first series once loaded (includes kernel selection on the first call)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        step(1)
+        torch.cuda.synchronize()
+        first = time.perf_counter() - t
+        for _ in range(3):
+            step(1)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(20):
+            step(1)
+        torch.cuda.synchronize()
+        single = (time.perf_counter() - t) / 20
+        for _ in range(3):
+            step(batch)
+        torch.cuda.synchronize()
+        n_batches, t = 0, time.perf_counter()
+        while time.perf_counter() - t < seconds / 2:
+            step(batch)
+            n_batches += 1
+            if n_batches % 5 == 0:
+                torch.cuda.synchronize()
+        torch.cuda.synchronize()
+        rate = n_batches * batch / (time.perf_counter() - t)
+        mem = torch.cuda.max_memory_allocated() / 2**30
+        lines.append(f"  {backbone:12s} input {size:3d}: {rate:9.0f} series/s (batch {batch}); first series "
+                     f"{first * 1e3:7.1f} ms, then {single * 1e3:6.2f} ms/series at batch 1; "
+                     f"build+to(cuda) {build:.1f} s; peak GPU memory {mem:.1f} GiB")
+        del model
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    return lines
+
+
+# ----------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="study folder (default: the ProstateX data)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (min and median shown)")
+    p.add_argument("--sizes", default="200,2000,20000", help="file counts of the replicated sets ('' = none)")
+    p.add_argument("--quick", action="store_true", help="short CI run: --data only, 1 repeat, no scaled sets")
+    p.add_argument("--model", help="checkpoint to use; 'fresh': a new untrained compact_cnn joint model "
+                                   "(default: the shipped model, else a fresh one)")
+    p.add_argument("--folds", type=int, default=1, help="folds of the fresh untrained model (default 1)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--workers", type=int, default=None, help="discover_series workers (default: automatic)")
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "seqclassifier-bench",
+                   help="where replicated sets are written once (never inside the repository)")
+    p.add_argument("--gpu-only", action="store_true", help="only the GPU section (needs CUDA)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.repeats, args.sizes = 1, ""
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    workdir = args.workdir.resolve()
+    if workdir == REPO or REPO in workdir.parents:
+        p.error("--workdir must be outside the repository")
+
+    import numpy
+    import torch
+
+    try:  # --gpu-only needs neither pydicom nor data
+        import pydicom
+
+        pydicom_version = pydicom.__version__
+    except ImportError:
+        pydicom_version = "not installed"
+    print(f"SeqClassifier benchmark -- Python {platform.python_version()}, pydicom {pydicom_version}, "
+          f"numpy {numpy.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+          f"{os.cpu_count()} CPUs, {platform.platform()}")
+    busy = cpu_busy()
+    if busy is not None:
+        print(f"CPU busy before start: {busy * 100:.0f}%" + (
+            "  WARNING: other processes are running; timings (torch's above all) will be slow and noisy"
+            if busy > 0.10 else ""))
+    if args.gpu_only:
+        if not torch.cuda.is_available():
+            print("no CUDA device: nothing to do for --gpu-only")
+            return 1
+        print("\n".join(bench_gpu()))
+        return 0
+
+    from SeqClassifierLib.predict import Classifier
+    from SeqClassifierLib.series_reader import read_file_header, read_file_header_pydicom
+
+    results: list[tuple[str, float, float]] = []  # (what, ours, plain)
+    with tempfile.TemporaryDirectory(prefix="seqclassifier-bench-") as tmp:
+        model_path, model_kind = resolve_model(args, Path(tmp))
+        t = time.perf_counter()
+        classifier = Classifier(model_path, device=args.device)
+        load = time.perf_counter() - t
+        print(f"model: {model_path} ({model_kind}); load {load * 1e3:.0f} ms on {classifier.device}; "
+              f"trained={classifier.is_trained}")
+        e2e = EndToEnd(classifier, workers=args.workers)
+
+        # -- the study -----------------------------------------------------
+        files = list_files(args.data)
+        n = len(files)
+        print(f"\n[{args.data}] {n} files, warm cache, {args.repeats} repeat(s)")
+        plain_t, _ = timed(lambda: plain_pydicom_loop(files), args.repeats)
+        plain = min(plain_t)
+        print(row("plain pydicom loop (reference)", plain_t, n))
+        slow_t, _ = timed(lambda: header_loop(files, read_file_header_pydicom), args.repeats)
+        print(row("headers: pydicom reader (old path)", slow_t, n, plain))
+        fast_t, _ = timed(lambda: header_loop(files, read_file_header), args.repeats)
+        print(row("headers: fast reader (+fallback)", fast_t, n, plain))
+        e2e.reset()
+        e2e_t, (n_series, _) = timed(lambda: e2e(args.data), args.repeats)
+        print(row(f"ours end to end ({n_series} series)", e2e_t, n, plain))
+        for key, vals in e2e.parts.items():
+            vals = vals[-args.repeats:]
+            print(f"    {key:36s} min {ms(min(vals))}  median {ms(statistics.median(vals))}")
+        results.append((f"study {args.data.name} ({n} files)", min(e2e_t), plain))
+        tracemalloc.start()
+        e2e(args.data)
+        _, py_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"  model load {load * 1e3:.0f} ms (not in the timed region); peak Python heap of one end-to-end "
+              f"run {py_peak / 2**20:.1f} MiB (tracemalloc); process peak RSS so far {peak_rss_mb():.0f} MiB")
+        for line in bench_dcm_classifier(args.data, n, args.repeats, plain):
+            print(line)
+
+        # -- replicated sets ------------------------------------------------
+        for size in sizes:
+            root = build_scaled_set(args.data, size, workdir)
+            sfiles = list_files(root)
+            reps = args.repeats if size <= 2000 else max(1, min(args.repeats, 2))
+            print(f"\n[{size} files: {root}] warm cache, {reps} repeat(s)")
+            plain_t, _ = timed(lambda: plain_pydicom_loop(sfiles), reps)
+            splain = min(plain_t)
+            print(row("plain pydicom loop (reference)", plain_t, size))
+            from SeqClassifierLib.series_reader import discover_series
+
+            for label, w in (("discovery serial (workers=1)", 1), ("discovery 2 processes (workers=2)", 2),
+                             ("discovery automatic (workers=None)", None)):
+                dt, _ = timed(lambda: discover_series([str(root)], workers=w), reps)
+                print(row(label, dt, size, splain))
+            dt, _ = timed(lambda: threaded_header_loop(sfiles, 2), reps)
+            print(row("headers in 2 threads (for the record)", dt, size, splain))
+            e2e.reset()
+            e2e_t, (n_series, _) = timed(lambda: e2e(root), reps)
+            print(row(f"ours end to end ({n_series} series)", e2e_t, size, splain))
+            for key, vals in e2e.parts.items():
+                print(f"    {key:36s} min {ms(min(vals))}  median {ms(statistics.median(vals))}")
+            print(f"  process peak RSS so far {peak_rss_mb():.0f} MiB")
+            results.append((f"{size} replicated files", min(e2e_t), splain))
+            if len(e2e_t) > 1 and statistics.median(e2e_t) > 1.5 * min(e2e_t):
+                print("  WARNING: median >> min: the machine was busy during this set; re-run it")
+
+    if torch.cuda.is_available():
+        print()
+        print("\n".join(bench_gpu()))
+
+    # -- verdict -------------------------------------------------------------
+    print("\nTarget: ours end to end <= 1.0x plain pydicom header loop (min over repeats)")
+    print(f"  {'set':34s} {'ours':>12s} {'plain':>12s} {'ratio':>7s}  verdict")
+    ok = True
+    for what, ours, ref in results:
+        ratio = ours / ref
+        met = ratio <= 1.0
+        ok &= met
+        margin = (1.0 - ratio) * 100 if met else (ratio - 1.0) * 100
+        verdict = f"MET by {margin:.0f}%" if met else f"MISSED by {margin:.0f}%"
+        print(f"  {what:34s} {ms(ours)} {ms(ref)} {ratio:6.2f}x  {verdict}")
+    return 0 if ok else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
