@@ -472,8 +472,9 @@ def _looks_like_raw_dataset(path: str) -> bool:
     return group in (0x0002, 0x0008) and elem < 0x1000
 
 
-def _check_pixel_data(head: bytes, offset: int, file_size: int) -> None:
-    """Check the pixel data element that starts at ``offset`` (its first bytes in ``head``).
+def _check_pixel_data(head: bytes, offset: int, file_size: int) -> Optional[int]:
+    """Check the pixel data element that starts at ``offset`` (its first bytes in ``head``);
+    return its declared length (None when encapsulated).
 
     pydicom's ``stop_before_pixels`` leaves the file positioned at the pixel
     data tag, so its declared length can be compared with the file size at no
@@ -488,12 +489,38 @@ def _check_pixel_data(head: bytes, offset: int, file_size: int) -> None:
     else:
         header_len, length = 8, struct.unpack(fmt + "I", head[4:8])[0]
     if length == 0xFFFFFFFF:  # encapsulated (compressed) fragments: no fixed length
-        return
+        return None
     if offset + header_len + length > file_size:
         raise UnusableFile(
             f"truncated: pixel data declares {length} bytes but the file ends "
             f"{offset + header_len + length - file_size} bytes early"
         )
+    return length
+
+
+#: More frames than this in one file is not an MR image but a damaged header
+#: (the largest real enhanced MR objects hold a few thousand).
+MAX_FRAMES = 65536
+
+
+def _number_of_frames(ds: Any, pixel_length: Optional[int]) -> int:
+    """NumberOfFrames, checked: never more than :data:`MAX_FRAMES`, and, for
+    native pixel data, no more frames than the declared pixel data holds."""
+    n = _int(_elem_value(ds, T.NUMBER_OF_FRAMES)) or 1
+    if n < 1:
+        n = 1
+    if n > MAX_FRAMES:
+        raise UnusableFile(f"implausible NumberOfFrames {n} (more than {MAX_FRAMES:,}): damaged header")
+    if n > 1 and pixel_length is not None:
+        rows, cols = _int(_elem_value(ds, T.ROWS)) or 0, _int(_elem_value(ds, T.COLUMNS)) or 0
+        bits = _int(_elem_value(ds, T.BITS_ALLOCATED)) or 0
+        samples = _int(_elem_value(ds, T.SAMPLES_PER_PIXEL)) or 1
+        frame_bytes = rows * cols * samples * bits // 8
+        if frame_bytes > 0 and n * frame_bytes > pixel_length:
+            raise UnusableFile(
+                f"NumberOfFrames {n} does not fit the pixel data: {pixel_length} bytes hold "
+                f"{pixel_length // frame_bytes} frame(s) of {rows}x{cols}x{bits} bits")
+    return n
 
 
 def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
@@ -521,6 +548,8 @@ def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
     except PermissionError:
         raise UnusableFile("cannot read: permission denied") from None
     except OSError as exc:
+        if exc.errno is None:  # pydicom's own "No tag to read at ...": the bytes, not the disk
+            raise UnusableFile(f"corrupt or truncated DICOM header ({exc})") from None
         raise UnusableFile(f"cannot read: {exc.strerror or exc}") from None
     except Exception as exc:  # pydicom raises many types on corrupt input
         raise UnusableFile(f"corrupt or truncated DICOM header ({type(exc).__name__}: {exc})") from None
@@ -569,6 +598,17 @@ def _header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel
     modality = _text(_elem_value(ds, T.MODALITY)).upper()
     if modality and modality != "MR":
         raise UnusableFile(f"not an MR image (Modality {modality})")
+    # A parse that ran into the end of the file before any pixel data, with the
+    # image's identity incomplete, is a cut copy -- unless the SOP class (a
+    # complete, registered UID) already says it is not an MR image.
+    ended = len(pixel_head) < 8
+    registered = sop_class in pydicom.uid.UID_dictionary
+    if ended and not (sop_class and registered and sop_class not in T.MR_SOP_CLASSES) and (
+        not _text(_elem_value(ds, T.SERIES_INSTANCE_UID))
+        or _elem_value(ds, T.ROWS) is None or _elem_value(ds, T.COLUMNS) is None
+    ):
+        raise UnusableFile(f"truncated: the file ends after {size} bytes, inside the DICOM header "
+                           "(no pixel data)")
     if not modality and sop_class and sop_class not in T.MR_SOP_CLASSES:
         raise UnusableFile(f"not an MR image (SOP class {sop_class})")
     if sop_class and sop_class not in T.MR_SOP_CLASSES and modality == "MR":
@@ -583,11 +623,11 @@ def _header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel
     if _elem_value(ds, T.ROWS) is None or _elem_value(ds, T.COLUMNS) is None:
         raise UnusableFile("no image: Rows/Columns missing")
 
-    _check_pixel_data(pixel_head, pixel_offset, size)
+    pixel_length = _check_pixel_data(pixel_head, pixel_offset, size)
+    n_frames = _number_of_frames(ds, pixel_length)
     header = _header_values(ds)
     image_type = header.get("ImageType", [])
     enhanced = sop_class in T.ENHANCED_SOP_CLASSES or _elem_value(ds, T.PER_FRAME_FUNCTIONAL_GROUPS) is not None
-    n_frames = _int(_elem_value(ds, T.NUMBER_OF_FRAMES)) or 1
     if enhanced:
         _enhanced_header_values(ds, header)
         frames = _enhanced_frames(ds, max(n_frames, 1))
@@ -628,12 +668,28 @@ def _header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel
 # Walking folders
 # ----------------------------------------------------------------------------
 
+def _special_kind(path: str) -> str:
+    """What a path that is neither a regular file nor a folder is, in words."""
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"cannot stat: {exc.strerror or exc}"
+    for test, name in ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return f"not a regular file: {name}; not read"
+    return "not a regular file; not read"
+
+
 def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterator[str]:
     """Yield every regular file under ``paths`` (files or folders), once each.
 
     Symbolic links to folders are followed, but a folder already visited (a
-    symlink loop) is not entered twice.  Missing paths and unreadable folders
-    are reported in ``skipped``.
+    symlink loop) is not entered twice.  Missing paths, unreadable folders,
+    broken links and special files (pipes, sockets, devices: opening a pipe
+    would block forever) are reported in ``skipped``.
     """
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
@@ -651,7 +707,8 @@ def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterato
             yield from emit(root)
             continue
         if not os.path.isdir(root):
-            skipped.append(SkippedFile(root, "no such file or folder"))
+            skipped.append(SkippedFile(root, _special_kind(root) if os.path.exists(root)
+                                       else "no such file or folder"))
             continue
         stack = [root]
         while stack:
@@ -682,8 +739,10 @@ def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterato
                     elif entry.is_file(follow_symlinks=True):
                         yield from emit(entry.path, None if entry.is_symlink()
                                         else os.path.join(real_folder, entry.name))
-                    elif entry.is_symlink():
+                    elif entry.is_symlink() and not os.path.exists(entry.path):
                         skipped.append(SkippedFile(entry.path, "broken symbolic link"))
+                    else:
+                        skipped.append(SkippedFile(entry.path, _special_kind(entry.path)))
                 except OSError as exc:
                     skipped.append(SkippedFile(entry.path, f"cannot stat: {exc.strerror or exc}"))
             stack.extend(reversed(subdirs))
