@@ -89,7 +89,8 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
             print(f"header cache {cache.path}: {cache.hits} of {cache.hits + cache.misses} files unchanged "
                   "since the last run", file=sys.stderr)
     try:
-        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size)
+        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
+                                precision=getattr(args, "precision", "auto"))
     except Exception as exc:
         print(f"error: cannot load model: {exc}", file=sys.stderr)
         return None
@@ -148,6 +149,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         "trained": classifier.is_trained,
         "path": str(classifier.model_path) if classifier.model_path else None,
         "device": classifier.device,
+        "precision": classifier.precision,
     }
     if args.format == "table":
         text = format_table(rows, untrained=not classifier.is_trained)
@@ -172,7 +174,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"{len(rows)} series from {discovery.n_files} files "
               f"({len(discovery.skipped)} skipped) in {time.perf_counter() - t0:.2f} s; "
-              f"model: {classifier.model_name} on {classifier.device}", file=sys.stderr)
+              f"model: {classifier.model_name} on {classifier.device} ({classifier.precision})", file=sys.stderr)
     if code == EXIT_NOTHING:
         print("no MR series found in: " + ", ".join(map(str, args.paths or [args.slicer_db])), file=sys.stderr)
     return code
@@ -312,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=("table", "csv", "json", "jsonl"))
     p.add_argument("--out", help="write the result to this file (atomically) instead of stdout")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                   help="model arithmetic: auto = bfloat16 on a GPU or a CPU with native bfloat16 "
+                        "(AMX/AVX512-BF16), else float32; fp32 gives identical numbers on every machine")
     p.add_argument("--cache", nargs="?", const="default", default=None, metavar="FILE",
                    help="keep the headers read in a cache (default FILE: the user's cache folder, "
                         "e.g. ~/.cache/seqclassifier/headers.json) and skip files whose size and "

@@ -4,7 +4,9 @@
 :mod:`.checkpoint`) once and classifies batches of series: metadata features
 and center slices are prepared on a small thread pool (I/O and decoding
 overlap with the model), then run through the model in batches under
-``torch.inference_mode`` with mixed precision on a GPU.
+``torch.inference_mode``, in bfloat16 mixed precision where the hardware
+computes it natively (a CUDA GPU; a CPU with AMX / AVX512-BF16), else in
+float32 (see :func:`resolve_precision`; ``precision="fp32"`` forces float32).
 
 When no trained model is available the classifier says so and returns no
 labels: SeqClassifier never invents a label.
@@ -68,6 +70,41 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 in hardware (AMX tiles or AVX512-BF16): there
+    oneDNN's bf16 convolutions are ~2x faster than fp32; elsewhere they are emulated and slower."""
+    import torch
+
+    for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        probe = getattr(torch.cpu, name, None)  # private probes; absent on old torch: fp32
+        try:
+            if probe is not None and probe():
+                return True
+        except Exception:
+            pass
+    return False
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto`` -> ``bf16`` on CUDA and on CPUs with native bfloat16, else ``fp32``.
+
+    bf16 changes probabilities by about 1e-3 (measured on the shipped model: same
+    label for every real series, largest difference 0.002); ``fp32`` gives
+    the same numbers on every machine.
+    """
+    precision = (precision or "auto").lower()
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        return "bf16"
+    return "bf16" if _cpu_has_native_bf16() else "fp32"
+
+
 class Classifier:
     """Classify series with a trained checkpoint.
 
@@ -77,7 +114,10 @@ class Classifier:
     """
 
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
-                 batch_size: int = 64, workers: int = 4):
+                 batch_size: int = 64, workers: int = 4, precision: str = "auto"):
+        if (precision or "auto").lower() not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        self.precision = "fp32"
         self.batch_size = batch_size
         self.workers = workers
         self.model_path: Optional[Path] = Path(model) if model is not None else default_model_path()
@@ -90,8 +130,14 @@ class Classifier:
             from .checkpoint import load_checkpoint  # torch: only when a model is used
 
             self.device = resolve_device(device)
+            self.precision = resolve_precision(precision, self.device)
             self._model, self.card = load_checkpoint(self.model_path, map_location=self.device)
             self._model.to(self.device).eval()
+            if self._preprocessing()[3]:
+                import torch
+
+                # NHWC: oneDNN / cuDNN convolutions run ~1.7x faster on the CPU than NCHW, same fp32 math
+                self._model.to(memory_format=torch.channels_last)
             if self.device.startswith("cuda"):
                 self._warm_up()
             schema = str(self.card.get("feature_schema_version", ""))
@@ -111,9 +157,16 @@ class Classifier:
         size, _, _, uses_image = self._preprocessing()
         images = torch.zeros(2, 3, size, size, device=self.device) if uses_image else None
         meta = torch.zeros(2, N_FEATURES, device=self.device)
-        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=torch.bfloat16):
+        with torch.inference_mode(), self._autocast():
             self._model(images, meta)
         torch.cuda.synchronize()
+
+    def _autocast(self):
+        """The mixed-precision context of :attr:`precision` on :attr:`device`."""
+        import torch
+
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        return torch.autocast(device_type=kind, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     @property
     def is_trained(self) -> bool:
@@ -166,7 +219,6 @@ class Classifier:
         size, _, _, uses_image = self._preprocessing()
         results: list[Prediction] = []
         done = 0
-        use_amp = self.device.startswith("cuda")
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             for start in range(0, len(records), self.batch_size):
                 batch = records[start:start + self.batch_size]
@@ -179,11 +231,10 @@ class Classifier:
                     for i, p in enumerate(prepared):
                         if p[1] is not None:
                             arr[i] = p[1]
-                    images = torch.from_numpy(arr).to(self.device, non_blocking=True)
+                    images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
+                        memory_format=torch.channels_last)
                 meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
-                with torch.inference_mode(), torch.autocast(
-                    device_type="cuda", dtype=torch.bfloat16, enabled=use_amp
-                ):
+                with torch.inference_mode(), self._autocast():
                     probs = self._model(images, meta, image_present=present, meta_present=meta_present)
                 probs = probs.float().cpu().numpy()
                 for r, p, (_, _, note) in zip(batch, probs, prepared):

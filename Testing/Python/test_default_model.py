@@ -42,6 +42,33 @@ def test_default_model_classifies_every_real_series_correctly(prostatex_discover
     assert all(abs(sum(p.probabilities.values()) - 1.0) < 1e-3 for p in preds)
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_both_precisions_give_the_same_labels(prostatex_discovery, prostatex_labels, precision):
+    """bf16 (auto on a GPU or an AMX CPU) and fp32 agree on every real series, probabilities within 0.01."""
+    truth = {r["SeriesInstanceUID"]: r["label"] for r in prostatex_labels}
+    clf = Classifier(device="cpu", precision=precision)
+    assert clf.precision == precision
+    preds = clf.classify(prostatex_discovery.series)
+    assert {p.series_uid: p.label.value for p in preds} == truth
+    ref = {p.series_uid: p.probabilities for p in Classifier(device="cpu", precision="fp32").classify(
+        prostatex_discovery.series)}
+    worst = max(abs(p.probabilities[c] - ref[p.series_uid][c]) for p in preds for c in CLASS_NAMES)
+    assert worst < (1e-6 if precision == "fp32" else 0.01)
+
+
+def test_precision_auto_and_bad_values(monkeypatch):
+    from SeqClassifierLib import predict
+
+    monkeypatch.setattr(predict, "_cpu_has_native_bf16", lambda: False)
+    assert predict.resolve_precision("auto", "cpu") == "fp32"
+    assert predict.resolve_precision("auto", "cuda") == "bf16"
+    monkeypatch.setattr(predict, "_cpu_has_native_bf16", lambda: True)
+    assert predict.resolve_precision("auto", "cpu") == "bf16"
+    assert predict.resolve_precision("fp32", "cuda") == "fp32"
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        Classifier(device="cpu", precision="fp16")
+
+
 def test_metadata_only_when_the_image_is_unreadable(prostatex_discovery, monkeypatch):
     """A series whose pixels cannot be read is still classified from its headers, and flagged."""
     from SeqClassifierLib import predict
