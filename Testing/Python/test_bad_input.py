@@ -16,7 +16,6 @@ import io
 import json
 import os
 import re
-import resource
 import select
 import signal
 import subprocess
@@ -310,7 +309,11 @@ def big_folder(tmp_path_factory):
 _CHILD = (
     "import sys; sys.path.insert(0, {lib!r});"
     "import SeqClassifierLib.predict as p; p.default_model_path = lambda: None;"
-    "from SeqClassifierLib import cli; sys.exit(cli.main(sys.argv[1:]))"
+    "from SeqClassifierLib import cli; code = cli.main(sys.argv[1:]);"
+    # VmHWM is this program's own peak; ru_maxrss would also count the pages of the
+    # (large) pytest parent that the fork shared before exec.
+    "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')] if sys.platform.startswith('linux') else [];"
+    "sys.stderr.write('PEAK_KB %d\\n' % (int(hwm[0].split()[1]) if hwm else 0)); sys.exit(code)"
 )
 
 
@@ -324,17 +327,20 @@ def test_ten_thousand_files_memory_and_result(big_folder, tmp_path):
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.perf_counter() - t0
-    peak_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
+    peak = re.search(r"PEAK_KB (\d+)", err)
+    assert peak, err
+    peak_mb = int(peak.group(1)) / 1024 or usage.ru_maxrss / 1024
     print(f"\n10,000 files: generated in {big_folder['gen_s']:.2f} s; classify in {elapsed:.2f} s; "
-          f"peak RSS {peak_mb:.0f} MB (RUSAGE of the child; RUSAGE_CHILDREN max "
-          f"{resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024:.0f} MB)")
+          f"peak RSS {peak_mb:.0f} MB (VmHWM of the child)")
     assert proc.returncode == cli.EXIT_SKIPPED, err
     doc = json.loads(out.read_text())
     assert len(doc["series"]) == big_folder["n_series"]
     assert len(doc["skipped"]) == big_folder["n_bad"]
     assert sum(r["n_files"] for r in doc["series"]) == big_folder["n_files"] - big_folder["n_bad"]
     assert all(re.search("not a DICOM file", s["reason"]) for s in doc["skipped"])
-    assert peak_mb < 1536, f"peak RSS {peak_mb:.0f} MB"
+    # headers are streamed and one slice per series is held: ~90 MB measured; 10,000
+    # pydicom Datasets kept alive would need several hundred MB
+    assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB"
 
 
 def test_ctrl_c_leaves_no_output(big_folder, tmp_path):
