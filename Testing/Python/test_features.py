@@ -7,7 +7,6 @@ import pytest
 
 from SeqClassifierLib.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features,
                                        feature_dict, schema_table)
-from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.records import SeriesRecord
 
 

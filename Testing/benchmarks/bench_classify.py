@@ -376,7 +376,7 @@ def bench_gpu(batch: int = 256, seconds: float = 8.0) -> list[str]:
         lines.append(f"  {backbone:12s} input {size:3d}: {rate:9.0f} series/s (batch {batch}); first series "
                      f"{first * 1e3:7.1f} ms, then {single * 1e3:6.2f} ms/series at batch 1; "
                      f"build+to(cuda) {build:.1f} s; peak GPU memory {mem:.1f} GiB")
-        del model
+        del model, step
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     return lines
