@@ -15,4 +15,9 @@ if [ "$code" -eq 5 ]; then
   echo "error: pytest collected no tests" >&2
   exit 1
 fi
+# A short benchmark for the record (never fails the run; SEQCLASSIFIER_BENCH=0 skips it).
+if [ "$code" -eq 0 ] && [ "${SEQCLASSIFIER_BENCH:-1}" != "0" ] && [ $# -eq 0 ]; then
+  .venv/bin/python Testing/benchmarks/bench_classify.py --quick \
+    || echo "(benchmark: a speed target was missed or it could not run; informational only)" >&2
+fi
 exit "$code"
