@@ -566,31 +566,9 @@ class SeqClassifierLogic(ScriptedLoadableModuleLogic):
 
     def missingRequirements(self):
         """Lines of Resources/requirements.txt not installed (or in a version outside the range)."""
-        import importlib.metadata
+        from SeqClassifierSlicer.dependencies import missing_requirements
 
-        try:
-            from packaging.requirements import Requirement
-        except ImportError:
-            Requirement = None
-        missing = []
-        with open(self.requirementsPath(), encoding="utf-8") as fh:
-            for line in fh:
-                line = line.split("#", 1)[0].strip()
-                if not line or line.startswith("-"):
-                    continue
-                if Requirement is not None:
-                    req = Requirement(line)
-                    name, specifier = req.name, req.specifier
-                else:
-                    name, specifier = line.split(">")[0].split("<")[0].split("=")[0].strip(), None
-                try:
-                    version = importlib.metadata.version(name)
-                except importlib.metadata.PackageNotFoundError:
-                    missing.append(line)
-                    continue
-                if specifier is not None and not specifier.contains(version, prereleases=True):
-                    missing.append(line)
-        return missing
+        return missing_requirements(self.requirementsPath())
 
     @staticmethod
     def torchInstalled():
@@ -793,10 +771,7 @@ class SeqClassifierLogic(ScriptedLoadableModuleLogic):
             nodeIDs = DICOMUtils.loadSeriesByUID([uid])
             nodes = [slicer.mrmlScene.GetNodeByID(i) for i in nodeIDs]
             volumes = [n for n in nodes if n is not None and n.IsA("vtkMRMLVolumeNode")]
-            entry = entries.get(uid)
-            row = self.rows.get(uid) or (review.ReviewRow.from_store_entry(entry) if entry else None)
-            label = labels[uid] if labels and uid in labels else (row.label if row else None)
-            confirmed = entry is not None and entry.confirmed_label is not None and entry.confirmed_label == label
+            row, label, confirmed = review.label_to_load(uid, self.rows.get(uid), entries.get(uid), labels)
             for node in volumes:
                 scene.tag_volume_node(
                     node, label, plane=row.plane if row else None,

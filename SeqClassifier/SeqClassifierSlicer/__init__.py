@@ -4,7 +4,10 @@
   the ``slicer-core`` wheel, no application) but never ``qt`` or ``ctk``.
 * :mod:`.review` is plain Python: the review table's rows, presets,
   confidence colours and thumbnail scaling, shared by the module widget and
-  its tests.
+  its tests; also what a series is loaded as (label, confirmed).
+* :mod:`.session` runs classification in a background process and keeps the
+  panel's rows and the label store in step (plain Python).
+* :mod:`.dependencies` lists the missing Python requirements (plain Python).
 
 Nothing here is imported by :mod:`SeqClassifierLib`, which stays free of
 Slicer.

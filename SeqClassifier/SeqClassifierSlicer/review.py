@@ -116,6 +116,27 @@ class ReviewRow:
         return max(found) if found else None
 
 
+def label_to_load(series_uid: str, row: Optional[ReviewRow], entry: Any = None,
+                  overrides: Optional[Mapping[str, str]] = None) -> tuple[Optional[ReviewRow], Optional[str], bool]:
+    """What a series is loaded as: (its row, label, whether a person confirmed that label).
+
+    ``row`` is the table's row (None: build one from the label store ``entry``);
+    ``overrides`` (SeriesInstanceUID -> label) wins over the row's label (the
+    confirmed label, else the prediction).  "Confirmed" means the store holds a
+    confirmed label equal to the one loaded: a label typed but not yet confirmed,
+    or overridden by the caller, is not.
+    """
+    if row is None and entry is not None:
+        row = ReviewRow.from_store_entry(entry)
+    if overrides and series_uid in overrides:
+        label = overrides[series_uid]
+    else:
+        label = row.label if row is not None else None
+    confirmed = bool(entry is not None and getattr(entry, "confirmed_label", None) is not None
+                     and entry.confirmed_label == label)
+    return row, label, confirmed
+
+
 def is_untrained(rows: Iterable[ReviewRow]) -> bool:
     """True when there are rows and none has a predicted label (no trained model)."""
     rows = list(rows)

@@ -195,3 +195,50 @@ def test_colours_status_thumbnail():
     assert th.shape == (64, 64) and th.dtype == np.uint8
     assert th[:, :16].max() == 0 and th[:, 16:48].max() >= 250  # aspect kept, padded
     assert review.thumbnail_uint8(np.zeros((0, 0))).shape == (64, 64)
+
+
+def test_label_to_load_prefers_overrides_then_confirmed_then_predicted(tmp_path):
+    from SeqClassifierLib.label_store import LabelStore
+
+    store = LabelStore(tmp_path / "labels.json")
+    store.record_predictions([
+        {"series_uid": "1.1", "label": "DWI", "confidence": 0.51, "needs_review": True, "model": "m@1",
+         "plane": "axial", "description": "ep2d_diff", "folder": ""},
+        {"series_uid": "1.2", "label": "T2w", "confidence": 0.99, "needs_review": False, "model": "m@1",
+         "plane": "axial", "description": "t2_tse_tra", "folder": ""},
+    ])
+    store.confirm("1.1", "ADC", user="rad")
+    entries = store.load()
+    # confirmed in the store, no table row: the row is rebuilt from the store, label ADC, confirmed
+    row, label, confirmed = review.label_to_load("1.1", None, entries["1.1"])
+    assert (row.description, label, confirmed) == ("ep2d_diff", "ADC", True)
+    # prediction only: loaded as predicted, not confirmed
+    assert review.label_to_load("1.2", None, entries["1.2"])[1:] == ("T2w", False)
+    # a caller's override is not a confirmation, even over a confirmed label
+    assert review.label_to_load("1.1", None, entries["1.1"], {"1.1": "DWI"})[1:] == ("DWI", False)
+    # the table's row wins over the store's copy of it
+    table_row = ReviewRow(series_uid="1.2", predicted_label="OTHER", confidence=0.4)
+    assert review.label_to_load("1.2", table_row, entries["1.2"])[1:] == ("OTHER", False)
+    # nothing known
+    assert review.label_to_load("9.9", None, None) == (None, None, False)
+
+
+def test_missing_requirements(tmp_path):
+    from SeqClassifierSlicer.dependencies import missing_requirements, requirement_lines
+
+    req = tmp_path / "requirements.txt"
+    req.write_text("# comment\n\nnumpy>=1.0  # present\nnumpy<0.1\n--extra-index-url x\n"
+                   "no-such-package-seqclassifier>=1\npydicom>=3.0,<4\n", encoding="utf-8")
+    assert requirement_lines(req) == ["numpy>=1.0", "numpy<0.1", "no-such-package-seqclassifier>=1",
+                                      "pydicom>=3.0,<4"]
+    assert missing_requirements(req) == ["numpy<0.1", "no-such-package-seqclassifier>=1"]
+    # versions come from the given lookup: an old pydicom is reported
+    versions = {"numpy": "2.0", "pydicom": "2.4.4", "no-such-package-seqclassifier": "1.0"}
+    assert missing_requirements(req, versions.__getitem__) == ["numpy<0.1", "pydicom>=3.0,<4"]
+
+
+def test_shipped_requirements_are_parseable():
+    from SeqClassifierSlicer.dependencies import requirement_lines
+
+    lines = requirement_lines(Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt")
+    assert any(line.startswith("pydicom") for line in lines) and not any(line.startswith("torch") for line in lines)
