@@ -1115,9 +1115,10 @@ class HeaderCache:
     FORMAT = 1
     RACY_SECONDS = 2.0
 
-    def __init__(self, path: Optional[PathLike] = None, *, max_entries: int = 200_000):
+    def __init__(self, path: Optional[PathLike] = None, *, max_entries: int = 50_000):
         self.path = Path(path) if path is not None else None
-        self.max_entries = max_entries
+        self.max_entries = max_entries  # ~1.2 KB of JSON each: 50,000 files ~ 60 MB on disk
+        self.changed = False
         self._entries: dict[str, tuple[tuple[int, int, int, int], Any]] = {}
         self.hits = 0
         self.misses = 0
@@ -1178,6 +1179,7 @@ class HeaderCache:
         if key not in self._entries and len(self._entries) >= self.max_entries:
             self._entries.pop(next(iter(self._entries)))
         self._entries[key] = (self._key(st), outcome)
+        self.changed = True
 
     def load(self) -> bool:
         """Read the persisted cache (if any); False when absent, unreadable or from another version."""
@@ -1211,6 +1213,8 @@ class HeaderCache:
             real_parent = os.path.realpath(target.parent)
             if real_parent == root_abs or real_parent.startswith(root_abs.rstrip(os.sep) + os.sep):
                 raise ValueError(f"refusing to write the header cache {target} inside the input folder {root}")
+        if not self.changed and target.is_file():
+            return target  # nothing new since it was loaded or saved: no rewrite
         entries = {}
         for key, (stat_key, value) in self._entries.items():
             if isinstance(value, FileHeader):
@@ -1219,4 +1223,5 @@ class HeaderCache:
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target, json.dumps({"stamp": self._stamp(), "entries": entries},
                                              allow_nan=False, separators=(",", ":")))
+        self.changed = False
         return target

@@ -500,6 +500,10 @@ def test_cache_persists_and_never_writes_into_inputs(prostatex, tmp_path):
     again = discover_series(tmp_path / "in", cache=loaded, workers=1)
     assert loaded.hits == len(cache) and loaded.misses == 0
     assert _strict_equal(first, again)
+    # all hits: nothing new, so the (possibly large) file is not rewritten
+    before = store.stat().st_mtime_ns, store.stat().st_ino
+    assert loaded.save(inputs=[tmp_path / "in"]) == store
+    assert (store.stat().st_mtime_ns, store.stat().st_ino) == before
     inside = HeaderCache(tmp_path / "in" / "sub" / "headers.json")
     with pytest.raises(ValueError, match="inside the input folder"):
         inside.save(inputs=[tmp_path / "in"])
