@@ -219,10 +219,14 @@ class Classifier:
         size, _, _, uses_image = self._preprocessing()
         results: list[Prediction] = []
         done = 0
+        batches = [records[i:i + self.batch_size] for i in range(0, len(records), self.batch_size)]
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            for start in range(0, len(records), self.batch_size):
-                batch = records[start:start + self.batch_size]
-                prepared = list(pool.map(self._prepare, batch))
+            # The next batch's slices are read and resized while the model runs on this one;
+            # at most two batches of prepared inputs exist at a time.
+            pending = [pool.submit(self._prepare, r) for r in batches[0]] if batches else []
+            for k, batch in enumerate(batches):
+                prepared = [f.result() for f in pending]
+                pending = [pool.submit(self._prepare, r) for r in batches[k + 1]] if k + 1 < len(batches) else []
                 meta = torch.from_numpy(np.stack([p[0] for p in prepared])).to(self.device)
                 present = torch.tensor([p[1] is not None for p in prepared], device=self.device)
                 images = None
