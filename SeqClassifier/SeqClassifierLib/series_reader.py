@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -233,6 +234,45 @@ def b_value_of(ds: Any) -> Optional[float]:
         if b is not None:
             return b
     return None
+
+
+#: Lines of the Siemens protocol ("ASCCONV" text of MrPhoenixProtocol) that give the
+#: diffusion weightings; the protocol leaves out entries whose value is 0.
+_PHOENIX_N_WEIGHTINGS = re.compile(rb"^sDiffusion\.lDiffWeightings\s*=\s*(\d+)", re.M)
+_PHOENIX_B_VALUE = re.compile(rb"^sDiffusion\.alBValue\[(\d+)\]\s*=\s*(\d+(?:\.\d*)?)", re.M)
+
+
+def phoenix_b_values(csa_series_header: bytes) -> list[float]:
+    """b-values of the diffusion weightings in a Siemens CSA series header (0029,1020)
+    (its MrPhoenixProtocol "ASCCONV" text), sorted; [] when it describes none."""
+    start = csa_series_header.find(b"### ASCCONV BEGIN")
+    if start < 0:
+        return []
+    end = csa_series_header.find(b"### ASCCONV END", start)
+    text = csa_series_header[start:end if end > 0 else None]
+    m = _PHOENIX_N_WEIGHTINGS.search(text)
+    if m is None:
+        return []
+    n = min(int(m.group(1)), 64)
+    given = {int(i): float(v) for i, v in _PHOENIX_B_VALUE.findall(text)}
+    values = {_valid_b(given.get(i, 0.0)) for i in range(n)}
+    return sorted(b for b in values if b is not None)
+
+
+def siemens_protocol_b_values(path: PathLike) -> list[float]:
+    """b-values from the Siemens protocol stored in one file's CSA series header, for a
+    diffusion series whose per-image b-value tags were removed (anonymised exports);
+    [] when the file has no such header.  Reads that one element, never pixels."""
+    try:
+        ds = pydicom.dcmread(os.fspath(path), stop_before_pixels=True, force=True,
+                             specific_tags=[T.SIEMENS_CSA_CREATOR, T.SIEMENS_CSA_SERIES_HEADER])
+        raw = _elem_value(ds, T.SIEMENS_CSA_SERIES_HEADER)
+    except Exception:  # unreadable now: keep what the headers gave
+        return []
+    creator = _text(_elem_value(ds, T.SIEMENS_CSA_CREATOR)).upper()
+    if not isinstance(raw, bytes) or (creator and "SIEMENS CSA" not in creator):
+        return []
+    return phoenix_b_values(raw)
 
 
 def slice_normal(iop: Optional[Sequence[float]]) -> Optional[tuple[float, float, float]]:
@@ -819,6 +859,12 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
     ]
     files = list(dict.fromkeys(fr.path for fr in frames))
     header = dict(first.header)
+    if (not b_values and "DIFFUSION" in [str(v).upper() for v in header.get("ImageType", [])]
+            and (not first.manufacturer or "SIEMENS" in first.manufacturer.upper())):
+        # A Siemens diffusion series stripped of its b-value tags: the protocol still has them.
+        b_values = siemens_protocol_b_values(first.path)
+        if b_values:
+            header["BValueSource"] = "Siemens protocol (CSA series header)"
     if b_values:
         header["BValues"] = b_values
     return SeriesRecord(

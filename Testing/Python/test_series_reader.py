@@ -92,7 +92,55 @@ def test_vendor_private_b_values(vendors):
     assert by_dir["philips/dti/002"].b_values == [0.0, 40.0, 273.0, 800.0]  # Philips (2001,1003)
     assert by_dir["philips/dti/001"].b_values == [0.0, 1000.0]     # Philips, UN bytes
     assert by_dir["siemens/dti_classic/001"].b_values == [0.0, 1000.0]  # Siemens (0019,100C)
+    # b-value tags stripped, ImageType DIFFUSION: the Siemens protocol in (0029,1020) says b=2800
+    stripped = by_dir["siemens/fmri_classic/001"]
+    assert stripped.b_values == [2800.0]
+    assert stripped.header["BValueSource"] == "Siemens protocol (CSA series header)"
+    assert "BValueSource" not in by_dir["siemens/dti_classic/001"].header
+    assert by_dir["siemens/anatomical/001"].b_values == []  # not diffusion: protocol not read
     assert len(d.series) == 19
+
+
+def _csa_series_header(protocol: str) -> bytes:
+    """A CSA2 ("SV10") blob holding a MrPhoenixProtocol ASCCONV text, as scanners write it."""
+    return b"SV10\x04\x03\x02\x01" + bytes(8) + ("### ASCCONV BEGIN ###\n" + protocol
+                                                  + "### ASCCONV END ###\n").encode("latin-1")
+
+
+def test_phoenix_b_values():
+    from SeqClassifierLib.series_reader import phoenix_b_values
+
+    three = ("sDiffusion.lDiffWeightings\t = \t3\nsDiffusion.alBValue.__attribute__.size\t = \t128\n"
+             "sDiffusion.alBValue[1]\t = \t400\nsDiffusion.alBValue[2]\t = \t800\n")
+    assert phoenix_b_values(_csa_series_header(three)) == [0.0, 400.0, 800.0]  # [0] omitted: it is 0
+    assert phoenix_b_values(_csa_series_header("sDiffusion.lDiffWeightings = 1\n")) == [0.0]
+    assert phoenix_b_values(_csa_series_header("sDiffusion.alBValue[1] = 800\n")) == []  # no weightings
+    assert phoenix_b_values(b"SV10 no protocol text") == []
+    # values past the plausible range are dropped, like the per-image tags
+    assert phoenix_b_values(_csa_series_header("sDiffusion.lDiffWeightings = 2\nsDiffusion.alBValue[1] = 99999999\n")) == [0.0]
+
+
+def test_stripped_siemens_dwi_gets_b_values_from_the_protocol(prostatex, tmp_path):
+    """A ProstateX DWI copy without (0019,100C): b-values come from the CSA series header when there
+    is one, and are absent (not invented) when there is none."""
+    src = next((prostatex / "ProstateX-0000").glob("*/6.000000-ep2ddifftraDYNDIST-*"))
+    protocol = ("sDiffusion.lDiffWeightings\t = \t3\nsDiffusion.alBValue[0]\t = \t50\n"
+                "sDiffusion.alBValue[1]\t = \t400\nsDiffusion.alBValue[2]\t = \t800\n")
+    for with_csa in (True, False):
+        dest = tmp_path / ("with" if with_csa else "without")
+        dest.mkdir()
+        for f in sorted(src.iterdir())[:6]:
+            ds = pydicom.dcmread(f)
+            del ds[0x0019100C]
+            for tag in [t for t in ds.keys() if t.group == 0x0029]:
+                del ds[tag]
+            if with_csa:
+                ds.private_block(0x0029, "SIEMENS CSA HEADER", create=True).add_new(0x20, "OB",
+                                                                                     _csa_series_header(protocol))
+            ds.save_as(dest / f.name)
+        (s,) = discover_series(dest).series
+        assert "DIFFUSION" in s.header["ImageType"]
+        assert s.b_values == ([50.0, 400.0, 800.0] if with_csa else [])
 
 
 def test_private_b_value_parsers():
