@@ -251,3 +251,30 @@ def test_stale_temp_files_of_killed_writers_are_cleaned(tmp_path):
     assert not stale.exists()          # a dead writer's leftover is removed
     assert fresh.exists()              # a live writer's file is not touched
     assert str(getattr(store.get("1.2.3").label, "value", store.get("1.2.3").label)) == "T2w"
+
+
+def test_export_of_corrections_is_read_by_train(prostatex_discovery, prostatex_labels, prostatex, tmp_path):
+    """The curation loop: predictions (here all wrong) corrected by a person, exported, read by `train`."""
+    from SeqClassifierLib.training import labelled_series
+
+    recs = prostatex_discovery.series
+    store = LabelStore(tmp_path / "labels.json")
+    store.record_predictions(recs, [_prediction(r.series_uid, SequenceLabel.OTHER, 0.4, True) for r in recs])
+    truth = {row["SeriesInstanceUID"]: row["label"] for row in prostatex_labels}
+    assert store.confirm_many(truth, user="radiologist") == 18
+
+    out = tmp_path / "export" / "labels.csv"
+    out.parent.mkdir()
+    assert store.export_csv(out, confirmed_only=True) == 18
+    found = labelled_series([out], [prostatex], log=lambda *a: None)
+    assert len(found) == 18
+    assert {rec.series_uid: CLASS_NAMES[label] for rec, label, _ in found} == truth
+    # by folder alone (a CSV whose UIDs were blanked): the series_dir column still finds every series
+    rows = list(csv.DictReader(out.open(newline="")))
+    blank = tmp_path / "export" / "by_dir.csv"
+    with blank.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows({**r, "SeriesInstanceUID": ""} for r in rows)
+    assert {rec.series_uid: CLASS_NAMES[label] for rec, label, _ in labelled_series([blank], [prostatex],
+                                                                                     log=lambda *a: None)} == truth
