@@ -88,6 +88,14 @@ def _cpu_has_native_bf16() -> bool:
     return False
 
 
+def _checked_precision(precision: Optional[str]) -> str:
+    """``precision`` lower-cased (None: ``auto``); ValueError unless one of :data:`PRECISIONS`."""
+    value = (precision or "auto").lower()
+    if value not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    return value
+
+
 def resolve_precision(precision: str, device: str) -> str:
     """``auto`` -> ``bf16`` on CUDA and on CPUs with native bfloat16, else ``fp32``.
 
@@ -95,9 +103,7 @@ def resolve_precision(precision: str, device: str) -> str:
     label for every real series, largest difference 0.002); ``fp32`` gives
     the same numbers on every machine.
     """
-    precision = (precision or "auto").lower()
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    precision = _checked_precision(precision)
     if precision != "auto":
         return precision
     if device.startswith("cuda"):
@@ -115,8 +121,7 @@ class Classifier:
 
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
                  batch_size: int = 64, workers: int = 4, precision: str = "auto"):
-        if (precision or "auto").lower() not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+        _checked_precision(precision)  # refused even when no model is installed
         self.precision = "fp32"
         self.batch_size = batch_size
         self.workers = workers
@@ -223,10 +228,13 @@ class Classifier:
         with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
             # The next batch's slices are read and resized while the model runs on this one;
             # at most two batches of prepared inputs exist at a time.
-            pending = [pool.submit(self._prepare, r) for r in batches[0]] if batches else []
+            def submit(k: int) -> list:
+                return [pool.submit(self._prepare, r) for r in batches[k]] if k < len(batches) else []
+
+            pending = submit(0)
             for k, batch in enumerate(batches):
                 prepared = [f.result() for f in pending]
-                pending = [pool.submit(self._prepare, r) for r in batches[k + 1]] if k + 1 < len(batches) else []
+                pending = submit(k + 1)
                 meta = torch.from_numpy(np.stack([p[0] for p in prepared])).to(self.device)
                 present = torch.tensor([p[1] is not None for p in prepared], device=self.device)
                 images = None
