@@ -121,7 +121,8 @@ def _exit_code(discovery) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row, write_atomic
+    from .atomic import atomic_write_text
+    from .output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row
 
     jsonl_stream = args.format == "jsonl" and args.out is None
     inputs = _inputs(args)
@@ -165,7 +166,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         text += json.dumps({"type": "summary", "n_series": len(rows), "n_skipped": len(discovery.skipped),
                             "n_files": discovery.n_files, "model": model_info, "exit_code": code}) + "\n"
     if args.out:
-        write_atomic(args.out, text)
+        atomic_write_text(args.out, text)
     else:
         sys.stdout.write(text)
         sys.stdout.flush()

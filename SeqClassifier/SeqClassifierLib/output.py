@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .atomic import atomic_write_text
 from .labels import CLASS_NAMES
 from .records import Prediction, SeriesRecord, SkippedFile
 
@@ -115,11 +114,6 @@ def format_jsonl(rows: Sequence[dict[str, Any]], skipped: Iterable[SkippedFile])
     lines = [json.dumps({"type": "series", "row": r}, ensure_ascii=False) for r in rows]
     lines += [json.dumps({"type": "skipped", "path": s.path, "reason": s.reason}, ensure_ascii=False) for s in skipped]
     return "".join(line + "\n" for line in lines)
-
-
-def write_atomic(path: os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and rename (no partial file ever)."""
-    atomic_write_text(path, text)
 
 
 def is_inside(path: os.PathLike, folders: Iterable[os.PathLike]) -> Optional[str]:
