@@ -83,6 +83,7 @@ PHILIPS_CREATOR = Tag(0x2001, 0x0010)
 #: Private creators that make the element numbers above trustworthy.
 PRIVATE_CREATORS: dict[BaseTag, tuple[str, ...]] = {
     SIEMENS_CREATOR: ("SIEMENS MR HEADER",),
+    SIEMENS_CSA_CREATOR: ("SIEMENS CSA HEADER",),
     GE_CREATOR: ("GEMS_PARM_01",),
     PHILIPS_CREATOR: ("Philips Imaging DD 001", "PHILIPS IMAGING DD 001"),
 }

@@ -26,6 +26,7 @@ import math
 import os
 import re
 import struct
+import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclasses_replace
@@ -265,12 +266,11 @@ def siemens_protocol_b_values(path: PathLike) -> list[float]:
     [] when the file has no such header.  Reads that one element, never pixels."""
     try:
         ds = pydicom.dcmread(os.fspath(path), stop_before_pixels=True, force=True,
-                             specific_tags=[T.SIEMENS_CSA_CREATOR, T.SIEMENS_CSA_SERIES_HEADER])
+                             specific_tags=[T.MANUFACTURER, T.SIEMENS_CSA_CREATOR, T.SIEMENS_CSA_SERIES_HEADER])
         raw = _elem_value(ds, T.SIEMENS_CSA_SERIES_HEADER)
     except Exception:  # unreadable now: keep what the headers gave
         return []
-    creator = _text(_elem_value(ds, T.SIEMENS_CSA_CREATOR)).upper()
-    if not isinstance(raw, bytes) or (creator and "SIEMENS CSA" not in creator):
+    if not isinstance(raw, bytes) or not _private_creator_ok(ds, T.SIEMENS_CSA_CREATOR, "SIEMENS"):
         return []
     return phoenix_b_values(raw)
 
@@ -958,7 +958,6 @@ def _start_method() -> str:
     """``fork`` on Linux while no other Python thread runs (fast, safe enough for
     this pure-Python work); else ``forkserver`` where available; else ``spawn``."""
     import multiprocessing as mp
-    import sys
     import threading
 
     methods = mp.get_all_start_methods()
@@ -980,8 +979,6 @@ def _plan_workers(n_files: int, workers: Optional[int]) -> tuple[int, str]:
                 workers = None
     method = _start_method()
     if workers is None:
-        import sys
-
         # Inside the Slicer application itself (not its PythonSlicer CLI
         # children) never start processes unasked: forking a GUI or spawning
         # sys.executable (the Slicer launcher) is not safe there.
