@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from corpus import tree_digest as _hash_tree  # sha256 + size + mtime of every path, links unfollowed
 from SeqClassifierLib import cli
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.output import ROW_FIELDS
@@ -97,13 +98,6 @@ def test_console_script_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "SeqClassifierLib.cli", "--help"], cwd=REPO / "SeqClassifier",
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "classify" in res.stdout and "Exit codes" in res.stdout
-
-
-def _hash_tree(root: Path) -> dict:
-    import hashlib
-
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_sort_with_confirmed_labels_leaves_sources_untouched(prostatex, prostatex_labels, tmp_path, capsys, untrained):

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
 
+from corpus import tree_digest as _hash_tree  # sha256 + size + mtime of every path, links unfollowed
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import Prediction
 from SeqClassifierLib.sorting import SortError, safe_name, sort_series, study_folder_name
-
-
-def _hash_tree(root: Path) -> dict[str, str]:
-    out = {}
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            st = p.stat()
-            out[str(p.relative_to(root))] = (hashlib.sha256(p.read_bytes()).hexdigest(), st.st_mtime_ns)
-    return out
 
 
 @pytest.fixture()
