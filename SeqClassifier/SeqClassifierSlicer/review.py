@@ -124,7 +124,7 @@ def label_to_load(series_uid: str, row: Optional[ReviewRow], entry: Any = None,
     ``overrides`` (SeriesInstanceUID -> label) wins over the row's label (the
     confirmed label, else the prediction).  "Confirmed" means the store holds a
     confirmed label equal to the one loaded: a label typed but not yet confirmed,
-    or overridden by the caller, is not.
+    or a caller's override that differs from the confirmed label, is not.
     """
     if row is None and entry is not None:
         row = ReviewRow.from_store_entry(entry)
