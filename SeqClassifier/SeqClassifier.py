@@ -7,7 +7,7 @@ The module is a thin shell around two Slicer-free packages:
 * ``SeqClassifierSlicer``: MRML naming/tagging (``scene``) and the review
   table's data (``review``).
 
-The classifier runs as a child process (``python -m SeqClassifierLib.cli
+The classifier runs as a child process (``python -m SeqClassifierLib.app.cli
 classify ... --format jsonl``) so Slicer stays responsive; its JSON-lines
 events are polled with a QTimer.  Predictions and confirmed labels go to the
 label store (a JSON file in the user's data folder).
@@ -42,7 +42,7 @@ except ImportError:  # Slicer < 5.4
 
 from DICOMLib import DICOMLoadable, DICOMPlugin
 
-from SeqClassifierLib.label_store import LabelStore
+from SeqClassifierLib.curation.label_store import LabelStore
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierSlicer import review
 from SeqClassifierSlicer.session import ClassificationSession
@@ -58,18 +58,7 @@ COL_THUMB, COL_NUMBER, COL_DESCRIPTION, COL_PLANE, COL_PREDICTED, COL_CONFIDENCE
 
 
 def resourcePath(filename):
-    """A file of the extension's ``Resources`` folder.
-
-    Resources live at the top of the source tree (``<repo>/Resources``, i.e.
-    ``../Resources`` from this file) and CMake installs them into
-    ``qt-scripted-modules/Resources`` beside this file (see SeqClassifier/CMakeLists.txt),
-    so both the installed extension and a source checkout added as an
-    additional module path work.
-    """
-    for base in (os.path.join(MODULE_DIR, "Resources"), os.path.join(MODULE_DIR, os.pardir, "Resources")):
-        candidate = os.path.normpath(os.path.join(base, filename))
-        if os.path.exists(candidate):
-            return candidate
+    """A file of the module's ``Resources`` folder (beside this file, as in Slicer's template)."""
     return os.path.join(MODULE_DIR, "Resources", filename)
 
 
@@ -661,7 +650,7 @@ class SeqClassifierLogic(ScriptedLoadableModuleLogic):
         return dict(os.environ)
 
     def classifyFiles(self, files, device="auto", model=None, blocking=False, onEvent=None):
-        """Classify DICOM files in a background process (``python -m SeqClassifierLib.cli classify``).
+        """Classify DICOM files in a background process (``python -m SeqClassifierLib.app.cli classify``).
 
         ``files``: paths (files and/or folders) or a dict SeriesInstanceUID -> files (only those
         series are kept).  ``blocking=True`` waits and returns the review rows (scripts, self-test);
@@ -879,7 +868,7 @@ class SeqClassifierTest(ScriptedLoadableModuleTest):
         import tempfile
 
         from DICOMLib import DICOMUtils
-        from SeqClassifierLib.synth import generate_studies
+        from SeqClassifierLib.synth.generator import generate_studies
         from SeqClassifierSlicer import scene
 
         self.delayDisplay("Generating a synthetic study")

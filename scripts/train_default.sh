@@ -40,10 +40,10 @@ bg() { if [ "${PARALLEL:-0}" = 1 ]; then "$@" & else "$@"; fi; }
 
 # 1) the default model: all synthetic studies + both real studies, 4 folds by patient
 if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
-  mkdir -p Resources/Models
-  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras; then: seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out Resources/Models/seqclassifier_default.json --folds 4 ${common[*]}"
+  mkdir -p SeqClassifier/SeqClassifierLib/model/assets
+  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras; then: seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 ${common[*]}"
   bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" \
-     --out Resources/Models/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
+     --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
 fi
 
 # 2) leave-one-study-out on the real studies (synthetic + the other real study)

@@ -7,10 +7,10 @@ run models, so discovery and features stay light.
 
 Main entry points:
 
-* :func:`SeqClassifierLib.series_reader.discover_series` - folders -> series records
-* :func:`SeqClassifierLib.features.extract_features` - record -> metadata vector
-* :class:`SeqClassifierLib.predict.Classifier` - records -> predictions
-* :mod:`SeqClassifierLib.cli` - the ``seqclassifier`` command line
+* :func:`SeqClassifierLib.dicom.series_reader.discover_series` - folders -> series records
+* :func:`SeqClassifierLib.inputs.features.extract_features` - record -> metadata vector
+* :class:`SeqClassifierLib.model.classifier.Classifier` - records -> predictions
+* :mod:`SeqClassifierLib.app.cli` - the ``seqclassifier`` command line
 """
 
 __version__ = "0.1.0"

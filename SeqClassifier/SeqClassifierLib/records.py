@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from .labels import CLASS_NAMES, Plane, SequenceLabel
+from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
 
 
 @dataclass(frozen=True)

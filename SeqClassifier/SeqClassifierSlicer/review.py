@@ -93,7 +93,7 @@ class ReviewRow:
 
     @classmethod
     def from_store_entry(cls, entry: Any) -> "ReviewRow":
-        """From a :class:`~SeqClassifierLib.label_store.LabelEntry` alone (cached prediction)."""
+        """From a :class:`~SeqClassifierLib.curation.label_store.LabelEntry` alone (cached prediction)."""
         r = cls(series_uid=entry.series_uid, series_number=entry.series_number,
                 description=entry.description or "", plane=entry.plane or "unknown",
                 predicted_label=entry.predicted_label, confidence=entry.confidence,

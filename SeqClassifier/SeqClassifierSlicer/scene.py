@@ -122,7 +122,7 @@ def tag_volume_node(node, label: Any, *, plane: Any = None, description: Any = N
 def tag_from_prediction(node, prediction: Any, *, confirmed_label: Any = None, plane: Any = None,
                         description: Any = None, series_number: Any = None, rename: bool = True) -> int:
     """Tag ``node`` from a :class:`~SeqClassifierLib.records.Prediction`, a result row (dict)
-    or a :class:`~SeqClassifierLib.label_store.LabelEntry`; ``confirmed_label`` wins over the prediction.
+    or a :class:`~SeqClassifierLib.curation.label_store.LabelEntry`; ``confirmed_label`` wins over the prediction.
     """
     if isinstance(prediction, Mapping):
         get = prediction.get

@@ -1,7 +1,7 @@
 """One classification session of the module, without Qt or Slicer.
 
-:class:`ClassificationSession` runs ``python -m SeqClassifierLib.cli classify
-... --format jsonl`` through :class:`~SeqClassifierLib.background.BackgroundProcess`,
+:class:`ClassificationSession` runs ``python -m SeqClassifierLib.app.cli classify
+... --format jsonl`` through :class:`~SeqClassifierLib.app.background.BackgroundProcess`,
 turns its events into :class:`~SeqClassifierSlicer.review.ReviewRow` objects,
 records the predictions in the label store when the run completes, and does
 the review actions (confirm, presets, export).  The Slicer module's logic
@@ -17,8 +17,8 @@ import os
 import sys
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from SeqClassifierLib.background import BackgroundProcess, State
-from SeqClassifierLib.label_store import LabelStore
+from SeqClassifierLib.app.background import BackgroundProcess, State
+from SeqClassifierLib.curation.label_store import LabelStore
 
 from . import review
 
@@ -29,7 +29,7 @@ CLASSIFY_SUCCESS_CODES = (0, 2, 3)
 #: the files (command lines are limited, on Windows to 32767 characters) and the result is
 #: filtered to the requested series.
 MAX_ARGV_CHARS = 24000
-CLI_MODULE = "SeqClassifierLib.cli"
+CLI_MODULE = "SeqClassifierLib.app.cli"
 
 log = logging.getLogger("SeqClassifier")
 
@@ -262,8 +262,8 @@ class ClassificationSession:
     # -- images ----------------------------------------------------------------------------------
     def center_slice(self, series_uid: str):
         """The center slice (2D float array) of a series via SeqClassifierLib, or None."""
-        from SeqClassifierLib.preprocessing import load_center_slice
-        from SeqClassifierLib.series_reader import discover_series
+        from SeqClassifierLib.inputs.image import load_center_slice
+        from SeqClassifierLib.dicom.series_reader import discover_series
 
         files = self.series_files.get(series_uid)
         if files:

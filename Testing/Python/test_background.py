@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from SeqClassifierLib.background import BackgroundProcess, State, parse_line, run_events
+from SeqClassifierLib.app.background import BackgroundProcess, State, parse_line, run_events
 
 CHILD = textwrap.dedent(r"""
     import json, sys, time
@@ -168,7 +168,7 @@ FAKE_CLASSIFIER = textwrap.dedent(r"""
 
 @pytest.fixture()
 def fake_session(tmp_path):
-    from SeqClassifierLib.label_store import LabelStore
+    from SeqClassifierLib.curation.label_store import LabelStore
     from SeqClassifierSlicer.session import ClassificationSession
 
     script = tmp_path / "fake_classifier.py"
@@ -230,7 +230,7 @@ def test_session_filters_requested_series_and_reports_failure(fake_session):
 
 def test_session_with_real_classifier(prostatex, tmp_path):
     """The real command line on a real study: the JSON-lines protocol end to end (untrained or trained)."""
-    from SeqClassifierLib.label_store import LabelStore
+    from SeqClassifierLib.curation.label_store import LabelStore
     from SeqClassifierSlicer.session import ClassificationSession
 
     study = prostatex / "ProstateX-0000"

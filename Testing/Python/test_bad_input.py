@@ -29,12 +29,12 @@ import pydicom
 import pytest
 
 import corpus
-from SeqClassifierLib import cli
-from SeqClassifierLib.predict import DEFAULT_MODEL_NAME, resources_dir
+from SeqClassifierLib.app import cli
+from SeqClassifierLib.model.classifier import DEFAULT_MODEL_NAME, assets_dir
 
 REPO = Path(__file__).resolve().parents[2]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-MODEL_FILE = resources_dir() / "Models" / DEFAULT_MODEL_NAME
+MODEL_FILE = assets_dir() / DEFAULT_MODEL_NAME
 GOOD_UID = None  # filled by the clean run
 
 #: Fields of a row that must not change when bad files lie beside the series.
@@ -58,9 +58,9 @@ MODES = ["untrained", pytest.param("default", marks=pytest.mark.skipif(
 def model_mode(mode: str):
     with pytest.MonkeyPatch.context() as mp:
         if mode == "untrained":
-            mp.setattr("SeqClassifierLib.predict.default_model_path", lambda: None)
+            mp.setattr("SeqClassifierLib.model.classifier.default_model_path", lambda: None)
         else:
-            mp.setattr("SeqClassifierLib.predict.default_model_path", lambda: MODEL_FILE)
+            mp.setattr("SeqClassifierLib.model.classifier.default_model_path", lambda: MODEL_FILE)
             mp.setenv("SEQCLASSIFIER_MODEL", str(MODEL_FILE))
         yield
 
@@ -173,7 +173,7 @@ COMPRESSED = ["rle", "jpeg2000", "jpeg_ls", "jpeg_baseline"]
 
 
 def _series_of(folder: Path):
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     d = discover_series(folder)
     assert d.skipped == []
@@ -183,7 +183,7 @@ def _series_of(folder: Path):
 
 @pytest.mark.parametrize("kind", COMPRESSED)
 def test_compressed_slice_is_decoded(kind, tmp_path):
-    from SeqClassifierLib.preprocessing import load_center_slice, prepare_image
+    from SeqClassifierLib.inputs.image import load_center_slice, prepare_image
 
     case = corpus.build(kind, tmp_path)
     (path,) = case.paths
@@ -207,7 +207,7 @@ def test_compressed_slice_is_decoded(kind, tmp_path):
 def test_missing_decoder_names_the_package(kind, package, tmp_path, monkeypatch):
     from pydicom.pixels.decoders.base import get_decoder
 
-    from SeqClassifierLib.preprocessing import ImageUnavailable, load_center_slice
+    from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice
 
     case = corpus.build(kind, tmp_path)
     ts = pydicom.dcmread(case.paths[0], stop_before_pixels=True).file_meta.TransferSyntaxUID
@@ -231,8 +231,8 @@ def test_missing_decoder_names_the_package(kind, package, tmp_path, monkeypatch)
 @pytest.mark.skipif(not IS_ROOT or not hasattr(os, "fork"), reason="only needed as root on POSIX")
 def test_unreadable_file_as_root_via_nobody():
     """As root, chmod 000 is not enforced: run discovery + classify in a child that drops to ``nobody``."""
-    import SeqClassifierLib.fast_header  # noqa: F401  (imported before dropping privileges)
-    import SeqClassifierLib.output  # noqa: F401
+    import SeqClassifierLib.dicom.fast_header  # noqa: F401  (imported before dropping privileges)
+    import SeqClassifierLib.app.output  # noqa: F401
     import SeqClassifierLib.records  # noqa: F401
 
     base = Path(tempfile.mkdtemp(prefix="seqcls-nobody-"))
@@ -308,8 +308,8 @@ def big_folder(tmp_path_factory):
 
 _CHILD = (
     "import sys; sys.path.insert(0, {lib!r});"
-    "import SeqClassifierLib.predict as p; p.default_model_path = lambda: None;"
-    "from SeqClassifierLib import cli; code = cli.main(sys.argv[1:]);"
+    "import SeqClassifierLib.model.classifier as p; p.default_model_path = lambda: None;"
+    "from SeqClassifierLib.app import cli; code = cli.main(sys.argv[1:]);"
     # VmHWM is this program's own peak; ru_maxrss would also count the pages of the
     # (large) pytest parent that the fork shared before exec.
     "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')] if sys.platform.startswith('linux') else [];"
@@ -345,7 +345,7 @@ def test_ten_thousand_files_memory_and_result(big_folder, tmp_path):
 
 def test_ctrl_c_leaves_no_output(big_folder, tmp_path):
     out = tmp_path / "F.json"
-    proc = subprocess.Popen([sys.executable, "-m", "SeqClassifierLib.cli", "classify", str(big_folder["root"]),
+    proc = subprocess.Popen([sys.executable, "-m", "SeqClassifierLib.app.cli", "classify", str(big_folder["root"]),
                              "--format", "json", "--out", str(out), "--progress"],
                             cwd=str(REPO / "SeqClassifier"), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # wait until discovery is under way (first progress draw), at most ~1 s after start
@@ -371,7 +371,7 @@ def test_ctrl_c_leaves_no_output(big_folder, tmp_path):
 
 def test_ctrl_c_while_writing_the_output(big_folder, tmp_path, monkeypatch):
     """KeyboardInterrupt in the middle of the atomic write: neither F nor its temp file remains."""
-    from SeqClassifierLib import output
+    from SeqClassifierLib.app import output
 
     real_fsync = os.fsync
 
@@ -390,7 +390,7 @@ def test_ctrl_c_while_writing_the_output(big_folder, tmp_path, monkeypatch):
 
 def test_special_file_given_as_a_path_is_reported_not_opened(tmp_path):
     """A FIFO named on the command line must not block the run (opening it would wait for a writer)."""
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -17,7 +17,7 @@ _LIB_PARENT = Path(__file__).resolve().parents[2] / "SeqClassifier"
 if str(_LIB_PARENT) not in sys.path:
     sys.path.insert(0, str(_LIB_PARENT))
 
-from SeqClassifierLib.checkpoint import (  # noqa: E402
+from SeqClassifierLib.model.checkpoint import (  # noqa: E402
     CARD_FORMAT_VERSION,
     CheckpointError,
     EnsembleModel,
@@ -26,7 +26,7 @@ from SeqClassifierLib.checkpoint import (  # noqa: E402
     save_checkpoint,
     sha256_file,
 )
-from SeqClassifierLib.fusion import STRATEGIES, apply_lora, create_model  # noqa: E402
+from SeqClassifierLib.model.fusion import STRATEGIES, apply_lora, create_model  # noqa: E402
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel  # noqa: E402
 
 N_META = 5

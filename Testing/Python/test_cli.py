@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from corpus import tree_digest as _hash_tree  # sha256 + size + mtime of every path, links unfollowed
-from SeqClassifierLib import cli
+from SeqClassifierLib.app import cli
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.output import ROW_FIELDS
+from SeqClassifierLib.app.output import ROW_FIELDS
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,7 +28,7 @@ def run(args, capsys):
 @pytest.fixture()
 def untrained(monkeypatch, tmp_path):
     """Force the untrained path (no shipped model) so the test does not depend on one."""
-    monkeypatch.setattr("SeqClassifierLib.predict.default_model_path", lambda: None)
+    monkeypatch.setattr("SeqClassifierLib.model.classifier.default_model_path", lambda: None)
 
 
 def test_json_lists_the_18_series_with_every_field(prostatex, prostatex_labels, capsys, untrained):
@@ -94,14 +94,14 @@ def test_nothing_found_exit_code(tmp_path, capsys, untrained):
 
 
 def test_console_script_entry_point_runs():
-    # `python -m SeqClassifierLib.cli --help` works from the module folder (as in Slicer)
-    res = subprocess.run([sys.executable, "-m", "SeqClassifierLib.cli", "--help"], cwd=REPO / "SeqClassifier",
+    # `python -m SeqClassifierLib.app.cli --help` works from the module folder (as in Slicer)
+    res = subprocess.run([sys.executable, "-m", "SeqClassifierLib.app.cli", "--help"], cwd=REPO / "SeqClassifier",
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "classify" in res.stdout and "Exit codes" in res.stdout
 
 
 def test_sort_with_confirmed_labels_leaves_sources_untouched(prostatex, prostatex_labels, tmp_path, capsys, untrained):
-    from SeqClassifierLib.label_store import LabelStore
+    from SeqClassifierLib.curation.label_store import LabelStore
 
     src = prostatex / "ProstateX-0000"
     before = _hash_tree(src)

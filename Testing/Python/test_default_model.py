@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from SeqClassifierLib.checkpoint import load_checkpoint, read_card, sha256_file
-from SeqClassifierLib.features import FEATURE_SCHEMA_VERSION
+from SeqClassifierLib.model.checkpoint import load_checkpoint, read_card, sha256_file
+from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.predict import Classifier, default_model_path
+from SeqClassifierLib.model.classifier import Classifier, default_model_path
 
 REPO = Path(__file__).resolve().parents[2]
-MODEL = REPO / "Resources" / "Models" / "seqclassifier_default.json"
+MODEL = REPO / "SeqClassifier" / "SeqClassifierLib" / "model" / "assets" / "seqclassifier_default.json"
 
 
 def test_default_model_ships_with_a_complete_card():
@@ -56,7 +56,7 @@ def test_both_precisions_give_the_same_labels(prostatex_discovery, prostatex_lab
 
 
 def test_precision_auto_and_bad_values(monkeypatch):
-    from SeqClassifierLib import predict
+    from SeqClassifierLib.model import classifier as predict
 
     monkeypatch.setattr(predict, "_cpu_has_native_bf16", lambda: False)
     assert predict.resolve_precision("auto", "cpu") == "fp32"
@@ -70,8 +70,8 @@ def test_precision_auto_and_bad_values(monkeypatch):
 
 def test_metadata_only_when_the_image_is_unreadable(prostatex_discovery, monkeypatch):
     """A series whose pixels cannot be read is still classified from its headers, and flagged."""
-    from SeqClassifierLib import predict
-    from SeqClassifierLib.preprocessing import ImageUnavailable
+    from SeqClassifierLib.model import classifier as predict
+    from SeqClassifierLib.inputs.image import ImageUnavailable
 
     def broken(*args, **kwargs):
         raise ImageUnavailable("pixel data unreadable (test)")
@@ -84,7 +84,7 @@ def test_metadata_only_when_the_image_is_unreadable(prostatex_discovery, monkeyp
 
 
 def test_tampered_default_model_is_refused(tmp_path):
-    from SeqClassifierLib.checkpoint import CheckpointError
+    from SeqClassifierLib.model.checkpoint import CheckpointError
 
     card = tmp_path / "m.json"
     weights = tmp_path / "m.safetensors"

@@ -15,10 +15,10 @@ import pydicom
 import pytest
 from pydicom.pixels import pixel_array
 
-from SeqClassifierLib import fast_header
-from SeqClassifierLib import series_reader as S
-from SeqClassifierLib.fast_header import FastPathUnsupported, read_file_header_fast, read_native_frame
-from SeqClassifierLib.series_reader import (FileHeader, HeaderCache, UnusableFile, discover_series,
+from SeqClassifierLib.dicom import fast_header
+from SeqClassifierLib.dicom import series_reader as S
+from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast, read_native_frame
+from SeqClassifierLib.dicom.series_reader import (FileHeader, HeaderCache, UnusableFile, discover_series,
                                             read_file_header, read_file_header_pydicom)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from SeqClassifierLib.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features,
+from SeqClassifierLib.inputs.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features,
                                        feature_dict, schema_table)
 from SeqClassifierLib.records import SeriesRecord
 

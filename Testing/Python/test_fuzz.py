@@ -34,9 +34,9 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 import corpus
-from SeqClassifierLib import dicom_tags as T
-from SeqClassifierLib.features import N_FEATURES, extract_features
-from SeqClassifierLib.series_reader import (FileHeader, UnusableFile, build_series, discover_series,
+from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.inputs.features import N_FEATURES, extract_features
+from SeqClassifierLib.dicom.series_reader import (FileHeader, UnusableFile, build_series, discover_series,
                                             read_file_header)
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,

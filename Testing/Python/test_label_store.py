@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from SeqClassifierLib import label_store as ls
-from SeqClassifierLib.label_store import (CSV_FIELDS, CorruptLabelStoreError, LabelStore, LabelStoreError,
+from SeqClassifierLib.curation import label_store as ls
+from SeqClassifierLib.curation.label_store import (CSV_FIELDS, CorruptLabelStoreError, LabelStore, LabelStoreError,
                                           LabelStoreWarning)
 from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
 from SeqClassifierLib.records import Prediction, SeriesRecord
@@ -238,7 +238,7 @@ def test_stale_temp_files_of_killed_writers_are_cleaned(tmp_path):
     import os
     import time as _time
 
-    from SeqClassifierLib.label_store import LabelStore
+    from SeqClassifierLib.curation.label_store import LabelStore
 
     store = LabelStore(tmp_path / "labels.json")
     stale = tmp_path / ".labels.json.abc123.tmp"
@@ -255,7 +255,7 @@ def test_stale_temp_files_of_killed_writers_are_cleaned(tmp_path):
 
 def test_export_of_corrections_is_read_by_train(prostatex_discovery, prostatex_labels, prostatex, tmp_path):
     """The curation loop: predictions (here all wrong) corrected by a person, exported, read by `train`."""
-    from SeqClassifierLib.training import labelled_series
+    from SeqClassifierLib.training.train import labelled_series
 
     recs = prostatex_discovery.series
     store = LabelStore(tmp_path / "labels.json")

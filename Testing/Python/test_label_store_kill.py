@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from SeqClassifierLib.label_store import CorruptLabelStoreError, LabelStore, LabelStoreWarning
+from SeqClassifierLib.curation.label_store import CorruptLabelStoreError, LabelStore, LabelStoreWarning
 
 LIB = str(Path(__file__).resolve().parents[2] / "SeqClassifier")
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX si
 WRITER = r"""
 import sys
 sys.path.insert(0, {lib!r})
-from SeqClassifierLib.label_store import LabelStore
+from SeqClassifierLib.curation.label_store import LabelStore
 store = LabelStore({path!r}, lock_timeout=10)
 run = {run}
 i = 0
@@ -144,7 +144,7 @@ def test_two_damages_in_the_same_second_keep_both(tmp_path):
 
 
 def test_truncated_store_is_reported_by_sort(tmp_path, prostatex):
-    from SeqClassifierLib import cli
+    from SeqClassifierLib.app import cli
 
     path = tmp_path / "store" / "labels.json"
     path.parent.mkdir()
@@ -154,7 +154,7 @@ def test_truncated_store_is_reported_by_sort(tmp_path, prostatex):
     src = prostatex / "ProstateX-0000" / "07-07-2011" / "4.000000-t2tsetra-00702"
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err), \
             contextlib.redirect_stdout(io.StringIO()), pytest.warns(LabelStoreWarning, match="damaged"):
-        mp.setattr("SeqClassifierLib.predict.default_model_path", lambda: None)
+        mp.setattr("SeqClassifierLib.model.classifier.default_model_path", lambda: None)
         code = cli.main(["sort", str(src), str(tmp_path / "dest"), "--labels", "--store", str(path), "--dry-run"])
     (moved,) = path.parent.glob("labels.json.corrupt-*")
     assert moved.read_bytes() == raw[:100]

@@ -26,8 +26,8 @@ _LIB_PARENT = Path(__file__).resolve().parents[2] / "SeqClassifier"
 if str(_LIB_PARENT) not in sys.path:
     sys.path.insert(0, str(_LIB_PARENT))
 
-from SeqClassifierLib import backbones as B  # noqa: E402
-from SeqClassifierLib.backbones import (  # noqa: E402
+from SeqClassifierLib.model import backbones as B  # noqa: E402
+from SeqClassifierLib.model.backbones import (  # noqa: E402
     BackboneConfig,
     PretrainedSource,
     WeightsIntegrityError,
@@ -38,7 +38,7 @@ from SeqClassifierLib.backbones import (  # noqa: E402
     resolve_pretrained_weights,
     sha256_file,
 )
-from SeqClassifierLib.fusion import (  # noqa: E402
+from SeqClassifierLib.model.fusion import (  # noqa: E402
     STRATEGIES,
     LoRALinear,
     apply_lora,

@@ -8,9 +8,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from SeqClassifierLib.preprocessing import (ImageUnavailable, center_frame, choose_volume, load_center_slice,
+from SeqClassifierLib.inputs.image import (ImageUnavailable, center_frame, choose_volume, load_center_slice,
                                             normalize_intensity, prepare_image, read_frame, to_model_input)
-from SeqClassifierLib.series_reader import discover_series
+from SeqClassifierLib.dicom.series_reader import discover_series
 
 
 def _series(d, pid, number):

@@ -19,8 +19,8 @@ import shutil
 import pytest
 
 import corpus
-from SeqClassifierLib import cli
-from SeqClassifierLib.label_store import LabelStore
+from SeqClassifierLib.app import cli
+from SeqClassifierLib.curation.label_store import LabelStore
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -64,7 +64,7 @@ def _cli(args) -> tuple[int, str]:
     err = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stderr(err), \
             contextlib.redirect_stdout(io.StringIO()):
-        mp.setattr("SeqClassifierLib.predict.default_model_path", lambda: None)
+        mp.setattr("SeqClassifierLib.model.classifier.default_model_path", lambda: None)
         code = cli.main([str(a) for a in args])
     return code, err.getvalue()
 

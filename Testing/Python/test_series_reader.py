@@ -10,7 +10,7 @@ import pydicom
 import pytest
 
 from SeqClassifierLib.labels import Plane
-from SeqClassifierLib.series_reader import (discover_series, ge_b_value, philips_b_value, plane_of,
+from SeqClassifierLib.dicom.series_reader import (discover_series, ge_b_value, philips_b_value, plane_of,
                                             read_file_header, siemens_b_value, slice_normal, UnusableFile)
 
 
@@ -108,7 +108,7 @@ def _csa_series_header(protocol: str) -> bytes:
 
 
 def test_phoenix_b_values():
-    from SeqClassifierLib.series_reader import phoenix_b_values
+    from SeqClassifierLib.dicom.series_reader import phoenix_b_values
 
     three = ("sDiffusion.lDiffWeightings\t = \t3\nsDiffusion.alBValue.__attribute__.size\t = \t128\n"
              "sDiffusion.alBValue[1]\t = \t400\nsDiffusion.alBValue[2]\t = \t800\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from SeqClassifierLib.slicer_db import (read_slicer_db, series_files_from_slicer_db,
+from SeqClassifierLib.dicom.slicer_db import (read_slicer_db, series_files_from_slicer_db,
                                         series_info_from_slicer_db)
 
 # The tables and columns of CTK's Libs/DICOM/Core/Resources/dicom-schema.sql (schema 0.8.1)
@@ -124,7 +124,7 @@ def test_missing_files_and_database(database, tmp_path):
 
 def test_read_only_mode(database):
     db, _, _ = database
-    from SeqClassifierLib import slicer_db
+    from SeqClassifierLib.dicom import slicer_db
 
     conn = slicer_db._connect(db)
     try:

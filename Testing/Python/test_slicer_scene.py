@@ -93,7 +93,7 @@ def test_tag_real_series(mrml, prostatex):
 
 def test_untrained_and_store_entry(mrml, tmp_path):
     slicer, scene = mrml
-    from SeqClassifierLib.label_store import LabelStore
+    from SeqClassifierLib.curation.label_store import LabelStore
     from SeqClassifierLib.labels import SequenceLabel
     from SeqClassifierLib.records import Prediction
     from SeqClassifierSlicer import scene as sc
@@ -198,7 +198,7 @@ def test_colours_status_thumbnail():
 
 
 def test_label_to_load_prefers_overrides_then_confirmed_then_predicted(tmp_path):
-    from SeqClassifierLib.label_store import LabelStore
+    from SeqClassifierLib.curation.label_store import LabelStore
 
     store = LabelStore(tmp_path / "labels.json")
     store.record_predictions([
@@ -240,5 +240,5 @@ def test_missing_requirements(tmp_path):
 def test_shipped_requirements_are_parseable():
     from SeqClassifierSlicer.dependencies import requirement_lines
 
-    lines = requirement_lines(Path(__file__).resolve().parents[2] / "Resources" / "requirements.txt")
+    lines = requirement_lines(Path(__file__).resolve().parents[2] / "SeqClassifier" / "Resources" / "requirements.txt")
     assert any(line.startswith("pydicom") for line in lines) and not any(line.startswith("torch") for line in lines)

@@ -10,7 +10,7 @@ import pytest
 from corpus import tree_digest as _hash_tree  # sha256 + size + mtime of every path, links unfollowed
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import Prediction
-from SeqClassifierLib.sorting import SortError, safe_name, sort_series, study_folder_name
+from SeqClassifierLib.curation.sorting import SortError, safe_name, sort_series, study_folder_name
 
 
 @pytest.fixture()
@@ -114,7 +114,7 @@ def test_conflicting_target_not_overwritten(source, tmp_path):
 
 
 def test_records_and_predictions(prostatex, tmp_path):
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     study = prostatex / "ProstateX-0000"
     found = discover_series([study])

@@ -20,7 +20,7 @@ import pydicom
 import pytest
 
 from SeqClassifierLib.labels import Plane, SequenceLabel
-from SeqClassifierLib.synth import (LABELS_COLUMNS, SynthSeries, Tissue, generate_studies,
+from SeqClassifierLib.synth.generator import (LABELS_COLUMNS, SynthSeries, Tissue, generate_studies,
                                     study_phantom)
 
 SEED = 0
@@ -455,7 +455,7 @@ def test_plane_orientations_and_slice_positions(fixture, request):
 
 
 def test_discovery_reads_what_was_written(three):
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     root, series, _ = three
     found = discover_series(root).by_uid()
@@ -634,7 +634,7 @@ def test_neuro_labels_vendors_and_manufacturers(neuro):
 
 
 def test_neuro_fmri_is_epi_time_series_without_diffusion(neuro):
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
     root, series = neuro
     found = discover_series(str(root))
     found = getattr(found, "series", found)
@@ -722,7 +722,7 @@ def head_means(root, s, tissues):
 
 
 def test_head_phantom_contrast(neuro):
-    from SeqClassifierLib.synth import HeadTissue as H
+    from SeqClassifierLib.synth.generator import HeadTissue as H
     root, series = neuro
     t2 = neuro_series(root, series, "GE", "t2")
     m = head_means(root, t2, (H.CSF, H.WHITE_MATTER))

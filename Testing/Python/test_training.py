@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from SeqClassifierLib import cli
+from SeqClassifierLib.app import cli
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.training import (augment_images, class_weights, classification_metrics,
+from SeqClassifierLib.training.train import (augment_images, class_weights, classification_metrics,
                                        expected_calibration_error, fit_temperature, group_folds, review_threshold)
 
 
@@ -69,7 +69,7 @@ def test_augmentation_keeps_shape_and_range():
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    from SeqClassifierLib.synth import generate_studies
+    from SeqClassifierLib.synth.generator import generate_studies
 
     root = tmp_path_factory.mktemp("synth")
     generate_studies(root, studies=3, seed=11, size="tiny")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-UI_FILE = REPO / "Resources" / "UI" / "SeqClassifier.ui"
+UI_FILE = REPO / "SeqClassifier" / "Resources" / "UI" / "SeqClassifier.ui"
 MODULE_FILE = REPO / "SeqClassifier" / "SeqClassifier.py"
 
 
@@ -147,10 +147,10 @@ def test_buttons_have_text(loaded_ui):
 def test_resources_exist():
     from PIL import Image
 
-    icon = REPO / "Resources" / "Icons" / "SeqClassifier.png"
+    icon = REPO / "SeqClassifier" / "Resources" / "Icons" / "SeqClassifier.png"
     with Image.open(icon) as im:
         assert im.size == (128, 128)
-    reqs = [l.strip() for l in (REPO / "Resources" / "requirements.txt").read_text().splitlines()
+    reqs = [l.strip() for l in (REPO / "SeqClassifier" / "Resources" / "requirements.txt").read_text().splitlines()
             if l.strip() and not l.startswith("#")]
     names = {r.split(">")[0].split("<")[0].split("=")[0].strip().lower() for r in reqs}
     assert names == {"pydicom", "numpy", "safetensors", "timm", "open_clip_torch", "tqdm"}

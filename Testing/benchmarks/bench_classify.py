@@ -104,7 +104,7 @@ def row(label: str, times: list[float], n_files: int, ref: Optional[float] = Non
 # ----------------------------------------------------------------------------
 
 def list_files(root: Path) -> list[str]:
-    from SeqClassifierLib.series_reader import iter_files
+    from SeqClassifierLib.dicom.series_reader import iter_files
 
     return list(iter_files([root], []))
 
@@ -124,7 +124,7 @@ def plain_pydicom_loop(files: list[str]) -> int:
 
 
 def header_loop(files: list[str], reader: Callable[[str], Any]) -> int:
-    from SeqClassifierLib.series_reader import UnusableFile
+    from SeqClassifierLib.dicom.series_reader import UnusableFile
 
     n = 0
     for f in files:
@@ -140,7 +140,7 @@ def threaded_header_loop(files: list[str], threads: int) -> int:
     """Headers read by a thread pool (for the record: the GIL makes this slower)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from SeqClassifierLib.series_reader import _read_chunk
+    from SeqClassifierLib.dicom.series_reader import _read_chunk
 
     chunks = [files[i::threads] for i in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
@@ -158,8 +158,8 @@ class EndToEnd:
                                                "output rows": []}
 
     def __call__(self, root: Path) -> tuple[int, int]:
-        from SeqClassifierLib.output import format_json, format_table, make_row
-        from SeqClassifierLib.series_reader import discover_series
+        from SeqClassifierLib.app.output import format_json, format_table, make_row
+        from SeqClassifierLib.dicom.series_reader import discover_series
 
         t0 = time.perf_counter()
         discovery = discover_series([str(root)], workers=self.workers)
@@ -192,7 +192,7 @@ def cold_model_load(model_path: Path, device: str) -> tuple[float, float]:
     import subprocess
 
     code = ("import json, sys, time; t0 = time.perf_counter(); sys.path.insert(0, sys.argv[1]); "
-            "import torch; from SeqClassifierLib.predict import Classifier; t1 = time.perf_counter(); "
+            "import torch; from SeqClassifierLib.model.classifier import Classifier; t1 = time.perf_counter(); "
             "Classifier(sys.argv[2], device=sys.argv[3]); t2 = time.perf_counter(); "
             "print(json.dumps([t1 - t0, t2 - t1]))")
     out = subprocess.run([sys.executable, "-c", code, str(REPO / "SeqClassifier"), str(model_path), device],
@@ -205,14 +205,14 @@ def resolve_model(args: argparse.Namespace, tmp: Path) -> tuple[Path, str]:
     """--model, else the shipped default, else (or with ``--model fresh``) a fresh untrained model."""
     if args.model and args.model != "fresh":
         return Path(args.model), "--model"
-    shipped = REPO / "Resources" / "Models" / "seqclassifier_default.json"
+    shipped = REPO / "SeqClassifier" / "SeqClassifierLib" / "model" / "assets" / "seqclassifier_default.json"
     if shipped.is_file() and args.model != "fresh":
         return shipped, "shipped default"
     import torch
 
-    from SeqClassifierLib.checkpoint import save_checkpoint
-    from SeqClassifierLib.features import FEATURE_SCHEMA_VERSION, N_FEATURES
-    from SeqClassifierLib.fusion import create_model
+    from SeqClassifierLib.model.checkpoint import save_checkpoint
+    from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
+    from SeqClassifierLib.model.fusion import create_model
 
     torch.manual_seed(0)
     models = [create_model("joint", "compact_cnn", num_meta_features=N_FEATURES) for _ in range(args.folds)]
@@ -232,7 +232,7 @@ def build_scaled_set(source: Path, n_files: int, workdir: Path) -> Path:
     import pydicom
     from pydicom.uid import generate_uid
 
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     dest = workdir / f"replicated_{n_files}"
     marker = dest / ".complete"
@@ -277,7 +277,7 @@ def build_scaled_set(source: Path, n_files: int, workdir: Path) -> Path:
 
 def study_folders(root: Path) -> list[Path]:
     """The deepest folder holding all series of each study (dcm-classifier takes one study at a time)."""
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     by_study: dict[str, list[str]] = {}
     for s in discover_series([str(root)], workers=1).series:
@@ -327,8 +327,8 @@ def bench_dcm_classifier(root: Path, n_files: int, repeats: int, plain: float) -
 def bench_gpu(batch: int = 256, seconds: float = 8.0) -> list[str]:
     import torch
 
-    from SeqClassifierLib.features import N_FEATURES
-    from SeqClassifierLib.fusion import create_model
+    from SeqClassifierLib.inputs.features import N_FEATURES
+    from SeqClassifierLib.model.fusion import create_model
 
     lines = [f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}, bf16 autocast, "
              f"inference_mode, batch {batch}"]
@@ -432,8 +432,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("\n".join(bench_gpu()))
         return 0
 
-    from SeqClassifierLib.predict import Classifier
-    from SeqClassifierLib.series_reader import read_file_header, read_file_header_pydicom
+    from SeqClassifierLib.model.classifier import Classifier
+    from SeqClassifierLib.dicom.series_reader import read_file_header, read_file_header_pydicom
 
     results: list[tuple[str, float, float]] = []  # (what, ours, plain)
     vs_dcm: list[tuple[str, float, float]] = []  # (what, ours, dcm-classifier)
@@ -487,7 +487,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             plain_t, _ = timed(lambda: plain_pydicom_loop(sfiles), reps)
             splain = min(plain_t)
             print(row("plain pydicom loop (reference)", plain_t, size))
-            from SeqClassifierLib.series_reader import discover_series
+            from SeqClassifierLib.dicom.series_reader import discover_series
 
             for label, w in (("discovery serial (workers=1)", 1), ("discovery 2 processes (workers=2)", 2),
                              ("discovery automatic (workers=None)", None)):

@@ -26,16 +26,16 @@ def main(study: str, out: str) -> None:
     from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QTableWidgetItem, QWidget, QHBoxLayout
 
     from SeqClassifierLib.labels import CLASS_NAMES
-    from SeqClassifierLib.output import make_row
-    from SeqClassifierLib.predict import Classifier
-    from SeqClassifierLib.preprocessing import load_center_slice
-    from SeqClassifierLib.series_reader import discover_series
+    from SeqClassifierLib.app.output import make_row
+    from SeqClassifierLib.model.classifier import Classifier
+    from SeqClassifierLib.inputs.image import load_center_slice
+    from SeqClassifierLib.dicom.series_reader import discover_series
     from SeqClassifierSlicer import review
     from test_ui import _qt_only_ui
 
     app = QApplication.instance() or QApplication([])
     buf = QBuffer()
-    buf.setData(QByteArray(_qt_only_ui(REPO / "Resources" / "UI" / "SeqClassifier.ui")))
+    buf.setData(QByteArray(_qt_only_ui(REPO / "SeqClassifier" / "Resources" / "UI" / "SeqClassifier.ui")))
     buf.open(QBuffer.ReadOnly)
     panel = QUiLoader().load(buf)
     ui = {w.objectName(): w for w in panel.findChildren(QWidget)}

@@ -5,7 +5,7 @@ weights of fold ``i`` are stored under the tensor-name prefix ``fold{i}.`` in on
 safetensors file whose header metadata is minimal (format marker and fold
 count).  Everything else lives in the human-readable JSON *card*: format
 version, class names, the model configuration (enough to rebuild the
-architecture with :func:`~SeqClassifierLib.fusion.model_from_config`), the
+architecture with :func:`~SeqClassifierLib.model.fusion.model_from_config`), the
 number of folds, the SHA-256 of the weights file, and whatever the trainer
 adds (feature schema version, preprocessing, training-data summary, metrics,
 temperature, review threshold, ...).
@@ -35,10 +35,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save_file as _st_save_file
 
-from .backbones import sha256_file
-from .fusion import SequenceModel, model_from_config
-from .atomic import atomic_write, atomic_write_bytes
-from .labels import CLASS_NAMES
+from SeqClassifierLib.model.backbones import sha256_file
+from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
+from SeqClassifierLib.atomic import atomic_write, atomic_write_bytes
+from SeqClassifierLib.labels import CLASS_NAMES
 
 __all__ = [
     "CARD_FORMAT_VERSION",

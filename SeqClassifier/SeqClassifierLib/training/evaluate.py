@@ -17,9 +17,9 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from .labels import CLASS_NAMES
-from .predict import Classifier
-from .training import classification_metrics, expected_calibration_error, labelled_series
+from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.training.train import classification_metrics, expected_calibration_error, labelled_series
 
 
 def score(classifier: Classifier, labels_csv: os.PathLike, root: os.PathLike) -> dict[str, Any]:

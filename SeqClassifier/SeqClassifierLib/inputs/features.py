@@ -37,8 +37,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .labels import Plane
-from .records import SeriesRecord
+from SeqClassifierLib.labels import Plane
+from SeqClassifierLib.records import SeriesRecord
 
 #: Bump when the meaning or order of any feature changes; models record it.
 FEATURE_SCHEMA_VERSION = "1.0"

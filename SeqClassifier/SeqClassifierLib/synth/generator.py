@@ -122,8 +122,8 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from . import dicom_tags as T
-from .labels import Plane, SequenceLabel
+from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.labels import Plane, SequenceLabel
 
 __all__ = [
     "SynthSeries",

@@ -42,7 +42,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _progress(label: str, enabled: Optional[bool], json_stage: Optional[str] = None):
-    from .progress import JsonProgress, ProgressBar
+    from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
 
     if json_stage is not None:
         return JsonProgress(json_stage)
@@ -61,7 +61,7 @@ def _inputs(args: argparse.Namespace) -> list:
     """Input paths: the positional PATHs, plus the files of a Slicer DICOM database."""
     inputs = list(args.paths)
     if getattr(args, "slicer_db", None):
-        from .slicer_db import series_files_from_slicer_db
+        from SeqClassifierLib.dicom.slicer_db import series_files_from_slicer_db
 
         files = series_files_from_slicer_db(args.slicer_db, check_exists=False)
         inputs += [f for fs in files.values() for f in fs]
@@ -70,8 +70,8 @@ def _inputs(args: argparse.Namespace) -> list:
 
 def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False):
     """Discovery + classification shared by ``classify`` and ``sort``; None on a fatal error."""
-    from .predict import Classifier
-    from .series_reader import discover_series
+    from SeqClassifierLib.model.classifier import Classifier
+    from SeqClassifierLib.dicom.series_reader import discover_series
 
     show = True if args.progress else (False if args.quiet else None)
     cache = _header_cache(args)
@@ -109,7 +109,7 @@ def _header_cache(args: argparse.Namespace):
     """The persistent header cache asked for with ``--cache [FILE]``, or None."""
     if getattr(args, "cache", None) is None:
         return None
-    from .series_reader import HeaderCache
+    from SeqClassifierLib.dicom.series_reader import HeaderCache
 
     return HeaderCache.persistent(None if args.cache == "default" else args.cache)
 
@@ -121,8 +121,8 @@ def _exit_code(discovery) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from .atomic import atomic_write_text
-    from .output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row
+    from SeqClassifierLib.atomic import atomic_write_text
+    from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row
 
     jsonl_stream = args.format == "jsonl" and args.out is None
     inputs = _inputs(args)
@@ -182,7 +182,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
-    from .sorting import SortError, sort_series
+    from SeqClassifierLib.curation.sorting import SortError, sort_series
 
     *sources, dest = args.paths
     if not sources:
@@ -191,7 +191,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
     args.paths = sources
     labels = None
     if args.labels:
-        from .label_store import LabelStore
+        from SeqClassifierLib.curation.label_store import LabelStore
 
         store = LabelStore(args.store)
         labels = store.confirmed_labels()
@@ -225,7 +225,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from .synth import generate_studies
+    from SeqClassifierLib.synth.generator import generate_studies
 
     bar = _progress("writing studies", None if not args.quiet else False)
     try:
@@ -244,9 +244,9 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .backbones import get_backbone_config
-    from .progress import ProgressBar
-    from .training import TrainConfig, load_samples, train
+    from SeqClassifierLib.model.backbones import get_backbone_config
+    from SeqClassifierLib.app.progress import ProgressBar
+    from SeqClassifierLib.training.train import TrainConfig, load_samples, train
 
     cfg = TrainConfig(strategy=args.strategy, backbone=args.backbone, pretrained=args.pretrained or False,
                       folds=args.folds, recipe=args.recipe, max_epochs=args.max_epochs, patience=args.patience,
@@ -283,7 +283,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate_models
+    from SeqClassifierLib.training.evaluate import evaluate_models
 
     try:
         text = evaluate_models(args.models, args.labels, args.data, out_dir=args.out, device=args.device,
@@ -296,7 +296,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from SeqClassifierLib import __version__
 
     parser = argparse.ArgumentParser(
         prog="seqclassifier",

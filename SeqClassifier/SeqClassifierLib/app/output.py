@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
-from .labels import CLASS_NAMES
-from .records import Prediction, SeriesRecord, SkippedFile
+from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.records import Prediction, SeriesRecord, SkippedFile
 
 #: Every field of a result row, in output order.
 ROW_FIELDS = (

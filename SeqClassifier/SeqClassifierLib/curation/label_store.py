@@ -70,8 +70,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from .atomic import atomic_write_text, fsync_dir as _fsync_dir
-from .labels import SequenceLabel
+from SeqClassifierLib.atomic import atomic_write_text, fsync_dir as _fsync_dir
+from SeqClassifierLib.labels import SequenceLabel
 
 SCHEMA = "seqclassifier-labels"
 SCHEMA_VERSION = 1

@@ -32,8 +32,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from . import dicom_tags as T
-from .records import FrameRef, SeriesRecord
+from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
 class ImageUnavailable(Exception):
@@ -128,7 +128,7 @@ def read_frame(frame: FrameRef) -> np.ndarray:
     import pydicom
     from pydicom.pixels import pixel_array
 
-    from .fast_header import FastPathUnsupported, read_native_frame
+    from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_native_frame
 
     try:  # classic native single-frame image: pydicom's exact pixels, header parsed once, no pydicom
         arr, ds = read_native_frame(frame.path)

@@ -36,8 +36,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .backbones import Backbone, BackboneConfig, create_backbone, get_backbone_config
-from .labels import CLASSES
+from SeqClassifierLib.model.backbones import Backbone, BackboneConfig, create_backbone, get_backbone_config
+from SeqClassifierLib.labels import CLASSES
 
 __all__ = [
     "STRATEGIES",
@@ -534,7 +534,7 @@ def create_model(
     name (ignored for ``metadata``).  ``num_meta_features``: length of the
     metadata vector (required >= 1 for strategies using metadata).
     ``pretrained`` / ``cache_dir``: passed to
-    :func:`~SeqClassifierLib.backbones.create_backbone`.  ``lora``: optional
+    :func:`~SeqClassifierLib.model.backbones.create_backbone`.  ``lora``: optional
     ``dict(rank=, alpha=, targets=, dropout=)`` to apply :func:`apply_lora`.
     Architecture keywords (``kw``): ``meta_hidden`` (128), ``meta_dim`` (64),
     ``fusion_hidden`` (256), ``dropout`` (0.1).

@@ -72,7 +72,7 @@ import pydicom.values
 from pydicom.datadict import dictionary_VR, private_dictionary_VR
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
-from . import dicom_tags as T
+from SeqClassifierLib.dicom import tags as T
 
 #: Bytes read at once from the start of a file (most classic MR headers fit).
 CHUNK = 16 * 1024
@@ -705,7 +705,7 @@ def _parse(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool)
 
 
 def _sop_class(values: dict, meta: dict) -> tuple[Any, str]:
-    from .series_reader import _text
+    from SeqClassifierLib.dicom.series_reader import _text
 
     sop_class = _decode(b"UI", meta[_MEDIA_SOP_CLASS], True) if _MEDIA_SOP_CLASS in meta else None
     sop = _text(values.get(T.SOP_CLASS_UID)) or _text(sop_class)
@@ -716,7 +716,7 @@ def _sop_class(values: dict, meta: dict) -> tuple[Any, str]:
 
 def parse_header(path: str, size: Optional[int] = None) -> ParsedHeader:
     """Walk ``path``'s header; raise :class:`FastPathUnsupported` for anything unusual."""
-    from .series_reader import ValueDataset
+    from SeqClassifierLib.dicom.series_reader import ValueDataset
 
     values, meta, size, stop, pixel_head, _ = _parse(path, size, _WANTED_SW, False)
     sop_class, _ = _sop_class(values, meta)
@@ -730,7 +730,7 @@ def read_file_header_fast(path: Any, size: Optional[int] = None):
     and :class:`~.series_reader.UnusableFile` (with the pydicom path's exact
     reason) for a well-formed file that is not a usable MR image.
     """
-    from .series_reader import _header_from_dataset
+    from SeqClassifierLib.dicom.series_reader import _header_from_dataset
 
     path = os.fspath(path)
     parsed = parse_header(path, size)
@@ -778,7 +778,7 @@ def read_native_frame(path: Any):
     """
     import numpy as np
 
-    from .series_reader import ValueDataset
+    from SeqClassifierLib.dicom.series_reader import ValueDataset
 
     values, meta, size, stop, head, data = _parse(os.fspath(path), None, _PIXEL_WANTED_SW, True)
     sop_class, _ = _sop_class(values, meta)

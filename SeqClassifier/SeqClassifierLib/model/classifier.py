@@ -21,10 +21,10 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from .features import FEATURE_SCHEMA_VERSION, extract_features
-from .labels import CLASS_NAMES, SequenceLabel
-from .preprocessing import ImageUnavailable, prepare_image
-from .records import Prediction, SeriesRecord
+from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, extract_features
+from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
+from SeqClassifierLib.inputs.image import ImageUnavailable, prepare_image
+from SeqClassifierLib.records import Prediction, SeriesRecord
 
 ProgressFn = Callable[[int, int], None]
 
@@ -36,15 +36,13 @@ DEFAULT_REVIEW_THRESHOLD = 0.80
 UNTRAINED = "untrained"
 
 
-def resources_dir() -> Path:
-    """The extension's top-level ``Resources`` folder (source checkout or installed module)."""
-    here = Path(__file__).resolve().parent
-    # Installed extension: <modules>/Resources beside <modules>/SeqClassifierLib;
-    # source checkout: <repo>/Resources beside <repo>/SeqClassifier/.
-    for candidate in (here.parent / "Resources", here.parent.parent / "Resources"):
-        if candidate.is_dir():
-            return candidate
-    return here.parent.parent / "Resources"
+def assets_dir() -> Path:
+    """The folder of the shipped model, package data of ``SeqClassifierLib.model``.
+
+    It travels with the library wherever it goes (a pip wheel, the Slicer
+    extension, a source checkout), so there is one place to look.
+    """
+    return Path(__file__).resolve().parent / "assets"
 
 
 def default_model_path() -> Optional[Path]:
@@ -52,7 +50,7 @@ def default_model_path() -> Optional[Path]:
     env = os.environ.get(MODEL_ENV)
     if env:
         return Path(env)
-    path = resources_dir() / "Models" / DEFAULT_MODEL_NAME
+    path = assets_dir() / DEFAULT_MODEL_NAME
     return path if path.is_file() else None
 
 
@@ -132,7 +130,7 @@ class Classifier:
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
-            from .checkpoint import load_checkpoint  # torch: only when a model is used
+            from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
             self.device = resolve_device(device)
             self.precision = resolve_precision(precision, self.device)
@@ -157,7 +155,7 @@ class Classifier:
         compilation happen here instead of delaying the first real series."""
         import torch
 
-        from .features import N_FEATURES
+        from SeqClassifierLib.inputs.features import N_FEATURES
 
         size, _, _, uses_image = self._preprocessing()
         images = torch.zeros(2, 3, size, size, device=self.device) if uses_image else None

@@ -36,10 +36,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-from . import dicom_tags as T
-from .atomic import atomic_write_text
-from .labels import Plane
-from .records import FrameRef, SeriesRecord, SkippedFile
+from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.atomic import atomic_write_text
+from SeqClassifierLib.labels import Plane
+from SeqClassifierLib.records import FrameRef, SeriesRecord, SkippedFile
 
 PathLike = Union[str, os.PathLike]
 ProgressFn = Callable[[int, int], None]
@@ -618,7 +618,7 @@ def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHead
     """
     path = os.fspath(path)
     if FAST_HEADERS if fast is None else fast:
-        from .fast_header import FastPathUnsupported, read_file_header_fast
+        from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
 
         try:
             return read_file_header_fast(path)
@@ -1117,7 +1117,7 @@ def discover_series(
 def default_cache_dir() -> Path:
     """Folder of the persistent header cache: :func:`.user_dirs.cache_root` (``$SEQCLASSIFIER_CACHE``,
     else ``~/.cache/seqclassifier``); never an input folder."""
-    from .user_dirs import cache_root
+    from SeqClassifierLib.config import cache_root
 
     return cache_root()
 
@@ -1175,7 +1175,7 @@ class HeaderCache:
 
     @staticmethod
     def _stamp() -> str:
-        from . import __version__
+        from SeqClassifierLib import __version__
 
         return f"{HeaderCache.FORMAT}:{__version__}:{len(T.HEADER_TAGS)}:{sum(int(t) for t in T.HEADER_TAGS)}"
 

@@ -50,7 +50,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from .user_dirs import CACHE_ENV, cache_root as _cache_root  # one root for every cache
+from SeqClassifierLib.config import CACHE_ENV, cache_root as _cache_root  # one root for every cache
 
 __all__ = [
     "PretrainedSource",

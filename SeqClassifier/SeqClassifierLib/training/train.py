@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
-from .labels import CLASS_NAMES, SequenceLabel
-from .preprocessing import ImageUnavailable, load_center_slice, normalize_intensity
-from .records import SeriesRecord
-from .series_reader import discover_series
+from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
+from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
+from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, normalize_intensity
+from SeqClassifierLib.records import SeriesRecord
+from SeqClassifierLib.dicom.series_reader import discover_series
 
 LogFn = Callable[[str], None]
 
@@ -77,7 +77,7 @@ def read_labels_csv(path: os.PathLike) -> list[dict[str, str]]:
 
 
 def _cache_image(record: SeriesRecord, size: int) -> Optional[np.ndarray]:
-    from .preprocessing import _resize_square
+    from SeqClassifierLib.inputs.image import _resize_square
 
     try:
         return _resize_square(normalize_intensity(load_center_slice(record)), size).astype(np.float16)
@@ -335,7 +335,7 @@ def _val_loss(model, data, idx, cfg, weights) -> float:
 def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConfig, n_meta: int,
               fold: int, log: LogFn):
     """Train one fold model with early stopping on validation loss; returns (model, history)."""
-    from .fusion import apply_lora, create_model
+    from SeqClassifierLib.model.fusion import apply_lora, create_model
 
     _seed_all(cfg.seed + fold)
     dev = data.images.device
@@ -460,9 +460,9 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: LogFn = print,
           command: str = "", data_summary: Optional[dict] = None) -> dict[str, Any]:
     """Train the K-fold ensemble on ``samples`` and save it to ``out``; returns the card."""
-    from .checkpoint import save_checkpoint
-    from .fusion import create_model
-    from .predict import resolve_device
+    from SeqClassifierLib.model.checkpoint import save_checkpoint
+    from SeqClassifierLib.model.fusion import create_model
+    from SeqClassifierLib.model.classifier import resolve_device
 
     if len(samples) < 2:
         raise ValueError("need at least two labelled series to train")

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .labels import Plane, SequenceLabel
+from SeqClassifierLib.labels import Plane, SequenceLabel
 
 PathLike = Union[str, os.PathLike]
 UNLABELED = "unlabeled"

@@ -1,0 +1,1 @@
+"""Application stage: the command line, output formats, progress, background process."""

@@ -1,0 +1,1 @@
+"""Curation stage: the label store and sorting series into a tidy tree."""

@@ -1,0 +1,1 @@
+"""DICOM stage: tags, header readers, series discovery, the Slicer database reader."""

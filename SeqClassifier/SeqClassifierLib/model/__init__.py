@@ -1,0 +1,1 @@
+"""Model stage: backbones, fusion, checkpoints, the classifier."""

@@ -1,0 +1,1 @@
+"""Synthetic prostate (and neuro) MR DICOM studies for training and tests."""

@@ -1,0 +1,1 @@
+"""Training stage: the recipe, metrics and evaluation."""
