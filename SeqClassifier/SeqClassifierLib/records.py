@@ -7,6 +7,7 @@ They are plain dataclasses of built-in types so that they serialise to JSON
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -107,6 +108,8 @@ class Prediction:
     model: str
     #: Why the series needs review or has no label (empty when confident).
     note: str = ""
+    #: Each reason for review on its own (low confidence, unlike training data, evidence conflict, ...).
+    review_reasons: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,4 +120,145 @@ class Prediction:
             "needs_review": self.needs_review,
             "model": self.model,
             "note": self.note,
+            "review_reasons": list(self.review_reasons),
         }
+
+
+#: Version of the result row's fields; bump it when a field is added, renamed or changes meaning.
+ROW_VERSION = 2
+
+
+def _common_folder(files: list[str]) -> str:
+    if not files:
+        return ""
+    folders = {os.path.dirname(f) for f in files}
+    return folders.pop() if len(folders) == 1 else os.path.commonpath(sorted(folders))
+
+
+@dataclass
+class ResultRow:
+    """One classified series: the single row that goes from the classifier to every output.
+
+    The command line's table / CSV / JSON / JSON lines, the label store, ``sort``
+    and the Slicer review panel all take this record (``to_dict`` /
+    ``from_dict`` carry it across processes).  ``files`` travels in memory for
+    ``sort`` and is left out of the written formats.
+    """
+
+    series_uid: str
+    patient_id: str = ""
+    study_uid: str = ""
+    study_date: str = ""
+    series_number: Optional[int] = None
+    description: str = ""
+    n_files: int = 0
+    plane: str = Plane.UNKNOWN.value
+    label: Optional[str] = None
+    confidence: Optional[float] = None
+    #: Every class's probability (CLASS_NAMES order); None without a trained model.
+    probabilities: Optional[dict[str, float]] = None
+    needs_review: bool = False
+    #: Why the series needs review, one short text each (empty when it does not).
+    review_reasons: list[str] = field(default_factory=list)
+    #: The series' study-context group, e.g. ``dynamic, 70 time points`` (empty when alone).
+    group: str = ""
+    b_values: list[float] = field(default_factory=list)
+    manufacturer: str = ""
+    model: str = ""
+    note: str = ""
+    folder: str = ""
+    files: list[str] = field(default_factory=list, repr=False)
+    version: int = ROW_VERSION
+
+    #: Fields written by the output formats, in order (``files`` stays in memory).
+    FIELDS = ("patient_id", "study_uid", "study_date", "series_number", "series_uid", "description",
+              "n_files", "plane", "label", "confidence", "probabilities", "needs_review", "review_reasons",
+              "group", "b_values", "manufacturer", "model", "note", "folder")
+
+    @classmethod
+    def from_series(cls, record: SeriesRecord, prediction: Prediction, group: str = "") -> "ResultRow":
+        """The row of one discovered series and its prediction."""
+        if prediction.series_uid != record.series_uid:
+            raise ValueError(f"prediction for {prediction.series_uid} paired with series {record.series_uid}")
+        return cls(
+            series_uid=record.series_uid, patient_id=record.patient_id, study_uid=record.study_uid,
+            study_date=record.study_date, series_number=record.series_number, description=record.description,
+            n_files=record.n_files, plane=record.plane.value,
+            label=prediction.label.value if prediction.label is not None else None,
+            confidence=prediction.confidence,
+            probabilities=({k: prediction.probabilities.get(k) for k in CLASS_NAMES}
+                           if prediction.probabilities else None),
+            needs_review=prediction.needs_review, review_reasons=list(prediction.review_reasons),
+            group=group, b_values=list(record.b_values), manufacturer=record.manufacturer,
+            model=prediction.model, note=prediction.note, folder=_common_folder(record.files),
+            files=list(record.files))
+
+    def to_dict(self, with_files: bool = False) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.FIELDS}
+        d["probabilities"] = dict(self.probabilities) if self.probabilities is not None else None
+        d["review_reasons"] = list(self.review_reasons)
+        d["b_values"] = list(self.b_values)
+        d["version"] = self.version
+        if with_files:
+            d["files"] = list(self.files)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ResultRow":
+        """A row from its dict form, every field checked by type (ValueError naming the field)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"result row is not an object: {type(data).__name__}")
+        uid = data.get("series_uid")
+        if not isinstance(uid, str) or not uid:
+            raise ValueError("result row without series_uid")
+
+        def text(key: str) -> str:
+            v = data.get(key)
+            if v is None:
+                return ""
+            if not isinstance(v, (str, int, float)):
+                raise ValueError(f"result row {uid}: {key} is not text")
+            return str(getattr(v, "value", v))
+
+        def opt_float(key: str) -> Optional[float]:
+            v = data.get(key)
+            if v is None or v == "":
+                return None
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+                raise ValueError(f"result row {uid}: {key} is not a number")
+            return float(v)
+
+        number = data.get("series_number")
+        if number in (None, ""):
+            number = None
+        elif isinstance(number, bool) or not isinstance(number, (int, float, str)):
+            raise ValueError(f"result row {uid}: series_number is not a number")
+        else:
+            number = int(float(number))
+        probs = data.get("probabilities")
+        if probs is not None and not isinstance(probs, dict):
+            raise ValueError(f"result row {uid}: probabilities is not an object")
+        label = data.get("label")
+        if label not in (None, ""):
+            label = SequenceLabel.parse(str(label)).value  # ValueError on an unknown label
+        else:
+            label = None
+        lists = {}
+        for key in ("review_reasons", "b_values", "files"):
+            v = data.get(key) or []
+            if isinstance(v, str) or not isinstance(v, (list, tuple)):
+                raise ValueError(f"result row {uid}: {key} is not a list")
+            lists[key] = v
+        return cls(
+            series_uid=uid, patient_id=text("patient_id"), study_uid=text("study_uid"),
+            study_date=text("study_date"), series_number=number, description=text("description"),
+            n_files=int(data.get("n_files") or 0), plane=text("plane") or Plane.UNKNOWN.value, label=label,
+            confidence=opt_float("confidence"),
+            probabilities=None if probs is None else {str(k): (None if v is None else float(v))
+                                                      for k, v in probs.items()},
+            needs_review=bool(data.get("needs_review", False)),
+            review_reasons=[str(r) for r in lists["review_reasons"]], group=text("group"),
+            b_values=[float(b) for b in lists["b_values"] if b is not None], manufacturer=text("manufacturer"),
+            model=text("model"), note=text("note"), folder=text("folder"),
+            files=[str(f) for f in lists["files"]],
+            version=int(data.get("version") or ROW_VERSION))

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from SeqClassifierLib.records import ResultRow
+
 PRESET_AXIAL_T2_HIGHB_DWI_ADC = "axial T2w + highest-b DWI + ADC"
 PRESET_ALL_BUT_OTHER = "everything but OTHER"
 PRESET_ALL = "everything"
@@ -45,6 +47,8 @@ class ReviewRow:
     confidence: Optional[float] = None
     probabilities: dict = field(default_factory=dict)
     needs_review: bool = False
+    review_reasons: list = field(default_factory=list)
+    group: str = ""
     model: str = ""
     note: str = ""
     folder: str = ""
@@ -66,27 +70,15 @@ class ReviewRow:
         return self.confirmed_label is not None
 
     @classmethod
-    def from_result_row(cls, row: Mapping[str, Any], entry: Any = None) -> "ReviewRow":
-        """From the command line's ``{"type": "series", "row": {...}}`` row, plus the store entry."""
-        number = row.get("series_number")
+    def from_result_row(cls, row: ResultRow, entry: Any = None) -> "ReviewRow":
+        """From the classifier's result row, plus the store entry."""
         r = cls(
-            series_uid=str(row["series_uid"]),
-            series_number=None if number in (None, "") else int(number),
-            description=_text(row.get("description")),
-            plane=_text(row.get("plane")) or "unknown",
-            predicted_label=_text(row.get("label")) or None,
-            confidence=None if row.get("confidence") is None else float(row["confidence"]),
-            probabilities=dict(row.get("probabilities") or {}),
-            needs_review=bool(row.get("needs_review", False)),
-            model=_text(row.get("model")),
-            note=_text(row.get("note")),
-            folder=_text(row.get("folder")),
-            patient_id=_text(row.get("patient_id")),
-            study_uid=_text(row.get("study_uid")),
-            study_date=_text(row.get("study_date")),
-            n_files=int(row.get("n_files") or 0),
-            b_values=[float(b) for b in (row.get("b_values") or []) if b is not None],
-        )
+            series_uid=row.series_uid, series_number=row.series_number, description=row.description,
+            plane=row.plane or "unknown", predicted_label=row.label, confidence=row.confidence,
+            probabilities=dict(row.probabilities or {}), needs_review=row.needs_review,
+            review_reasons=list(row.review_reasons), group=row.group, model=row.model, note=row.note,
+            folder=row.folder, patient_id=row.patient_id, study_uid=row.study_uid,
+            study_date=row.study_date, n_files=row.n_files, b_values=list(row.b_values))
         if entry is not None:
             r.apply_entry(entry)
         return r

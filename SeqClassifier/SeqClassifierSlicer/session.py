@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from SeqClassifierLib.app.background import BackgroundProcess, State
 from SeqClassifierLib.curation.label_store import LabelStore
+from SeqClassifierLib.records import ResultRow
 
 from . import review
 
@@ -154,9 +155,12 @@ class ClassificationSession:
             self.status_text = ("Reading headers" if stage == "discover" else "Classifying") + \
                 f" {event.get('done')}/{event.get('total')}"
         elif kind == "series":
-            row = event.get("row") or {}
-            uid = row.get("series_uid")
-            if uid and (self._wanted is None or uid in self._wanted):
+            try:
+                row = ResultRow.from_dict(event.get("row"))
+            except ValueError as exc:
+                log.warning("SeqClassifier: a result row was not understood: %s", exc)
+                return
+            if self._wanted is None or row.series_uid in self._wanted:
                 self._pending.append(row)
         elif kind == "skipped":
             self.n_skipped += 1
@@ -178,11 +182,11 @@ class ClassificationSession:
             if self._pending:
                 self.store.record_predictions(self._pending)
             if self.model_trained is None and self._pending:
-                self.model_trained = any(r.get("label") is not None for r in self._pending)
+                self.model_trained = any(r.label is not None for r in self._pending)
             entries = self.store.load()
             self.rows = {}
             for row in self._pending:
-                r = review.ReviewRow.from_result_row(row, entries.get(row["series_uid"]))
+                r = review.ReviewRow.from_result_row(row, entries.get(row.series_uid))
                 self.rows[r.series_uid] = r
             self.status_text = (review.status_text(list(self.rows.values()), self.model_trained, self.n_skipped)
                                 if self.rows else "No MR series found in the input.")

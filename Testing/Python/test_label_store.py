@@ -16,7 +16,11 @@ from SeqClassifierLib.curation import label_store as ls
 from SeqClassifierLib.curation.label_store import (CSV_FIELDS, CorruptLabelStoreError, LabelStore, LabelStoreError,
                                           LabelStoreWarning)
 from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
-from SeqClassifierLib.records import Prediction, SeriesRecord
+from SeqClassifierLib.records import Prediction, ResultRow, SeriesRecord
+
+
+def _rows(records, predictions) -> list[ResultRow]:
+    return [ResultRow.from_series(r, p) for r, p in zip(records, predictions)]
 
 
 def _record(uid: str, folder: Path, desc: str = "t2_tse_tra", number: int = 4) -> SeriesRecord:
@@ -36,7 +40,7 @@ def test_round_trip(tmp_path):
     data = tmp_path / "dicom"
     recs = [_record("1.1", data / "s4"), _record("1.2", data / "s7", "ep2d_diff", 7)]
     preds = [_prediction("1.1", SequenceLabel.T2w), _prediction("1.2", SequenceLabel.DWI, 0.6, True)]
-    assert store.record_predictions(recs, preds, model="seq@2") == 2
+    assert store.record_predictions(_rows(recs, preds), model="seq@2") == 2
 
     again = LabelStore(store.path)
     e = again.get("1.1")
@@ -52,7 +56,7 @@ def test_round_trip(tmp_path):
     assert again.labels() == {"1.1": SequenceLabel.T2w, "1.2": SequenceLabel.ADC}
 
     # a new prediction never overwrites the confirmation
-    store.record_predictions([recs[1]], [_prediction("1.2", SequenceLabel.DWI, 0.99)])
+    store.record_predictions(_rows([recs[1]], [_prediction("1.2", SequenceLabel.DWI, 0.99)]))
     e2 = store.get("1.2")
     assert e2.confirmed_label == "ADC" and e2.predicted_label == "DWI" and e2.label == "ADC"
     assert [x.series_uid for x in store.all()] == ["1.1", "1.2"]
@@ -71,7 +75,7 @@ def test_result_rows_and_untrained(tmp_path):
     rows = [{"series_uid": "9.1", "label": None, "confidence": None, "probabilities": None,
              "needs_review": True, "model": "untrained", "note": "untrained", "folder": str(tmp_path / "in"),
              "description": "x", "patient_id": "P", "study_uid": "S", "series_number": 3, "plane": "sagittal"}]
-    store.record_predictions(rows)
+    store.record_predictions([ResultRow.from_dict(r) for r in rows])
     e = store.get("9.1")
     assert e.predicted_label is None and e.label is None and e.model == "untrained" and e.plane == "sagittal"
     assert store.labels() == {}
@@ -81,7 +85,7 @@ def test_store_never_inside_input_folder(tmp_path):
     data = tmp_path / "dicom"
     store = LabelStore(data / "s4" / "labels.json")
     with pytest.raises(LabelStoreError, match="inside the DICOM input folder"):
-        store.record_predictions([_record("1.1", data / "s4")], [_prediction("1.1", SequenceLabel.T2w)])
+        store.record_predictions(_rows([_record("1.1", data / "s4")], [_prediction("1.1", SequenceLabel.T2w)]))
     assert not store.path.exists()
 
 
@@ -142,8 +146,8 @@ def _writer(path: str, worker: int, n: int) -> None:
         if i % 2:
             store.confirm(f"{worker}.{i}", "DWI", user=f"w{worker}")
         else:
-            store.record_predictions([{"series_uid": f"{worker}.{i}", "label": "T2w", "confidence": 0.9,
-                                       "model": "m", "folder": ""}])
+            store.record_predictions([ResultRow.from_dict({"series_uid": f"{worker}.{i}", "label": "T2w",
+                                                           "confidence": 0.9, "model": "m", "folder": ""})])
 
 
 def test_concurrent_writers_all_land(tmp_path):
@@ -205,7 +209,7 @@ def test_csv_export_training_format(tmp_path):
             _record("1.3", root / "P1" / "s9", "unknown", 9)]
     preds = [_prediction("1.1", SequenceLabel.T2w), _prediction("1.2", SequenceLabel.DWI),
              _prediction("1.3", None)]
-    store.record_predictions(recs, preds)
+    store.record_predictions(_rows(recs, preds))
     store.confirm("1.2", "ADC", user="r")
 
     out = tmp_path / "labels.csv"
@@ -259,7 +263,7 @@ def test_export_of_corrections_is_read_by_train(prostatex_discovery, prostatex_l
 
     recs = prostatex_discovery.series
     store = LabelStore(tmp_path / "labels.json")
-    store.record_predictions(recs, [_prediction(r.series_uid, SequenceLabel.OTHER, 0.4, True) for r in recs])
+    store.record_predictions(_rows(recs, [_prediction(r.series_uid, SequenceLabel.OTHER, 0.4, True) for r in recs]))
     truth = {row["SeriesInstanceUID"]: row["label"] for row in prostatex_labels}
     assert store.confirm_many(truth, user="radiologist") == 18
 

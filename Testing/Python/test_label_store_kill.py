@@ -32,13 +32,14 @@ WRITER = r"""
 import sys
 sys.path.insert(0, {lib!r})
 from SeqClassifierLib.curation.label_store import LabelStore
+from SeqClassifierLib.records import ResultRow
 store = LabelStore({path!r}, lock_timeout=10)
 run = {run}
 i = 0
 while True:
     if i % 3 == 2:
-        store.record_predictions([{{"series_uid": f"{{run}}.{{i}}", "label": "DWI", "confidence": 0.5,
-                                   "model": "m", "folder": ""}}])
+        store.record_predictions([ResultRow.from_dict({{"series_uid": f"{{run}}.{{i}}", "label": "DWI",
+                                                       "confidence": 0.5, "model": "m", "folder": ""}})])
     else:
         store.confirm(f"{{run}}.{{i}}", ("T2w", "ADC")[i % 2], user="killer")
     if i == 0:

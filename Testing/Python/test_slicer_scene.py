@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from SeqClassifierLib.records import ResultRow
 from SeqClassifierSlicer import review
 from SeqClassifierSlicer.review import ReviewRow
 
@@ -107,8 +108,9 @@ def test_untrained_and_store_entry(mrml, tmp_path):
     assert tags["SeqClassifier.ModelVersion"] == "untrained" and tags["SeqClassifier.Confirmed"] == "false"
 
     store = LabelStore(tmp_path / "labels.json")
-    store.record_predictions([{"series_uid": "1.2.3", "label": "DWI", "confidence": 0.51, "needs_review": True,
-                               "model": "m@1", "plane": "axial", "description": "ep2d_diff", "folder": ""}])
+    store.record_predictions([ResultRow.from_dict({"series_uid": "1.2.3", "label": "DWI", "confidence": 0.51,
+                                                   "needs_review": True, "model": "m@1", "plane": "axial",
+                                                   "description": "ep2d_diff", "folder": ""})])
     store.confirm("1.2.3", SequenceLabel.ADC, user="rad")
     node2 = slicer.util.addVolumeFromArray(np.ones((1, 8, 8), np.float32), name="raw2")
     sc.tag_from_prediction(node2, store.get("1.2.3"))
@@ -148,10 +150,10 @@ def test_node_name():
 
 def _rows():
     def row(uid, label, plane="axial", number=1, desc="", b=(), study="S1", conf=0.95, review_=False):
-        return ReviewRow.from_result_row({
+        return ReviewRow.from_result_row(ResultRow.from_dict({
             "series_uid": uid, "label": label, "plane": plane, "series_number": number, "description": desc,
             "b_values": list(b), "study_uid": study, "patient_id": "P", "confidence": conf,
-            "needs_review": review_, "model": "m"})
+            "needs_review": review_, "model": "m"}))
     return [
         row("t2ax", "T2w", number=4), row("t2sag", "T2w", "sagittal", 3),
         row("dwi", "DWI", number=6, b=(50, 400, 800)), row("adc", "ADC", number=7),
@@ -201,12 +203,12 @@ def test_label_to_load_prefers_overrides_then_confirmed_then_predicted(tmp_path)
     from SeqClassifierLib.curation.label_store import LabelStore
 
     store = LabelStore(tmp_path / "labels.json")
-    store.record_predictions([
+    store.record_predictions([ResultRow.from_dict(d) for d in [
         {"series_uid": "1.1", "label": "DWI", "confidence": 0.51, "needs_review": True, "model": "m@1",
          "plane": "axial", "description": "ep2d_diff", "folder": ""},
         {"series_uid": "1.2", "label": "T2w", "confidence": 0.99, "needs_review": False, "model": "m@1",
          "plane": "axial", "description": "t2_tse_tra", "folder": ""},
-    ])
+    ]])
     store.confirm("1.1", "ADC", user="rad")
     entries = store.load()
     # confirmed in the store, no table row: the row is rebuilt from the store, label ADC, confirmed

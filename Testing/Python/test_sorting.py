@@ -9,7 +9,7 @@ import pytest
 
 from corpus import tree_digest as _hash_tree  # sha256 + size + mtime of every path, links unfollowed
 from SeqClassifierLib.labels import SequenceLabel
-from SeqClassifierLib.records import Prediction
+from SeqClassifierLib.records import Prediction, ResultRow
 from SeqClassifierLib.curation.sorting import SortError, safe_name, sort_series, study_folder_name
 
 
@@ -27,9 +27,9 @@ def source(tmp_path):
             f = d / f"IM{i}.dcm"
             f.write_bytes(os.urandom(256))
             files.append(str(f))
-        rows.append({"series_uid": f"1.2.{folder}", "files": files, "label": label, "plane": plane,
-                     "series_number": number, "patient_id": "Pat 01/../x", "study_uid": "1.2.840.1",
-                     "study_date": "20110707"})
+        rows.append(ResultRow.from_dict({"series_uid": f"1.2.{folder}", "files": files, "label": label,
+                                         "plane": plane, "series_number": number, "patient_id": "Pat 01/../x",
+                                         "study_uid": "1.2.840.1", "study_date": "20110707"}))
     return root, rows
 
 
@@ -52,7 +52,7 @@ def test_copy_tree_and_sources_unchanged(source, tmp_path):
         files = sorted(p.name for p in (dest / folder).iterdir())
         assert files == ["IM0.dcm", "IM1.dcm", "IM2.dcm"]
         assert all(not (dest / folder / f).is_symlink() for f in files)
-    src = Path(rows[0]["files"][0])
+    src = Path(rows[0].files[0])
     copied = dest / f"{patient}/{study}/T2w_axial_4/IM0.dcm"
     assert copied.read_bytes() == src.read_bytes()
     assert int(copied.stat().st_mtime) == int(src.stat().st_mtime)  # copy2 keeps metadata
@@ -85,7 +85,7 @@ def test_link_makes_symlinks(source, tmp_path):
     assert len(linked) == 3
     for p in linked:
         assert p.is_symlink() and os.path.isabs(os.readlink(p))
-        assert Path(os.path.realpath(p)).parent == Path(rows[3]["files"][0]).parent
+        assert Path(os.path.realpath(p)).parent == Path(rows[3].files[0]).parent
     assert _hash_tree(root) == before
 
 
@@ -124,14 +124,14 @@ def test_records_and_predictions(prostatex, tmp_path):
              for r in records]
     before = _hash_tree(study)
     dest = tmp_path / "px"
-    summary = sort_series((records, preds), dest, only="T2w,ADC")
+    summary = sort_series([ResultRow.from_series(r, p) for r, p in zip(records, preds)], dest, only="T2w,ADC")
     assert _hash_tree(study) == before
     names = sorted(s.folder.split("/")[-1] for s in summary.series)
     assert names == ["ADC_axial_7", "T2w_axial_4"]
     assert all(s.folder.startswith("ProstateX-0000/20110707_") for s in summary.series)
-    # list of (record, prediction) pairs works the same
-    pairs = sort_series(list(zip(records, preds)), tmp_path / "px2", only="T2w,ADC")
-    assert sorted(s.folder.split("/")[-1] for s in pairs.series) == names
+    # anything but result rows is refused by name
+    with pytest.raises(TypeError, match="ResultRow"):
+        sort_series(list(zip(records, preds)), tmp_path / "px2", only="T2w,ADC")
 
 
 def test_safe_names():

@@ -183,6 +183,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def cmd_sort(args: argparse.Namespace) -> int:
     from SeqClassifierLib.curation.sorting import SortError, sort_series
+    from SeqClassifierLib.records import ResultRow
 
     *sources, dest = args.paths
     if not sources:
@@ -207,7 +208,8 @@ def cmd_sort(args: argparse.Namespace) -> int:
         print("error: no trained model and no confirmed labels: nothing to sort by", file=sys.stderr)
         return EXIT_ERROR
     try:
-        summary = sort_series((discovery.series, predictions), dest, only=args.only, plane=args.plane,
+        rows = [ResultRow.from_series(r, p) for r, p in zip(discovery.series, predictions)]
+        summary = sort_series(rows, dest, only=args.only, plane=args.plane,
                               link=args.link, labels=labels, sources=sources, dry_run=args.dry_run)
     except (SortError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

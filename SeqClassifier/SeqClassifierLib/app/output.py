@@ -16,50 +16,19 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.records import Prediction, SeriesRecord, SkippedFile
+from SeqClassifierLib.records import Prediction, ResultRow, SeriesRecord, SkippedFile
 
 #: Every field of a result row, in output order.
-ROW_FIELDS = (
-    "patient_id", "study_uid", "study_date", "series_number", "series_uid", "description",
-    "n_files", "plane", "label", "confidence", "probabilities", "needs_review",
-    "b_values", "manufacturer", "model", "note", "folder",
-)
+ROW_FIELDS = ResultRow.FIELDS
 FORMATS = ("table", "csv", "json", "jsonl")
 
 
-def common_folder(files: Sequence[str]) -> str:
-    """The folder that holds every file of a series."""
-    if not files:
-        return ""
-    folders = {os.path.dirname(f) for f in files}
-    return folders.pop() if len(folders) == 1 else os.path.commonpath(list(folders))
-
-
-def make_row(record: SeriesRecord, prediction: Prediction) -> dict[str, Any]:
+def make_row(record: SeriesRecord, prediction: Prediction, group: str = "") -> ResultRow:
     """The output row of one series."""
-    p = prediction.to_dict()
-    return {
-        "patient_id": record.patient_id,
-        "study_uid": record.study_uid,
-        "study_date": record.study_date,
-        "series_number": record.series_number,
-        "series_uid": record.series_uid,
-        "description": record.description,
-        "n_files": record.n_files,
-        "plane": record.plane.value,
-        "label": p["label"],
-        "confidence": p["confidence"],
-        "probabilities": p["probabilities"] if prediction.probabilities else None,
-        "needs_review": p["needs_review"],
-        "b_values": list(record.b_values),
-        "manufacturer": record.manufacturer,
-        "model": p["model"],
-        "note": p["note"],
-        "folder": common_folder(record.files),
-    }
+    return ResultRow.from_series(record, prediction, group=group)
 
 
-def format_table(rows: Sequence[dict[str, Any]], untrained: bool = False) -> str:
+def format_table(rows: Sequence[ResultRow], untrained: bool = False) -> str:
     """A fixed-width table for people; long UIDs are shortened to their tail."""
     cols = [("patient", 14), ("study", 10), ("#", 4), ("series UID", 14), ("description", 30),
             ("files", 5), ("plane", 8), ("label", 6), ("conf", 5)] + [(c, 5) for c in CLASS_NAMES] + [("review", 6)]
@@ -71,7 +40,8 @@ def format_table(rows: Sequence[dict[str, Any]], untrained: bool = False) -> str
     def tail(s: str, w: int) -> str:
         return s if len(s) <= w else "…" + s[-(w - 1):]
 
-    for r in rows:
+    for row in rows:
+        r = row.to_dict()
         probs = r["probabilities"] or {}
         cells = [
             tail(r["patient_id"] or "-", 14), tail(r["study_uid"] or "-", 10),
@@ -84,34 +54,36 @@ def format_table(rows: Sequence[dict[str, Any]], untrained: bool = False) -> str
     return out.getvalue()
 
 
-def format_csv(rows: Sequence[dict[str, Any]]) -> str:
+def format_csv(rows: Sequence[ResultRow]) -> str:
     """CSV with one probability column per class (``p_T2w`` ...)."""
     out = io.StringIO()
     fields = [f for f in ROW_FIELDS if f != "probabilities"] + [f"p_{c}" for c in CLASS_NAMES]
     w = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     w.writeheader()
-    for r in rows:
-        flat = {k: v for k, v in r.items() if k != "probabilities"}
+    for row in rows:
+        r = row.to_dict()
+        flat = {k: v for k, v in r.items() if k in fields}
         flat["b_values"] = " ".join(f"{b:g}" for b in r["b_values"])
+        flat["review_reasons"] = "; ".join(r["review_reasons"])
         for c in CLASS_NAMES:
             flat[f"p_{c}"] = (r["probabilities"] or {}).get(c)
         w.writerow(flat)
     return out.getvalue()
 
 
-def format_json(rows: Sequence[dict[str, Any]], skipped: Iterable[SkippedFile], model: dict[str, Any]) -> str:
+def format_json(rows: Sequence[ResultRow], skipped: Iterable[SkippedFile], model: dict[str, Any]) -> str:
     """One JSON document: ``{"model": ..., "series": [rows], "skipped": [...]}``."""
     doc = {
         "model": model,
-        "series": list(rows),
+        "series": [r.to_dict() for r in rows],
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
     }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
-def format_jsonl(rows: Sequence[dict[str, Any]], skipped: Iterable[SkippedFile]) -> str:
+def format_jsonl(rows: Sequence[ResultRow], skipped: Iterable[SkippedFile]) -> str:
     """JSON lines: one ``series`` event per row and one ``skipped`` event per file."""
-    lines = [json.dumps({"type": "series", "row": r}, ensure_ascii=False) for r in rows]
+    lines = [json.dumps({"type": "series", "row": r.to_dict()}, ensure_ascii=False) for r in rows]
     lines += [json.dumps({"type": "skipped", "path": s.path, "reason": s.reason}, ensure_ascii=False) for s in skipped]
     return "".join(line + "\n" for line in lines)
 

@@ -72,6 +72,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 
 from SeqClassifierLib.atomic import atomic_write_text, fsync_dir as _fsync_dir
 from SeqClassifierLib.labels import SequenceLabel
+from SeqClassifierLib.records import ResultRow
 
 SCHEMA = "seqclassifier-labels"
 SCHEMA_VERSION = 1
@@ -153,6 +154,8 @@ class LabelEntry:
     confidence: Optional[float] = None
     probabilities: dict[str, float] = field(default_factory=dict)
     needs_review: bool = False
+    review_reasons: list[str] = field(default_factory=list)
+    group: str = ""
     model: str = ""
     predicted_at: Optional[str] = None
     note: str = ""
@@ -438,23 +441,13 @@ class LabelStore:
                     f"the label store {self.path} is inside the DICOM input folder {folder}; "
                     f"SeqClassifier never writes into input folders (set {HOME_ENV} elsewhere)")
 
-    def record_predictions(self, records: Sequence[Any], predictions: Optional[Sequence[Any]] = None,
-                           model: Optional[str] = None) -> int:
-        """Store predictions; confirmed labels are kept.  Returns the number of series stored.
+    def record_predictions(self, rows: Sequence[ResultRow], model: Optional[str] = None) -> int:
+        """Store the predictions of these result rows; confirmed labels are kept.
 
-        ``records`` + ``predictions``: :class:`~.records.SeriesRecord` and
-        :class:`~.records.Prediction` lists of the same length (same order).
-        Or ``records`` alone: result rows as the command line writes them
-        (dicts with ``series_uid``, ``label``, ``confidence``, ``probabilities``,
-        ``needs_review``, ``model``, ``note``, ``folder``, ``description`` ...).
-        ``model`` overrides the model name recorded with each prediction.
+        Returns the number of series stored.  ``model`` overrides the model name
+        recorded with each prediction.
         """
-        if predictions is not None:
-            if len(records) != len(predictions):
-                raise ValueError("records and predictions differ in length")
-            items = [_item_from_record(r, p) for r, p in zip(records, predictions)]
-        else:
-            items = [_item_from_row(r) for r in records]
+        items = [_item_from_row(r) for r in rows]
         self._check_location(item["series_dir"] for item in items)
         now = _now()
 
@@ -466,6 +459,8 @@ class LabelStore:
                 entry.confidence = item["confidence"]
                 entry.probabilities = item["probabilities"]
                 entry.needs_review = item["needs_review"]
+                entry.review_reasons = item["review_reasons"]
+                entry.group = item["group"]
                 entry.model = model if model is not None else item["model"]
                 entry.note = item["note"]
                 entry.predicted_at = now
@@ -571,48 +566,23 @@ def _enum_value(v: Any) -> Any:
     return getattr(v, "value", v)
 
 
-def _item_from_record(record: Any, prediction: Any) -> dict[str, Any]:
-    if prediction.series_uid != record.series_uid:
-        raise ValueError(f"prediction for {prediction.series_uid} paired with series {record.series_uid}")
-    label = prediction.label
+def _item_from_row(row: ResultRow) -> dict[str, Any]:
+    if not isinstance(row, ResultRow):
+        raise TypeError(f"record_predictions takes ResultRow objects, not {type(row).__name__}")
     return {
-        "series_uid": record.series_uid,
-        "predicted_label": _label_value(label),
-        "confidence": None if prediction.confidence is None else float(prediction.confidence),
-        "probabilities": {k: float(v) for k, v in (prediction.probabilities or {}).items() if v is not None},
-        "needs_review": bool(prediction.needs_review),
-        "model": prediction.model or "",
-        "note": prediction.note or "",
-        "series_dir": _folder_of(list(record.files)),
-        "description": record.description or "",
-        "patient_id": record.patient_id or "",
-        "study_uid": record.study_uid or "",
-        "series_number": record.series_number,
-        "plane": str(_enum_value(record.plane) or ""),
-    }
-
-
-def _item_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    uid = row.get("series_uid") or row.get("SeriesInstanceUID")
-    if not uid:
-        raise ValueError("row without series_uid")
-    probs = row.get("probabilities") or {}
-    series_dir = row.get("folder") or row.get("series_dir") or ""
-    if not series_dir and row.get("files"):
-        series_dir = _folder_of(list(row["files"]))
-    number = row.get("series_number")
-    return {
-        "series_uid": str(uid),
-        "predicted_label": _label_value(row.get("label")),
-        "confidence": None if row.get("confidence") is None else float(row["confidence"]),
-        "probabilities": {str(k): float(v) for k, v in probs.items() if v is not None},
-        "needs_review": bool(row.get("needs_review", False)),
-        "model": str(row.get("model") or ""),
-        "note": str(row.get("note") or ""),
-        "series_dir": str(series_dir),
-        "description": str(row.get("description") or ""),
-        "patient_id": str(row.get("patient_id") or ""),
-        "study_uid": str(row.get("study_uid") or ""),
-        "series_number": None if number in (None, "") else int(number),
-        "plane": str(_enum_value(row.get("plane")) or ""),
+        "series_uid": row.series_uid,
+        "predicted_label": row.label,
+        "confidence": row.confidence,
+        "probabilities": {k: float(v) for k, v in (row.probabilities or {}).items() if v is not None},
+        "needs_review": bool(row.needs_review),
+        "review_reasons": list(row.review_reasons),
+        "group": row.group,
+        "model": row.model,
+        "note": row.note,
+        "series_dir": row.folder or _folder_of(row.files),
+        "description": row.description,
+        "patient_id": row.patient_id,
+        "study_uid": row.study_uid,
+        "series_number": row.series_number,
+        "plane": row.plane,
     }

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from SeqClassifierLib.labels import Plane, SequenceLabel
+from SeqClassifierLib.records import ResultRow
 
 PathLike = Union[str, os.PathLike]
 UNLABELED = "unlabeled"
@@ -137,46 +138,15 @@ def _label_text(label: Any) -> Optional[str]:
     return SequenceLabel.parse(str(_value(label))).value
 
 
-def _items(data: Any) -> list[_Item]:
-    """Accept (records, predictions), [(record, prediction)...] or [row dict...]."""
-    def is_record(x: Any) -> bool:
-        return hasattr(x, "files") and hasattr(x, "series_uid") and not isinstance(x, Mapping)
-
-    def is_prediction(x: Any) -> bool:
-        return hasattr(x, "label") and hasattr(x, "series_uid") and not hasattr(x, "files")
-
-    if (isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (list, tuple))
-            and isinstance(data[1], (list, tuple)) and all(is_record(r) for r in data[0])
-            and all(is_prediction(p) for p in data[1])):
-        records, predictions = data
-        if len(records) != len(predictions):
-            raise ValueError("records and predictions differ in length")
-        pairs = list(zip(records, predictions))
-    else:
-        pairs = list(data)
+def _items(rows: Iterable[ResultRow]) -> list[_Item]:
     out = []
-    for entry in pairs:
-        if isinstance(entry, Mapping):
-            files = entry.get("files")
-            if files is None:
-                raise ValueError(f"row of series {entry.get('series_uid')} has no 'files' list")
-            number = entry.get("series_number")
-            out.append(_Item(
-                series_uid=str(entry["series_uid"]), files=[str(f) for f in files],
-                label=_label_text(entry.get("label")), plane=str(_value(entry.get("plane")) or "unknown"),
-                series_number=None if number in (None, "") else int(number),
-                patient_id=str(entry.get("patient_id") or ""), study_uid=str(entry.get("study_uid") or ""),
-                study_date=str(entry.get("study_date") or "")))
-        else:
-            record, prediction = entry
-            if prediction is not None and prediction.series_uid != record.series_uid:
-                raise ValueError(f"prediction for {prediction.series_uid} paired with {record.series_uid}")
-            out.append(_Item(
-                series_uid=record.series_uid, files=[str(f) for f in record.files],
-                label=_label_text(prediction.label) if prediction is not None else None,
-                plane=str(_value(record.plane) or "unknown"), series_number=record.series_number,
-                patient_id=record.patient_id or "", study_uid=record.study_uid or "",
-                study_date=record.study_date or ""))
+    for row in rows:
+        if not isinstance(row, ResultRow):
+            raise TypeError(f"sort_series takes ResultRow objects, not {type(row).__name__}")
+        out.append(_Item(
+            series_uid=row.series_uid, files=list(row.files), label=_label_text(row.label),
+            plane=row.plane or "unknown", series_number=row.series_number, patient_id=row.patient_id,
+            study_uid=row.study_uid, study_date=row.study_date))
     return out
 
 
@@ -217,15 +187,12 @@ def _same_file_content(a: str, b: Path) -> bool:
     return sa.st_size == sb.st_size and int(sa.st_mtime) == int(sb.st_mtime)
 
 
-def sort_series(rows_or_records_and_predictions: Any, dest: PathLike, only: Any = None, plane: Any = None,
+def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, plane: Any = None,
                 link: bool = False, labels: Optional[Mapping[str, Any]] = None, *,
                 sources: Optional[Iterable[PathLike]] = None, dry_run: bool = False) -> SortSummary:
     """Copy (``link=True``: symlink) the chosen series into ``DEST/<patient>/<study>/<label>_<plane>_<n>/``.
 
-    ``rows_or_records_and_predictions``: ``(records, predictions)``, a list of
-    ``(SeriesRecord, Prediction)`` pairs, or row dicts with ``series_uid``,
-    ``files``, ``label``, ``plane``, ``series_number``, ``patient_id``,
-    ``study_uid``, ``study_date``.
+    ``rows``: the classifier's :class:`~SeqClassifierLib.records.ResultRow` objects (with ``files``).
     ``only``: labels to keep (``"T2w,DWI"``, a list, or SequenceLabels); None keeps all.
     ``plane``: plane(s) to keep; None keeps all.
     ``labels``: SeriesInstanceUID -> label overriding the prediction (confirmed labels).
@@ -234,7 +201,7 @@ def sort_series(rows_or_records_and_predictions: Any, dest: PathLike, only: Any 
     See the module docstring for the tree and the safety rules.  Raises
     :class:`SortError` when DEST is inside a source folder.
     """
-    items = _items(rows_or_records_and_predictions)
+    items = _items(rows)
     only_set = _norm_set(only, lambda s: SequenceLabel.parse(s).value)
     plane_set = _norm_set(plane, _parse_plane)
     override = {uid: _label_text(v) for uid, v in (labels or {}).items()}
