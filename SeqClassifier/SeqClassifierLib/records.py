@@ -110,6 +110,8 @@ class Prediction:
     note: str = ""
     #: Each reason for review on its own (low confidence, unlike training data, evidence conflict, ...).
     review_reasons: list[str] = field(default_factory=list)
+    #: The series' study-context group in words (inputs.study.SeriesContext.group).
+    group: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,7 +191,7 @@ class ResultRow:
             probabilities=({k: prediction.probabilities.get(k) for k in CLASS_NAMES}
                            if prediction.probabilities else None),
             needs_review=prediction.needs_review, review_reasons=list(prediction.review_reasons),
-            group=group, b_values=list(record.b_values), manufacturer=record.manufacturer,
+            group=group or prediction.group, b_values=list(record.b_values), manufacturer=record.manufacturer,
             model=prediction.model, note=prediction.note, folder=_common_folder(record.files),
             files=list(record.files))
 

@@ -331,13 +331,18 @@ _HEADER_FIELDS: dict[str, Any] = {
     "ManufacturerModelName": T.MANUFACTURER_MODEL_NAME,
     "RescaleSlope": T.RESCALE_SLOPE,
     "RescaleIntercept": T.RESCALE_INTERCEPT,
+    # Times and acquisition number: the study-context stage orders a study's series in time.
+    "SeriesTime": T.SERIES_TIME,
+    "AcquisitionTime": T.ACQUISITION_TIME,
+    "ContentTime": T.CONTENT_TIME,
+    "AcquisitionNumber": T.ACQUISITION_NUMBER,
 }
 _LIST_FIELDS = {"ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions"}
 _NUMBER_FIELDS = {
     "EchoTime", "RepetitionTime", "InversionTime", "FlipAngle", "EchoTrainLength",
     "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns",
     "MagneticFieldStrength", "NumberOfTemporalPositions", "TriggerTime",
-    "RescaleSlope", "RescaleIntercept",
+    "RescaleSlope", "RescaleIntercept", "AcquisitionNumber",
 }
 
 # Where enhanced multi-frame objects keep the attributes above (shared or

@@ -27,6 +27,14 @@ Groups (see :func:`schema_table` for the full list with descriptions):
     plane one-hot, obliquity, multi-frame / mosaic flags.
 ``agent``
     ContrastBolusAgent present.
+``ctx:*``
+    study context (:mod:`SeqClassifierLib.inputs.study`): dynamic /
+    flip-angle / diffusion / multi-echo groups of sibling series, a diffusion
+    series this one is derived from, images per slice position.
+
+Schema 2.0 added ``ctx:*`` and ``num:repeats`` and dropped ``header:sparse``
+(a count of missing attributes across groups, which made every attribute a
+shortcut of every other).
 """
 
 from __future__ import annotations
@@ -38,10 +46,11 @@ from typing import Callable, Optional
 import numpy as np
 
 from SeqClassifierLib.labels import Plane
+from SeqClassifierLib.inputs.study import SeriesContext, repeats_per_location
 from SeqClassifierLib.records import SeriesRecord
 
 #: Bump when the meaning or order of any feature changes; models record it.
-FEATURE_SCHEMA_VERSION = "1.0"
+FEATURE_SCHEMA_VERSION = "2.0"
 
 # Keyword groups: feature name -> (whole-word pattern, substring pattern,
 # description).  Short, ambiguous tokens (t2, pd, fa, ax) count only between
@@ -141,6 +150,32 @@ _NUMERIC: dict[str, tuple[Callable[[SeriesRecord], Optional[float]], Callable[[f
     "num:frames": (lambda r: float(r.n_frames) if r.n_frames else None, lambda v: _log1p(v) / 3.0, "log1p(number of 2D images)/3"),
     "num:temporal": (lambda r: float(r.temporal_positions), lambda v: _log1p(v - 1.0), "log1p(temporal positions - 1)"),
     "num:field": (_h("MagneticFieldStrength"), lambda v: v / 3.0 if v < 20 else v / 30000.0, "field strength T / 3 (gauss handled)"),
+    "num:repeats": (lambda r: float(repeats_per_location(r)) if r.frames else None, lambda v: _log1p(v - 1.0) / 2.0,
+                    "log1p(images per slice position - 1)/2 (time points / b-values / echoes in one series)"),
+}
+
+#: Study-context features: name -> (function of the context, description).
+_CONTEXT: dict[str, tuple[Callable[[SeriesContext], float], str]] = {
+    "ctx:available": (lambda c: float(c.available), "other series of the study were given"),
+    "ctx:n_series": (lambda c: _log1p(c.n_study_series - 1) / 4.0, "log1p(other series in the study)/4"),
+    "ctx:same_signature": (lambda c: _log1p(c.same_signature - 1) / 3.0,
+                           "log1p(series sharing geometry + ScanningSequence/TE/TR)/3"),
+    "ctx:dynamic": (lambda c: float(c.kind == "dynamic"), "one time point of a dynamic group of series"),
+    "ctx:dyn_n": (lambda c: _log1p(c.group_size) / 4.0 if c.kind == "dynamic" else 0.0, "log1p(time points)/4"),
+    "ctx:dyn_rank": (lambda c: c.rank / max(1, c.group_size - 1) if c.kind == "dynamic" else 0.0,
+                     "rank in time / (time points - 1)"),
+    "ctx:dyn_step": (lambda c: _log1p(c.time_step_s or 0.0) / 5.0 if c.kind == "dynamic" else 0.0,
+                     "log1p(median time step s)/5"),
+    "ctx:flip_set": (lambda c: float(c.kind == "flip_angle"), "member of a flip-angle-only set (VFA T1 mapping)"),
+    "ctx:flip_n": (lambda c: _log1p(c.group_size) / 2.0 if c.kind == "flip_angle" else 0.0, "log1p(flip angles)/2"),
+    "ctx:flip_rank": (lambda c: c.rank / max(1, c.group_size - 1) if c.kind == "flip_angle" else 0.0,
+                      "rank of the flip angle in the set"),
+    "ctx:diffusion_set": (lambda c: float(c.kind == "diffusion"), "member of a set that differs only by b-value"),
+    "ctx:multi_echo": (lambda c: float(c.kind == "multi_echo"), "member of a set that differs only by echo time"),
+    "ctx:diffusion_linked": (lambda c: float(c.diffusion_linked),
+                             "no b > 0 of its own, geometry + TE + TR of a diffusion series"),
+    "ctx:source_b": (lambda c: _log1p(c.source_b_max) / 7.0, "log1p(b max of the linked diffusion series)/7"),
+    "ctx:time_missing": (lambda c: float(c.time_missing), "no acquisition / content / series time"),
 }
 
 
@@ -196,8 +231,8 @@ def _build_names() -> list[tuple[str, str]]:
     names += [(f"mfr:{m}", f"manufacturer {m}") for m in (*_MANUFACTURERS, "OTHER")]
     names += [(f"plane:{p.value}", f"plane {p.value}") for p in Plane]
     names += [("geo:oblique", "obliquity degrees / 45"), ("geo:multiframe", "enhanced multi-frame"),
-              ("geo:mosaic", "Siemens mosaic"), ("agent", "ContrastBolusAgent present"),
-              ("header:sparse", "fraction of core header attributes missing")]
+              ("geo:mosaic", "Siemens mosaic"), ("agent", "ContrastBolusAgent present")]
+    names += [(n, desc) for n, (_, desc) in _CONTEXT.items()]
     return names
 
 
@@ -206,17 +241,17 @@ FEATURE_NAMES: tuple[str, ...] = tuple(n for n, _ in _SCHEMA)
 N_FEATURES: int = len(FEATURE_NAMES)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 
-_CORE_KEYS = ("ImageType", "ScanningSequence", "SequenceVariant", "EchoTime", "RepetitionTime",
-              "FlipAngle", "SliceThickness", "PixelSpacing")
-
-
 def schema_table() -> list[tuple[str, str]]:
     """(name, description) of every feature, in vector order."""
     return list(_SCHEMA)
 
 
-def extract_features(record: SeriesRecord) -> np.ndarray:
-    """The metadata feature vector of one series (float32, length :data:`N_FEATURES`)."""
+def extract_features(record: SeriesRecord, context: Optional[SeriesContext] = None) -> np.ndarray:
+    """The metadata feature vector of one series (float32, length :data:`N_FEATURES`).
+
+    ``context``: the series' study context (:func:`~SeqClassifierLib.inputs.study.study_contexts`);
+    None means no other series of its study is known.
+    """
     x = np.zeros(N_FEATURES, dtype=np.float32)
 
     def put(name: str, value: float) -> None:
@@ -257,11 +292,13 @@ def extract_features(record: SeriesRecord) -> np.ndarray:
     put("geo:mosaic", float(record.is_mosaic))
     agent = str(record.header.get("ContrastBolusAgent", "")).strip()
     put("agent", float(bool(agent) and agent.upper() not in ("NONE", "NO", "-")))
-    put("header:sparse", sum(1 for k in _CORE_KEYS if k not in record.header) / len(_CORE_KEYS))
+    context = context if context is not None else SeriesContext(repeats=repeats_per_location(record))
+    for name, (get, _) in _CONTEXT.items():
+        put(name, float(np.clip(get(context), -10.0, 10.0)))
     return x
 
 
-def feature_dict(record: SeriesRecord) -> dict[str, float]:
+def feature_dict(record: SeriesRecord, context: Optional[SeriesContext] = None) -> dict[str, float]:
     """Named non-zero features of a series (for explanations and debugging)."""
-    x = extract_features(record)
+    x = extract_features(record, context)
     return {n: float(v) for n, v in zip(FEATURE_NAMES, x) if v != 0.0}

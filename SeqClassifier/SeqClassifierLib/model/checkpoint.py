@@ -37,6 +37,7 @@ from safetensors.torch import save_file as _st_save_file
 
 from SeqClassifierLib.model.backbones import sha256_file
 from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
+from SeqClassifierLib.model.ood import OodScorer, capture, stats_from_tensors, stats_to_tensors
 from SeqClassifierLib.atomic import atomic_write, atomic_write_bytes
 from SeqClassifierLib.labels import CLASS_NAMES
 
@@ -132,11 +133,14 @@ def _fold_tensors(models: Sequence[SequenceModel], dtype: Optional[torch.dtype] 
 
 
 def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None,
-                    *, dtype: Optional[torch.dtype] = None) -> Path:
+                    *, dtype: Optional[torch.dtype] = None,
+                    ood_stats: Optional[Sequence[Dict[str, Dict[str, torch.Tensor]]]] = None) -> Path:
     """Write the fold ``models`` and their ``card``; returns the card's path.
 
     ``dtype=torch.float16`` stores floating-point tensors in half precision
     (half the file size; loading copies them back into the float32 model).
+    ``ood_stats``: per fold, the training-data statistics of :mod:`~.ood`
+    (stored in float32 in the same file, so the weights' hash covers them).
 
     All models must share one architecture (identical ``.config``) and predict
     :data:`~SeqClassifierLib.labels.CLASS_NAMES`.  The card written is the
@@ -173,6 +177,10 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
 
     # 1) weights, atomically
     tensors = _fold_tensors(models, dtype)
+    if ood_stats:
+        if len(ood_stats) != len(models):
+            raise ValueError(f"{len(ood_stats)} folds of OOD statistics for {len(models)} models")
+        tensors.update(stats_to_tensors(ood_stats))
     digest = ""
 
     def write_weights(tmp: str) -> None:
@@ -265,6 +273,8 @@ class EnsembleModel(nn.Module):
         if not (math.isfinite(self.temperature) and self.temperature > 0):
             raise ValueError(f"invalid temperature {t!r}")
         self.classes: Tuple[str, ...] = tuple(self.card.get("classes", CLASS_NAMES))
+        #: Distance-to-training-data scorer (model.ood), when the checkpoint holds its statistics.
+        self.ood: Optional[OodScorer] = None
 
     # Convenience: preprocessing expected by the (identical) fold models.
     @property
@@ -312,6 +322,19 @@ class EnsembleModel(nn.Module):
             p = torch.softmax(logits.float() / self.temperature, dim=1)
             probs = p if probs is None else probs + p
         return probs / len(self.models)
+
+    def forward_with_scores(self, image, meta, image_present=None, meta_present=None):
+        """``(probabilities [B, C], {place: distance [B]})``; no distances without OOD statistics."""
+        if self.ood is None:
+            return self.forward(image, meta, image_present, meta_present), {}
+        probs, captured = None, []
+        for model in self.models:
+            with capture(model) as cap:
+                logits = model(image, meta, image_present, meta_present)
+            captured.append(cap)
+            p = torch.softmax(logits.float() / self.temperature, dim=1)
+            probs = p if probs is None else probs + p
+        return probs / len(self.models), self.ood.scores(captured)
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, Dict[str, Any]]:
@@ -375,11 +398,24 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         except RuntimeError as exc:
             raise CheckpointError(f"fold {i} weights in {weights_path} do not match the model config: {exc}") from exc
         models.append(model)
-    extra = [k for k in tensors if not any(k.startswith(f"fold{i}.") for i in range(n_folds))]
+    ood_tensors = {k: v for k, v in tensors.items() if k.startswith("ood.")}
+    extra = [k for k in tensors if not k.startswith("ood.")
+             and not any(k.startswith(f"fold{i}.") for i in range(n_folds))]
     if extra:
         raise CheckpointError(f"weights file {weights_path} holds unexpected tensors, e.g. {extra[:3]}")
+    scorer = None
+    if ood_tensors:
+        try:
+            per_fold = stats_from_tensors(ood_tensors, n_folds)
+        except ValueError as exc:
+            raise CheckpointError(f"weights file {weights_path}: {exc}") from exc
+        ood_card = card.get("ood") if isinstance(card.get("ood"), dict) else {}
+        thresholds = ood_card.get("thresholds") if isinstance(ood_card.get("thresholds"), dict) else {}
+        scorer = OodScorer(per_fold, {k: v for k, v in thresholds.items()
+                                      if isinstance(v, (int, float)) and math.isfinite(v)})
 
     ensemble = EnsembleModel(models, card).to(map_location)
+    ensemble.ood = scorer
     ensemble.eval()
     # An inference artefact: no autograd bookkeeping (re-enable on ``ensemble.models[i]``
     # with ``requires_grad_(True)`` to fine-tune from a checkpoint).

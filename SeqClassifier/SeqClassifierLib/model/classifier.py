@@ -21,9 +21,13 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, extract_features
+from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
+from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
+from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
+from SeqClassifierLib.model.evidence import evidence_conflicts
+from SeqClassifierLib.model.reasons import review_reasons
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
-from SeqClassifierLib.inputs.image import ImageUnavailable, prepare_image
+from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, normalize_intensity, to_model_input
 from SeqClassifierLib.records import Prediction, SeriesRecord
 
 ProgressFn = Callable[[int, int], None]
@@ -52,6 +56,17 @@ def default_model_path() -> Optional[Path]:
         return Path(env)
     path = assets_dir() / DEFAULT_MODEL_NAME
     return path if path.is_file() else None
+
+
+def check_feature_schema(card: dict, where: object) -> None:
+    """ValueError unless the card's feature schema is exactly the one this library computes."""
+    schema = str(card.get("feature_schema_version", ""))
+    n = (card.get("model") or {}).get("num_meta_features")
+    if schema != FEATURE_SCHEMA_VERSION or (n is not None and int(n) != N_FEATURES):
+        raise ValueError(
+            f"{where}: the model was trained on metadata feature schema {schema or '(none)'} with {n} features; "
+            f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION} with {N_FEATURES} features. "
+            "Retrain the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -143,19 +158,12 @@ class Classifier:
                 self._model.to(memory_format=torch.channels_last)
             if self.device.startswith("cuda"):
                 self._warm_up()
-            schema = str(self.card.get("feature_schema_version", ""))
-            if schema and schema.split(".")[0] != FEATURE_SCHEMA_VERSION.split(".")[0]:
-                raise ValueError(
-                    f"{self.model_path}: model was trained on feature schema {schema}, "
-                    f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION}"
-                )
+            check_feature_schema(self.card, self.model_path)
 
     def _warm_up(self) -> None:
         """One dummy batch at load time: CUDA context, cuDNN autotuning and kernel
         compilation happen here instead of delaying the first real series."""
         import torch
-
-        from SeqClassifierLib.inputs.features import N_FEATURES
 
         size, _, _, uses_image = self._preprocessing()
         images = torch.zeros(2, 3, size, size, device=self.device) if uses_image else None
@@ -192,18 +200,21 @@ class Classifier:
         uses_image = self.card.get("model", {}).get("strategy", "joint") != "metadata"
         return int(pre.get("input_size", 224)), pre.get("mean", (0.5,) * 3), pre.get("std", (0.5,) * 3), uses_image
 
-    def _prepare(self, record: SeriesRecord):
+    def _prepare(self, record: SeriesRecord, context: Optional[SeriesContext]):
+        """(metadata vector, model image or None, image note, image quality or None) of one series."""
         size, mean, std, uses_image = self._preprocessing()
-        meta = extract_features(record)
-        img, note = None, ""
+        meta = extract_features(record, context)
+        img, note, quality = None, "", None
         if uses_image:
             try:
-                img = prepare_image(record, size, mean, std)
+                raw = load_center_slice(record)
+                quality = image_quality(raw)
+                img = to_model_input(normalize_intensity(raw), size, mean, std)
             except ImageUnavailable as exc:
                 note = f"image unavailable, metadata only: {exc}"
             except Exception as exc:  # a corrupt slice must not stop the batch
                 note = f"image unreadable, metadata only: {type(exc).__name__}: {exc}"
-        return meta, img, note
+        return meta, img, note, quality
 
     def classify(self, records: Sequence[SeriesRecord], progress: Optional[ProgressFn] = None) -> list[Prediction]:
         """One prediction per record, in the same order."""
@@ -220,6 +231,7 @@ class Classifier:
         import torch
 
         size, _, _, uses_image = self._preprocessing()
+        contexts = study_contexts(records)
         results: list[Prediction] = []
         done = 0
         batches = [records[i:i + self.batch_size] for i in range(0, len(records), self.batch_size)]
@@ -227,7 +239,8 @@ class Classifier:
             # The next batch's slices are read and resized while the model runs on this one;
             # at most two batches of prepared inputs exist at a time.
             def submit(k: int) -> list:
-                return [pool.submit(self._prepare, r) for r in batches[k]] if k < len(batches) else []
+                return [pool.submit(self._prepare, r, contexts.get(r.series_uid))
+                        for r in batches[k]] if k < len(batches) else []
 
             pending = submit(0)
             for k, batch in enumerate(batches):
@@ -245,27 +258,40 @@ class Classifier:
                         memory_format=torch.channels_last)
                 meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
                 with torch.inference_mode(), self._autocast():
-                    probs = self._model(images, meta, image_present=present, meta_present=meta_present)
+                    probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
+                                                                    meta_present=meta_present)
                 probs = probs.float().cpu().numpy()
-                for r, p, (_, _, note) in zip(batch, probs, prepared):
-                    results.append(self._to_prediction(r, p, note))
+                for i, (r, p, (_, _, note, quality)) in enumerate(zip(batch, probs, prepared)):
+                    unlike = self._model.ood.reasons(scores, i) if scores else []
+                    # without an image the image place's distance measures the "missing" vector
+                    if prepared[i][1] is None:
+                        unlike = [u for u in unlike if "(image distance" not in u]
+                    results.append(self._to_prediction(r, p, note, contexts.get(r.series_uid), quality, unlike))
                 done += len(batch)
                 if progress:
                     progress(done, len(records))
         return results
 
-    def _to_prediction(self, record: SeriesRecord, probs: np.ndarray, note: str) -> Prediction:
+    def _to_prediction(self, record: SeriesRecord, probs: np.ndarray, note: str,
+                       context: Optional[SeriesContext] = None, quality: Optional[ImageQuality] = None,
+                       unlike: Sequence[str] = ()) -> Prediction:
         k = int(np.argmax(probs))
         conf = float(probs[k])
-        needs_review = conf < self.review_threshold or bool(note)
-        if conf < self.review_threshold:
-            note = "; ".join(x for x in (note, f"confidence {conf:.2f} below review threshold {self.review_threshold:.2f}") if x)
+        label = SequenceLabel(CLASS_NAMES[k])
+        reasons = review_reasons(conf, self.review_threshold, image_note=note, unlike=unlike,
+                                 conflicts=evidence_conflicts(record, label, context), quality=quality)
+        notes = [note] if note else []
+        if context is not None and context.note:
+            notes.append(context.note)
+        notes += [r for r in reasons if not r.startswith("image unreadable")]
         return Prediction(
             series_uid=record.series_uid,
-            label=SequenceLabel(CLASS_NAMES[k]),
+            label=label,
             confidence=round(conf, 4),
             probabilities={c: round(float(p), 4) for c, p in zip(CLASS_NAMES, probs)},
-            needs_review=needs_review,
+            needs_review=bool(reasons),
             model=self.model_name,
-            note=note,
+            note="; ".join(notes),
+            review_reasons=reasons,
+            group=context.group if context is not None else "",
         )

@@ -38,7 +38,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
+from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
+from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_variants, rates_vector
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, normalize_intensity
 from SeqClassifierLib.records import SeriesRecord
@@ -46,9 +47,6 @@ from SeqClassifierLib.dicom.series_reader import discover_series
 
 LogFn = Callable[[str], None]
 
-_TOKEN_IDX = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("tok:")]
-_EMPTY_IDX = FEATURE_NAMES.index("tok:empty")
-_BVALUE_IDX = [i for i, n in enumerate(FEATURE_NAMES) if n.startswith("b:")]
 
 
 # ----------------------------------------------------------------------------
@@ -65,6 +63,8 @@ class Sample:
     source: str          # which data root it came from
     meta: np.ndarray
     image: Optional[np.ndarray]  # normalised center slice, [S, S] at the cache size
+    #: The metadata vector with each attribute group dropped ([V, F], training.dropout.VARIANTS).
+    meta_variants: Optional[np.ndarray] = None
 
 
 def read_labels_csv(path: os.PathLike) -> list[dict[str, str]]:
@@ -128,10 +128,13 @@ def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], ca
                  log: LogFn = print, progress: Optional[Callable[[int, int], None]] = None) -> list[Sample]:
     """:func:`labelled_series` with each series' features and center slice cached."""
     found = labelled_series(labels, roots, log)
+    # Study context comes from the labelled series given, as at inference from the series given.
+    full, variants = metadata_variants([rec for rec, _, _ in found])
     samples = []
     for i, (rec, label, root) in enumerate(found, 1):
         samples.append(Sample(record=rec, label=label, group=rec.patient_id or rec.study_uid, source=root,
-                              meta=extract_features(rec), image=_cache_image(rec, cache_size)))
+                              meta=full[i - 1], image=_cache_image(rec, cache_size),
+                              meta_variants=variants[i - 1]))
         if progress:
             progress(i, len(found))
     return samples
@@ -215,11 +218,12 @@ class TrainConfig:
     device: str = "auto"
     p_drop_meta: float = 0.15
     p_drop_image: float = 0.15
-    p_blank_description: float = 0.2
-    p_blank_bvalues: float = 0.2
+    #: Attribute-group dropout rates (training.dropout.DEFAULT_RATES when None).
+    drop_rates: Optional[dict] = None
     lora_rank: int = 0
     weight_decay: float = 1e-4
     half_weights: bool = True          # store the checkpoint in float16 (half the size)
+    ood_rate: float = 0.01             # share of held-out series flagged "unlike training data", per place
     extra: dict = field(default_factory=dict)
 
     def resolved_recipe(self) -> str:
@@ -263,6 +267,9 @@ class _Tensors:
         self.images = torch.from_numpy(imgs).to(device)
         self.has_image = torch.from_numpy(has_img).to(device)
         self.meta = torch.from_numpy(np.stack([s.meta for s in samples])).to(device)
+        self.meta_variants = torch.from_numpy(np.stack([
+            s.meta_variants if s.meta_variants is not None else np.repeat(s.meta[None], len(VARIANTS), 0)
+            for s in samples])).to(device)
         self.labels = torch.tensor([s.label for s in samples], dtype=torch.long, device=device)
 
 
@@ -281,15 +288,9 @@ def _forward_batch(model, data: _Tensors, idx, cfg: TrainConfig, train: bool, ge
         drop_img = (r >= cfg.p_drop_meta) & (r < cfg.p_drop_meta + cfg.p_drop_image) & img_present
         meta_present &= ~drop_meta
         img_present &= ~drop_img
-        blank = torch.from_numpy(rng.random(len(idx)) < cfg.p_blank_description).to(dev)
-        if blank.any():
-            meta[blank.nonzero().squeeze(1).unsqueeze(1), torch.tensor(_TOKEN_IDX, device=dev)] = 0.0
-            meta[blank, _EMPTY_IDX] = 1.0
-        # b-value tags are often stripped by anonymisers (private tags) or never
-        # written: the model must also recognise diffusion from TE, ImageType, EPI.
-        no_b = torch.from_numpy(rng.random(len(idx)) < cfg.p_blank_bvalues).to(dev)
-        if no_b.any():
-            meta[no_b.nonzero().squeeze(1).unsqueeze(1), torch.tensor(_BVALUE_IDX, device=dev)] = 0.0
+        # Real exports lack whole attribute groups (names, private b-values, contrast and timing
+        # tags, ...): the model must not hang on any one of them.
+        meta = apply_dropout(meta, data.meta_variants[ii], rates_vector(cfg.drop_rates), rng)
     images = _model_input(x, model.input_size or x.shape[-1], model.mean or (0.5,) * 3, model.std or (0.5,) * 3) \
         if model.uses_image else None
     return images, meta, img_present, meta_present, data.labels[ii]
@@ -393,6 +394,22 @@ def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConf
     return model, history
 
 
+def fold_ood(model, data: _Tensors, trn, val, cfg: TrainConfig):
+    """One fold's training-data statistics (model.ood) and its held-out samples' distances."""
+    from SeqClassifierLib.model.ood import capture, distances, fit_statistics
+
+    with capture(model) as cap:
+        _logits(model, data, trn, cfg)
+    y = data.labels[torch.as_tensor(trn, device=data.labels.device)].cpu()
+    stats = {place: fit_statistics(f.cpu(), y, len(CLASS_NAMES)) for place, f in cap.items()}
+    held: dict[str, np.ndarray] = {}
+    if len(val):
+        with capture(model) as capv:
+            _logits(model, data, val, cfg)
+        held = {place: distances(f.cpu(), stats[place]).numpy() for place, f in capv.items()}
+    return stats, held
+
+
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     """One temperature minimising the NLL of out-of-fold logits (temperature scaling).
 
@@ -479,7 +496,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
     if k > n_groups:
         raise ValueError(f"--folds {k} needs at least {k} patients; the data has {n_groups}")
     folds = group_folds(groups, k if k > 1 else 5, cfg.seed)
-    models, history = [], []
+    models, history, ood_stats, ood_held = [], [], [], []
     oof_logits = torch.zeros(len(samples), len(CLASS_NAMES))
     oof_mask = np.zeros(len(samples), dtype=bool)
     for fold in range(k):
@@ -491,6 +508,9 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
         logits, _, _ = _logits(model, data, val, cfg)
         oof_logits[val] = logits.cpu()
         oof_mask[val] = True
+        stats, held = fold_ood(model, data, trn, val, cfg)
+        ood_stats.append(stats)
+        ood_held.append(held)
         models.append(model.cpu())
     y = np.array([s.label for s in samples])
     idx = np.nonzero(oof_mask)[0]
@@ -505,6 +525,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
         for i, p in zip(idx, probs) if p.argmax() != y[i]
     ]
     counts = np.bincount(y, minlength=len(CLASS_NAMES))
+    ood_card = ood_summary(ood_held, cfg.ood_rate)
     card = {
         "name": Path(out).stem,
         "version": time.strftime("%Y%m%d"),
@@ -517,9 +538,8 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
             "pretrained": str(cfg.pretrained), "folds": k, "seed": cfg.seed, "device": device,
             "head_epochs": cfg.head_epochs, "head_lr": cfg.head_lr, "finetune_lr": cfg.finetune_lr,
             "scratch_lr": cfg.scratch_lr, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
-            "batch_size": cfg.batch_size, "modality_dropout": {"meta": cfg.p_drop_meta, "image": cfg.p_drop_image,
-                                                                "description": cfg.p_blank_description,
-                                                                "b_values": cfg.p_blank_bvalues},
+            "batch_size": cfg.batch_size, "modality_dropout": {"meta": cfg.p_drop_meta, "image": cfg.p_drop_image},
+            "attribute_group_dropout": {k: round(float(v), 4) for k, v in zip(VARIANTS, rates_vector(cfg.drop_rates))},
             "lora_rank": cfg.lora_rank, "command": command,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "torch": torch.__version__,
@@ -528,15 +548,33 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
                  "per_class": {c: int(n) for c, n in zip(CLASS_NAMES, counts)},
                  **(data_summary or {})},
         "metrics": {"out_of_fold": metrics, "misclassified": misclassified},
+        "ood": ood_card,
         "temperature": round(temperature, 4),
         "review_threshold": round(threshold, 4),
         "history": history,
     }
-    save_checkpoint(out, models, card, dtype=torch.float16 if cfg.half_weights else None)
+    save_checkpoint(out, models, card, dtype=torch.float16 if cfg.half_weights else None, ood_stats=ood_stats)
     log(f"saved {out}: out-of-fold macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}, "
         f"temperature {temperature:.2f}, review below {threshold:.2f}, "
         f"{card['training']['wall_time_s']:.0f} s on {device}")
     return card
+
+
+def ood_summary(held_per_fold: Sequence[dict], rate: float) -> dict[str, Any]:
+    """The card's ``ood`` entry: method, thresholds per place and the held-out share flagged."""
+    from SeqClassifierLib.model.ood import PLACES, threshold
+
+    thresholds, flagged = {}, {}
+    for place in PLACES:
+        values = np.concatenate([h[place] for h in held_per_fold if place in h]) \
+            if any(place in h for h in held_per_fold) else np.zeros(0)
+        t = threshold(values, rate)
+        if t is not None:
+            thresholds[place] = round(t, 3)
+            flagged[place] = round(float(np.mean(values > t)), 4)
+    return {"method": "min class-conditional Mahalanobis distance, shared covariance shrunk 10 %, mean over folds",
+            "target_rate_per_place": rate, "thresholds": thresholds, "held_out_flagged": flagged,
+            "n_held_out": int(sum(len(next(iter(h.values()), [])) for h in held_per_fold))}
 
 
 def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:

@@ -1,0 +1,92 @@
+"""Image quality of the slice that represents a series.
+
+A quality mismatch between the data a model was fine-tuned on and the data it
+is used on hurts (ProFound fine-tuning study), and a blank, clipped or pure
+noise slice tells the image branch nothing.  :func:`image_quality` scores the
+raw slice (after rescale slope/intercept, before normalisation) on three
+counts, each in [0, 1]:
+
+``snr``       median foreground signal over the background noise (robust
+              standard deviation of the dark pixels, or of the image border
+              when there are few dark pixels): 1 at SNR >= 20, 0 at SNR <= 1;
+``coverage``  fraction of foreground pixels (1 at >= 5 %);
+``clipping``  pixels stuck at the maximum (1 up to 2 %, 0 from 12 %).
+
+The score is the lowest of the three; a blank slice (all pixels equal) scores
+0.  Below :data:`LOW_QUALITY` a series gets the review reason "low image
+quality".  Cost: a few percentile computations on one slice (< 1 ms).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Below this score the image is flagged as low quality.
+LOW_QUALITY = 0.3
+
+
+@dataclass(frozen=True)
+class ImageQuality:
+    score: float
+    snr: float
+    coverage: float
+    clipped_fraction: float
+    #: What pulled the score down, in words (empty when good).
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_low(self) -> bool:
+        return self.score < LOW_QUALITY
+
+    def to_dict(self) -> dict:
+        return {"score": round(self.score, 3), "snr": round(self.snr, 2), "coverage": round(self.coverage, 3),
+                "clipped_fraction": round(self.clipped_fraction, 4), "problems": list(self.problems)}
+
+
+def _clip01(v: float) -> float:
+    return float(min(1.0, max(0.0, v)))
+
+
+def image_quality(img: np.ndarray) -> ImageQuality:
+    """Quality of one 2D slice (any numeric dtype)."""
+    a = np.asarray(img, dtype=np.float64)
+    if a.ndim == 3:  # RGB / multi-channel: judge the luminance
+        a = a.mean(axis=-1)
+    a = a[np.isfinite(a)] if not np.isfinite(a).all() else a
+    if a.size == 0:
+        return ImageQuality(0.0, 0.0, 0.0, 0.0, ["no finite pixel"])
+    lo, hi = float(np.min(a)), float(np.max(a))
+    if hi - lo <= 0:
+        return ImageQuality(0.0, 0.0, 0.0, 1.0, ["blank slice (every pixel the same)"])
+    flat = a.ravel()
+    p99 = float(np.percentile(flat, 99.0))
+    level = lo + 0.1 * (p99 - lo)
+    fg = flat[flat > level]
+    coverage = fg.size / flat.size
+    bg = flat[flat <= level]
+    if bg.size < 0.05 * flat.size and a.ndim == 2 and min(a.shape) >= 16:
+        k = max(2, min(a.shape) // 12)
+        bg = np.concatenate([a[:k].ravel(), a[-k:].ravel(), a[:, :k].ravel(), a[:, -k:].ravel()])
+    med = float(np.median(bg)) if bg.size else lo
+    noise = 1.4826 * float(np.median(np.abs(bg - med))) if bg.size else 0.0
+    signal = float(np.median(fg)) - med if fg.size else 0.0
+    if noise <= 1e-9 * max(1.0, abs(hi)):
+        snr = math.inf if signal > 0 else 0.0
+    else:
+        snr = max(0.0, signal / noise)
+    clipped = float(np.mean(flat >= hi)) if hi > lo else 1.0
+    snr_score = 1.0 if math.isinf(snr) else _clip01(math.log10(max(snr, 1e-6)) / math.log10(20.0))
+    cov_score = _clip01(coverage / 0.05)
+    clip_score = 1.0 - _clip01((clipped - 0.02) / 0.10)
+    problems = []
+    if snr_score < LOW_QUALITY:
+        problems.append(f"low signal-to-noise ({snr:.1f})")
+    if cov_score < LOW_QUALITY:
+        problems.append(f"almost empty ({100 * coverage:.1f} % foreground)")
+    if clip_score < LOW_QUALITY:
+        problems.append(f"clipped ({100 * clipped:.0f} % of pixels at the maximum)")
+    return ImageQuality(min(snr_score, cov_score, clip_score), snr if not math.isinf(snr) else 1e6,
+                        coverage, clipped, problems)
