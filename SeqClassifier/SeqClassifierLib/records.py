@@ -112,6 +112,8 @@ class Prediction:
     review_reasons: list[str] = field(default_factory=list)
     #: The series' study-context group in words (inputs.study.SeriesContext.group).
     group: str = ""
+    #: Quality score in [0, 1] of the slice the model saw (inputs.quality); None without an image.
+    image_quality: Optional[float] = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -123,6 +125,8 @@ class Prediction:
             "model": self.model,
             "note": self.note,
             "review_reasons": list(self.review_reasons),
+            "group": self.group,
+            "image_quality": self.image_quality,
         }
 
 
@@ -164,6 +168,8 @@ class ResultRow:
     review_reasons: list[str] = field(default_factory=list)
     #: The series' study-context group, e.g. ``dynamic, 70 time points`` (empty when alone).
     group: str = ""
+    #: Quality score in [0, 1] of the slice the model saw; None without an image.
+    image_quality: Optional[float] = None
     b_values: list[float] = field(default_factory=list)
     manufacturer: str = ""
     model: str = ""
@@ -175,7 +181,7 @@ class ResultRow:
     #: Fields written by the output formats, in order (``files`` stays in memory).
     FIELDS = ("patient_id", "study_uid", "study_date", "series_number", "series_uid", "description",
               "n_files", "plane", "label", "confidence", "probabilities", "needs_review", "review_reasons",
-              "group", "b_values", "manufacturer", "model", "note", "folder")
+              "group", "image_quality", "b_values", "manufacturer", "model", "note", "folder")
 
     @classmethod
     def from_series(cls, record: SeriesRecord, prediction: Prediction, group: str = "") -> "ResultRow":
@@ -191,7 +197,7 @@ class ResultRow:
             probabilities=({k: prediction.probabilities.get(k) for k in CLASS_NAMES}
                            if prediction.probabilities else None),
             needs_review=prediction.needs_review, review_reasons=list(prediction.review_reasons),
-            group=group or prediction.group, b_values=list(record.b_values), manufacturer=record.manufacturer,
+            group=group or prediction.group, image_quality=prediction.image_quality, b_values=list(record.b_values), manufacturer=record.manufacturer,
             model=prediction.model, note=prediction.note, folder=_common_folder(record.files),
             files=list(record.files))
 
@@ -260,6 +266,7 @@ class ResultRow:
                                                       for k, v in probs.items()},
             needs_review=bool(data.get("needs_review", False)),
             review_reasons=[str(r) for r in lists["review_reasons"]], group=text("group"),
+            image_quality=opt_float("image_quality"),
             b_values=[float(b) for b in lists["b_values"] if b is not None], manufacturer=text("manufacturer"),
             model=text("model"), note=text("note"), folder=text("folder"),
             files=[str(f) for f in lists["files"]],

@@ -34,6 +34,8 @@ import sys
 import time
 from typing import Optional, Sequence
 
+from SeqClassifierLib.app import validation_commands
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_SKIPPED = 2
@@ -389,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also 3-scan trace DWI and TWIST-named per-time-point DCE in Siemens prostate studies")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    validation_commands.add_parsers(sub)
     return parser
 
 

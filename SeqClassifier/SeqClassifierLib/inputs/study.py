@@ -256,7 +256,7 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
         # flip-angle set: one series per flip angle, the rest equal
         flips = {_round(_num(r, "FlipAngle"), 0.5) for r in rest} - {None}
         bmaxes = {_b_max(r) for r in rest}
-        if len(flips) >= 2 and len(bmaxes) == 1:
+        if len(flips) >= 2 and len(flips) == len(rest) and len(bmaxes) == 1:
             ordered = sorted(rest, key=lambda r: (_num(r, "FlipAngle") or 0.0, r.series_uid))
             for rank, r in enumerate(ordered):
                 fields[r.series_uid].update(kind="flip_angle", group_size=len(ordered), rank=rank)

@@ -294,4 +294,5 @@ class Classifier:
             note="; ".join(notes),
             review_reasons=reasons,
             group=context.group if context is not None else "",
+            image_quality=round(quality.score, 3) if quality is not None else None,
         )

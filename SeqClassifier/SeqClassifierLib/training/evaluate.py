@@ -19,6 +19,7 @@ import numpy as np
 
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.model.reasons import reason_kind
 from SeqClassifierLib.training.train import classification_metrics, expected_calibration_error, labelled_series
 
 
@@ -40,9 +41,40 @@ def score(classifier: Classifier, labels_csv: os.PathLike, root: os.PathLike) ->
          "true": CLASS_NAMES[t], "predicted": p.label.value, "confidence": p.confidence}
         for r, t, p in zip(records, y, preds) if p.label.value != CLASS_NAMES[t]
     ]
+    m["review"] = review_summary(y, preds)
+    m["by_image_quality"] = accuracy_by_quality(y, preds)
     m["_probs"] = probs
     m["_y"] = y
     return m
+
+
+def review_summary(y: np.ndarray, preds: Sequence) -> dict[str, Any]:
+    """How many wrong predictions are flagged for review (coverage) and how many right ones (false alarms)."""
+    wrong = [p for t, p in zip(y, preds) if p.label.value != CLASS_NAMES[t]]
+    right = [p for t, p in zip(y, preds) if p.label.value == CLASS_NAMES[t]]
+    kinds: dict[str, dict[str, int]] = {}
+    for group, name in ((wrong, "wrong"), (right, "right")):
+        for p in group:
+            for k in {reason_kind(r) for r in p.review_reasons}:
+                kinds.setdefault(k, {"wrong": 0, "right": 0})[name] += 1
+    fw, fr = sum(p.needs_review for p in wrong), sum(p.needs_review for p in right)
+    return {"wrong": len(wrong), "wrong_flagged": fw, "right": len(right), "right_flagged": fr,
+            "coverage": round(fw / len(wrong), 4) if wrong else None,
+            "false_alarm_rate": round(fr / len(right), 4) if right else None, "by_reason": kinds}
+
+
+QUALITY_BINS = ((0.0, 0.3), (0.3, 0.6), (0.6, 1.01))
+
+
+def accuracy_by_quality(y: np.ndarray, preds: Sequence) -> list[dict[str, Any]]:
+    """Accuracy per image-quality bin (series without an image left out)."""
+    out = []
+    for lo, hi in QUALITY_BINS:
+        sel = [(t, p) for t, p in zip(y, preds) if p.image_quality is not None and lo <= p.image_quality < hi]
+        right = sum(p.label.value == CLASS_NAMES[t] for t, p in sel)
+        out.append({"quality": f"{lo:.1f}-{min(hi, 1.0):.1f}", "n": len(sel),
+                    "accuracy": round(right / len(sel), 4) if sel else None})
+    return out
 
 
 def save_confusion_png(cm: Sequence[Sequence[int]], path: os.PathLike, title: str) -> None:
@@ -143,7 +175,9 @@ def evaluate_models(models: Sequence[os.PathLike], labels: Sequence[os.PathLike]
             report[f"{Path(mpath).stem}:{name}"] = m
             text.append(f"{Path(mpath).stem} on {name}: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}, "
                         f"ECE {m['expected_calibration_error']:.3f}, {m['n']} series, "
-                        f"{len(m['misclassified'])} misclassified")
+                        f"{len(m['misclassified'])} misclassified; flagged for review: "
+                        f"{m['review']['wrong_flagged']}/{m['review']['wrong']} wrong, "
+                        f"{m['review']['right_flagged']}/{m['review']['right']} right")
             for e in m["misclassified"]:
                 text.append(f"    {e['true']:>5} -> {e['predicted']:<5} ({e['confidence']:.2f}) "
                             f"{e['description'] or '(no description)'}  {e['folder']}")

@@ -1,0 +1,92 @@
+"""The ``audit`` and ``families`` commands: shortcut audit and leave-one-protocol-family-out validation.
+
+``seqclassifier audit --models M --labels L... --data D...`` removes each
+optional attribute group in turn and reports per class how many predictions
+flip (exit code 4 when a group flips more than the limit);
+``seqclassifier families --labels L... --data D...`` holds out each protocol
+family of the labels' ``family`` column in turn.  Both write JSON with
+``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from SeqClassifierLib.atomic import atomic_write_text
+
+EXIT_OK, EXIT_ERROR, EXIT_FAILED = 0, 1, 4
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from SeqClassifierLib.model.classifier import Classifier  # torch: only when a model runs
+    from SeqClassifierLib.training.audit import shortcut_audit
+    from SeqClassifierLib.training.train import labelled_series
+
+    found = labelled_series(args.labels, args.data, log=lambda m: print(m, file=sys.stderr))
+    if not found:
+        print("error: no labelled series found under the data roots", file=sys.stderr)
+        return EXIT_ERROR
+    report = {}
+    failed = False
+    for model in args.models:
+        try:
+            clf = Classifier(model, device=args.device, precision="fp32")
+        except (OSError, ValueError, RuntimeError) as exc:
+            print(f"error: cannot load model {model}: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        result = shortcut_audit(clf, [r for r, _, _ in found], [y for _, y, _ in found], args.max_flip_rate)
+        sys.stdout.write(f"shortcut audit of {model}\n{result.table()}")
+        report[str(model)] = result.to_dict()
+        failed |= not result.passed
+    if args.out:
+        atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def cmd_families(args: argparse.Namespace) -> int:
+    from SeqClassifierLib.training.families import family_of, family_table, leave_one_family_out, read_families
+    from SeqClassifierLib.training.train import TrainConfig, load_samples  # torch: training only
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    samples = load_samples(args.labels, args.data, cache_size=147, log=log)
+    by_uid, by_dir = read_families(args.labels)
+    families = [family_of(s.record, by_uid, by_dir) for s in samples]
+    if not any(families):
+        print("error: the labels have no 'family' column (seqclassifier synth writes one)", file=sys.stderr)
+        return EXIT_ERROR
+    cfg = TrainConfig(strategy=args.strategy, max_epochs=args.max_epochs, patience=5, device=args.device,
+                      seed=args.seed)
+    results = leave_one_family_out(samples, families, cfg, min_series=args.min_series, only=args.only, log=log)
+    sys.stdout.write(family_table(results))
+    if args.out:
+        atomic_write_text(args.out, json.dumps(
+            {"strategy": args.strategy, "families": [
+                {"family": r.family, "label": r.label, "n": r.n, "correct": r.correct,
+                 "accuracy": round(r.accuracy, 4), "predicted": r.predicted} for r in results]}, indent=2) + "\n")
+    return EXIT_OK
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("audit", help="shortcut audit: remove each optional attribute group, count flipped labels")
+    p.add_argument("--models", nargs="+", required=True)
+    p.add_argument("--labels", nargs="+", required=True)
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--max-flip-rate", type=float, default=0.05)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default=None, help="write the report as JSON")
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("families", help="leave-one-protocol-family-out validation (labels with a 'family' column)")
+    p.add_argument("--labels", nargs="+", required=True)
+    p.add_argument("--data", nargs="+", required=True)
+    p.add_argument("--strategy", default="metadata", choices=("metadata", "joint", "image", "early", "late"))
+    p.add_argument("--max-epochs", type=int, default=40)
+    p.add_argument("--min-series", type=int, default=3)
+    p.add_argument("--only", nargs="*", default=None, help="hold out only these families")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--out", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_families)
