@@ -20,7 +20,7 @@ import pydicom
 import pytest
 
 from SeqClassifierLib.labels import Plane, SequenceLabel
-from SeqClassifierLib.synth.generator import (LABELS_COLUMNS, SynthSeries, Tissue, generate_studies,
+from SeqClassifierLib.synth import (LABELS_COLUMNS, SynthSeries, Tissue, generate_studies,
                                     study_phantom)
 
 SEED = 0
@@ -722,7 +722,7 @@ def head_means(root, s, tissues):
 
 
 def test_head_phantom_contrast(neuro):
-    from SeqClassifierLib.synth.generator import HeadTissue as H
+    from SeqClassifierLib.synth import HeadTissue as H
     root, series = neuro
     t2 = neuro_series(root, series, "GE", "t2")
     m = head_means(root, t2, (H.CSF, H.WHITE_MATTER))
@@ -747,3 +747,20 @@ def test_mixed_kinds_and_prostate_extras(tmp_path):
         generate_studies(tmp_path / "bad", size="tiny", kinds=("knee",))
     with pytest.raises(ValueError):
         generate_studies(tmp_path / "bad2", size="tiny", vendors=["UIH"])
+
+
+def test_save_dataset_uses_the_keyword_of_the_installed_pydicom(monkeypatch):
+    """pydicom 3 takes enforce_file_format=True, pydicom 2.4 write_like_original=False (same file)."""
+    from SeqClassifierLib.synth import writer
+
+    calls = []
+
+    class FakeDs:
+        def save_as(self, path, **kw):
+            calls.append((path, kw))
+
+    monkeypatch.setattr(writer, "_PYDICOM_MAJOR", 3)
+    writer.save_dataset(FakeDs(), "a.dcm")
+    monkeypatch.setattr(writer, "_PYDICOM_MAJOR", 2)
+    writer.save_dataset(FakeDs(), "b.dcm")
+    assert calls == [("a.dcm", {"enforce_file_format": True}), ("b.dcm", {"write_like_original": False})]

@@ -225,7 +225,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.synth.generator import generate_studies
+    from SeqClassifierLib.synth import generate_studies
 
     bar = _progress("writing studies", None if not args.quiet else False)
     try:
