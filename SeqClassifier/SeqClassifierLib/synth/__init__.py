@@ -167,7 +167,7 @@ def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
                      vendors: Optional[Sequence[str]] = None, size: str = "small",
                      progress: Optional[ProgressFn] = None,
                      kinds: Sequence[str] = ("prostate",),
-                     prostate_extras: bool = False) -> list[SynthSeries]:
+                     prostate_extras: bool = False, realism: bool = False) -> list[SynthSeries]:
     """Write ``studies`` synthetic prostate mpMRI studies under ``outdir``.
 
     Layout: ``<PatientID>/<StudyDate>/<SeriesNumber>-<safe description>/IM_0001.dcm ...``
@@ -200,6 +200,15 @@ def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
         multi-direction DWI (``dwi_3scan``) and TWIST-named per-time-point DCE
         with TemporalPositionIdentifier (``dce_twist``).  Off by default so that
         existing outputs stay identical.
+    realism:
+        Realistic header gaps (:mod:`SeqClassifierLib.synth.realism`, rates in
+        ``docs/ATTRIBUTES.md``): attribute groups dropped or changed per study and
+        series (names, ImageType detail, contrast and timing, standard and private
+        diffusion tags, ScanningSequence ...), names from the IDC vocabulary, and
+        the series real protocols hold (per-time-point DCE without any contrast or
+        timing attribute beside VFA maps of the same TE/TR, static post-contrast T1,
+        GE fMRI with a private b=0, spin-echo EPI field maps, DTI b0 series,
+        multiband fMRI, Secondary Capture colour maps).  Labels stay the truth.
     size:
         ``"small"`` (default: <= ~400 files and <= 20 slices per series, a few
         seconds per study) or ``"tiny"`` (a few slices of <= 64 pixels, for tests).
@@ -250,10 +259,10 @@ def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
         occ = seen.get((kind, vendor), 0)
         seen[(kind, vendor)] = occ + 1
         if kind == "neuro":
-            plans.append(_plan_neuro_study(seed, i, vendor, occ, size))
+            plans.append(_plan_neuro_study(seed, i, vendor, occ, size, realism=bool(realism)))
         else:
             plans.append(_plan_study(seed, i, vendor, occ, spec, _prostate_center(seed, i),
-                                     extras=bool(prostate_extras)))
+                                     extras=bool(prostate_extras), realism=bool(realism)))
     total = sum(len(p.series) for p in plans)
     done = 0
     written: list[SynthSeries] = []
@@ -275,7 +284,7 @@ def generate_studies(outdir: Any, studies: int = 1, seed: int = 0, *,
                 series_uid=sp.uid, study_uid=plan.study_uid, patient_id=plan.patient_id,
                 series_number=sp.series_number, description=sp.description, label=sp.label,
                 plane=sp.plane, vendor=plan.vendor, series_dir=series_dir, n_files=n_files,
-                variant=sp.variant,
+                variant=sp.variant, family=f"{plan.vendor}/{sp.family or sp.variant}",
             )
             written.append(s)
             notes[sp.uid] = f"{_NOTE_PREFIX} {plan.vendor}: {sp.note}" + (

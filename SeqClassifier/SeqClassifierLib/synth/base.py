@@ -23,7 +23,9 @@ KINDS: tuple[str, ...] = ("prostate", "neuro")
 SIZES: tuple[str, ...] = ("tiny", "small")
 #: Name and columns of the label file written beside the studies.
 LABELS_CSV = "labels.csv"
-LABELS_COLUMNS: tuple[str, ...] = ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note")
+LABELS_COLUMNS: tuple[str, ...] = ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note", "family")
+#: Columns of label files written before the ``family`` column (still recognised as ours).
+LABELS_COLUMNS_V1: tuple[str, ...] = LABELS_COLUMNS[:5]
 #: Every note written by this generator starts with this word; it is how an
 #: existing ``labels.csv`` is recognised as ours.
 _NOTE_PREFIX = "synthetic"
@@ -60,6 +62,9 @@ class SynthSeries:
     """Short tag of how the series was made (``t2_tra_tilted``, ``dwi_multib``,
     ``dce_4d``, ``dce_per_timepoint``, ``philips_enhanced``, ``mosaic``,
     ``misleading_description`` ...)."""
+    family: str = ""
+    """Vendor x protocol family, e.g. ``SIEMENS/dce_per_timepoint_no_timing`` or ``GE/fmri_epi``
+    (for leave-one-protocol-family-out validation; never changed by a misleading name)."""
 
 
 # =============================================================================

@@ -6,7 +6,7 @@ import csv
 import os
 from typing import Optional
 
-from SeqClassifierLib.synth.base import LABELS_COLUMNS, LABELS_CSV, _NOTE_PREFIX, SynthSeries
+from SeqClassifierLib.synth.base import LABELS_COLUMNS, LABELS_COLUMNS_V1, LABELS_CSV, _NOTE_PREFIX, SynthSeries
 
 def _read_own_labels(outdir: str) -> Optional[list[dict[str, str]]]:
     """Rows of ``outdir/labels.csv`` if it was written by this generator, else None."""
@@ -15,15 +15,16 @@ def _read_own_labels(outdir: str) -> Optional[list[dict[str, str]]]:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)
-            if header is None or tuple(h.strip() for h in header) != LABELS_COLUMNS:
+            columns = tuple(h.strip() for h in header) if header is not None else ()
+            if columns not in (LABELS_COLUMNS, LABELS_COLUMNS_V1):
                 return None
             rows = []
             for rec in reader:
                 if not rec:
                     continue
-                if len(rec) != len(LABELS_COLUMNS) or not rec[4].startswith(_NOTE_PREFIX):
+                if len(rec) != len(columns) or not rec[4].startswith(_NOTE_PREFIX):
                     return None
-                rows.append(dict(zip(LABELS_COLUMNS, rec)))
+                rows.append({c: "" for c in LABELS_COLUMNS} | dict(zip(columns, rec)))
             return rows
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
@@ -49,7 +50,7 @@ def _write_labels(outdir: str, old: list[dict[str, str]], new: list[SynthSeries]
     for s in new:
         rows[s.series_dir] = {
             "series_dir": s.series_dir, "SeriesInstanceUID": s.series_uid, "label": s.label.value,
-            "SeriesDescription": s.description, "note": notes[s.series_uid],
+            "SeriesDescription": s.description, "note": notes[s.series_uid], "family": s.family,
         }
     tmp = os.path.join(outdir, LABELS_CSV + ".tmp")
     with open(tmp, "w", newline="", encoding="utf-8") as fh:

@@ -16,10 +16,12 @@ from SeqClassifierLib.synth.base import _NEURO_SIZES, _pick, _rint, _study_rng, 
 from SeqClassifierLib.synth.geometry import _Stack, _plane_dirs
 from SeqClassifierLib.synth.physics import _ref_level, _rician, _se, _spgr
 from SeqClassifierLib.synth.plan import _SeriesPlan, _StudyPlan
+from SeqClassifierLib.synth.realism import RATES, draw_series_drops
 from SeqClassifierLib.synth.vendors import _NEURO_NAMES, _NEURO_STUDY, _VENDOR_INFO, _neuro_hdr, _study_field_strength
 from SeqClassifierLib.synth.writer import EnhancedFrame, EnhancedSeries, _WriterBase, _fmt, _tm, _window
 
-def _plan_neuro_study(seed: int, index: int, vendor: str, occurrence: int, size: str) -> _StudyPlan:
+def _plan_neuro_study(seed: int, index: int, vendor: str, occurrence: int, size: str,
+                      realism: bool = False) -> _StudyPlan:
     """Draw the protocol of one neuro study: series, geometry, names, parameters (no pixels)."""
     ns = _NEURO_SIZES[str(size).lower()]
     rng = _study_rng(seed, index, 12)
@@ -123,8 +125,48 @@ def _plan_neuro_study(seed: int, index: int, vendor: str, occurrence: int, size:
         add("fmap", O, Plane.AXIAL, fm_name, "field map phase difference (OTHER)", fm, echoes=(0,), phase=True, **fm_prm)
     else:                                                 # one series holding magnitude and phase
         add("fmap", O, Plane.AXIAL, fm_name, "field map magnitude and phase (OTHER)", fm, echoes=(1, 0), **fm_prm)
+    rr = _study_rng(seed, index, 20)   # realism: own stream
+    if realism:
+        ge = vendor == "GE"
+        for sp in S:
+            if sp.kind == "fmri":        # GE writes b=0 in its private b-value tag of every EPI
+                sp.params["ge_b0"] = ge
+                sp.family = "fmri_epi"
+        if rr.random() < RATES["dti_b0_series"]:
+            add("dti", L.DWI, Plane.AXIAL, dti_name + _pick(rr, ["_b0", "_B0", " b0", "_b0_PA", "_nodif"]),
+                "DTI b0 volume(s) stored as a series of their own (DWI: acquired b-value images)", dti,
+                **dict(dwi_prm, model="se_epi", b0_volumes=1 if rr.random() < 0.6 else 2))
+            S[-1].kind, S[-1].variant = "dtib0", "dti_b0"
+            if vendor.startswith("SIEMENS"):
+                S[-1].params["hdr"] = dict(S[-1].params["hdr"], seq=("*" if vendor == "SIEMENS" else "") + "ep_b0")
+        if rr.random() < RATES["se_fieldmap"]:
+            fmt = _pick(rr, ["SpinEchoFieldMap_{}", "se_epi_{}", "fmap_{}", "ep2d_se_{}", "Ax SE EPI B0 {}",
+                             "blip_{}", "topup_{}", "EPI_PE_{}"])
+            hdr = dict(_neuro_hdr(vendor, "fmri"), ss=["EP", "SE"] if ge else "EP",
+                       seq={"GE": "epi2", "PHILIPS": "SEEPI"}.get(vendor, "epse2d1_86"))
+            for pe in ("AP", "PA"):
+                add("fmri", O, Plane.AXIAL, fmt.format(pe), f"spin-echo EPI field map, phase encoding {pe} (OTHER)",
+                    fst, tr=float(rr.uniform(6000, 9000)), te=float(rr.uniform(60, 80)), flip=90.0, model="se_epi",
+                    b0_volumes=1, ge_b0=ge)
+                S[-1].kind, S[-1].variant = "sefmap", "se_epi_fieldmap"
+                S[-1].params["hdr"] = hdr
+        if rr.random() < RATES["fmri_multiband"]:
+            add("fmri", O, Plane.AXIAL, _pick(rr, ["rfMRI_REST_AP", "cmrr_mbep2d_bold", "fMRI_MB4", "BOLD_MB_rest",
+                                                   "mb_fmri", "Ax rsfMRI HyperBand"]),
+                "multiband fMRI BOLD (OTHER)", fst, tr=800.0, te=30.0 if fs > 2 else 45.0, flip=52.0,
+                volumes=3 * ns["fmri_volumes"], model="bold", ge_b0=ge)
+            S[-1].variant = S[-1].family = "fmri_multiband"
+        if rr.random() < RATES["sc_colour_map"]:
+            src = _pick(rr, ["fa", "cbf"])
+            name = _pick(rr, ["ColFA", "FA_color", "DTI_ColFA", "RGB FA"] if src == "fa"
+                         else ["CBF_color", "Perfusion_Weighted colour", "rCBF RGB", "ASL CBF map"])
+            add(src, O, Plane.AXIAL, name, f"RGB colour {src.upper()} map as Secondary Capture (OTHER)",
+                dti if src == "fa" else asl, tr=dwi_prm["tr"], te=dwi_prm["te"], flip=90.0, model="sc", source=src,
+                sc_modality="MR" if rr.random() < 0.6 else "OT", sc_geometry=bool(rr.random() < 0.3))
+            S[-1].kind, S[-1].variant = "sc", "sc_colour_map"
     for sp in S:
-        sp.enhanced = bool(opts["enh_all"] and sp.kind != "loc") or (sp.kind == "dti" and opts["enh_dti"])
+        sp.enhanced = (bool(opts["enh_all"] and sp.kind not in ("loc", "sc"))
+                       or (sp.kind == "dti" and opts["enh_dti"]))
         if sp.kind == "dti" and not sp.enhanced:
             sp.variant = "dti"
         elif sp.enhanced:
@@ -140,6 +182,7 @@ def _plan_neuro_study(seed: int, index: int, vendor: str, occurrence: int, size:
             sp.misleading = True
     by_label = {L.T2w: names["t2"], L.DWI: names["dwi"], L.ADC: ["ADC"], L.OTHER: names["fmri"] + names["t1"]}
     for sp in S:
+        sp.family = sp.family or sp.variant
         if sp.misleading:
             generic = ["", f"series {sp.series_number}", "MR", "Series"]
             wrong = [n for lab, ns_ in by_label.items() if lab != sp.label for n in ns_]
@@ -147,6 +190,22 @@ def _plan_neuro_study(seed: int, index: int, vendor: str, occurrence: int, size:
             sp.note = f"{sp.note}; misleading description (true variant {sp.variant})"
             sp.description = sp.protocol = choice
             sp.variant = "misleading_description"
+    if realism:
+        study = {"private"} if rr.random() < RATES["private_strip"] else set()
+        diff_std = rr.random() < RATES["diff_std_drop"]
+        for sp in S:
+            sp.params = dict(sp.params)
+            drops: set[str] = set()
+            if diff_std and sp.kind in ("dwi", "dti", "dtib0"):
+                drops.add("diff_std")
+            if sp.kind == "adc" and rr.random() < RATES["adc_imagetype_plain"]:
+                sp.params["set"] = {"ImageType": ["DERIVED", "PRIMARY", "DIFFUSION"] if rr.random() < 0.5
+                                    else ["DERIVED", "SECONDARY"]}
+            sp.params["drops"] = drops
+            if sp.misleading:
+                sp.params["drops"] |= study
+            else:
+                draw_series_drops(rr, sp, study)
     plan.series = S
     return plan
 
@@ -179,6 +238,23 @@ class _NeuroWriter(_WriterBase):
             vol = smp.sample(_spgr(p, prm["tr"], prm["te"], prm["flip"]))
             return self._frames_of(_rician(vol, _ref_level(vol) / prm["snr"], rng), st)
         s0 = _se(p, prm["tr"], prm["te"], fs=0.03)
+        if model == "se_epi":     # b=0 spin-echo EPI: DTI b0 series or field-map reference
+            sigma = _ref_level(smp.sample(s0)) / prm["snr"]
+            frames = []
+            for v in range(prm.get("b0_volumes", 1)):
+                meta = dict(tp=v, b=0) if sp.kind == "dtib0" else dict(tp=v)
+                frames += self._frames_of(_rician(smp.sample(s0), sigma, rng), st, **meta)
+            return frames
+        if model == "sc":         # colour map of FA (from the DTI) or CBF, values 0..1
+            if prm["source"] == "fa" and "dti" in self.ctx:
+                d = self.ctx["dti"]
+                lam = np.clip(d["lam"], 0, 4e-3)
+                md = lam.mean(axis=0)
+                x = np.sqrt(1.5 * ((lam - md) ** 2).sum(axis=0) / np.maximum((lam ** 2).sum(axis=0), 1e-12))
+                x = np.where(d["mask"], np.clip(x * 1.6, 0, 1), 0.0)
+            else:
+                x = np.clip(smp.sample(p.cbf) / 90.0, 0, 1)
+            return self._frames_of(x, st, derived=True)
         if model == "dwi" and sp.kind == "dwi":
             sigma = _ref_level(smp.sample(s0)) / prm["snr"]
             vols = [_rician(smp.sample(s0 * np.exp(-b * p.adc * 1e-3)), sigma, rng) for b in prm["bvalues"]]
@@ -261,6 +337,8 @@ class _NeuroWriter(_WriterBase):
             if re.fullmatch(r"IM_\d{4,}\.dcm", name):
                 os.remove(os.path.join(path, name))
         pl = self.plan
+        if sp.kind == "sc":
+            return self.write_secondary_capture(sp, frames, path, sp.params["sc_modality"], sp.params["sc_geometry"])
         rng = self.noise_rng(sp, 99)
         mags = [f["img"] for f in frames if not (f.get("derived") or f.get("phase"))]
         hi = float(np.percentile(np.stack(mags).ravel(), 99.5)) if mags else 1.0
@@ -360,11 +438,13 @@ class _NeuroWriter(_WriterBase):
                 self._b_tags(ds, float(f["b"]), f.get("direction"))
             elif sp.kind == "adc" and pl.vendor == "GE":
                 self._b_tags(ds, 1000.0, None)
+            elif sp.params.get("ge_b0") and pl.vendor == "GE":   # GE: b=0 in the private tag of any EPI
+                self._b_tags(ds, 0.0, None)
             if sp.kind == "dti" and pl.vendor == "SIEMENS":
                 ds.SequenceName = f"*ep_b{int(f['b'])}" + (f"#{f['tp']}" if f["b"] else "")
             if pl.vendor == "GE":
                 g19 = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
-                g19.add_new(0x9C, "LO", str(ds.SequenceName))
+                g19.add_new(0x9C, "LO", str(ds.get("SequenceName", "")))
 
         return self.write_classic(ds, sp, frames, stored, path, per_frame)
 
@@ -390,9 +470,10 @@ class _NeuroWriter(_WriterBase):
             acquisition_type=h["acq"], sequence_name=h["seq"],
             echo_pulse="GRADIENT" if sp.kind in ("fmri", "swi", "t1", "fmap", "loc") else "SPIN",
             multiple_spin_echo="YES" if sp.kind in ("t2", "flair") else "NO",
-            echo_planar="YES" if sp.kind in ("dwi", "dti", "adc", "fa", "fmri", "asl", "cbf") else "NO",
-            fat_suppression="FAT" if sp.kind in ("dwi", "dti") else "NONE",
-            contrast={"dwi": "DIFFUSION", "dti": "DIFFUSION", "adc": "DIFFUSION", "fa": "DIFFUSION",
+            echo_planar="YES" if sp.kind in ("dwi", "dti", "adc", "fa", "fmri", "asl", "cbf", "dtib0",
+                                             "sefmap") else "NO",
+            fat_suppression="FAT" if sp.kind in ("dwi", "dti", "dtib0") else "NONE",
+            contrast={"dwi": "DIFFUSION", "dti": "DIFFUSION", "dtib0": "DIFFUSION", "adc": "DIFFUSION", "fa": "DIFFUSION",
                       "t2": "T2", "flair": "FLUID_ATTENUATED", "t1": "T1", "fmri": "T2_STAR",
                       "swi": "T2_STAR"}.get(sp.kind, "UNKNOWN"),
             complex_component="PHASE" if prm.get("phase") else "MAGNITUDE",

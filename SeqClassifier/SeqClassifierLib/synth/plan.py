@@ -26,6 +26,7 @@ class _SeriesPlan:
     enhanced: bool = False
     misleading: bool = False
     start_s: float = 0.0      # acquisition start, seconds after study start
+    family: str = ""          # protocol family (labels.csv: vendor/family); default: the variant
 
 
 @dataclass

@@ -65,7 +65,7 @@ class _ProstateWriter(_WriterBase):
                 sigma = _ref_level(vol) / prm["snr"]
             vol = _rician(vol, sigma, rng)
             frames = [dict(img=vol[k], stack=st, k=k) for k in range(st.n_slices)]
-        elif sp.kind == "dce":
+        elif sp.kind in ("dce", "t1post"):
             frames = self._render_dce(sp, smp, rng)
         return frames
 
@@ -359,6 +359,9 @@ class _ProstateWriter(_WriterBase):
             ds.ContrastBolusVolume = _fmt(round(0.1 * pl.weight * sp.params["dose"], 1))
             ds.ContrastBolusStartTime = _tm(pl.study_time_s + sp.params["dyn_start"]
                                             + sp.params["arrival"] - 8.0)
+        elif sp.kind == "t1post" and sp.params.get("agent"):
+            ds.ContrastBolusAgent = sp.params["agent"]
+            ds.ContrastBolusRoute = "IV"
         if pl.vendor == "PHILIPS" or sp.kind == "adc":
             ds.RescaleIntercept = "0"
             ds.RescaleSlope = _fmt(slope)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 
 import numpy as np
@@ -10,10 +11,12 @@ from SeqClassifierLib.labels import Plane, SequenceLabel
 from SeqClassifierLib.synth.base import VENDORS, _Size, _pick, _rint, _study_rng, _uid
 from SeqClassifierLib.synth.geometry import _Stack, _plane_dirs
 from SeqClassifierLib.synth.plan import _SeriesPlan, _StudyPlan
+from SeqClassifierLib.synth.realism import (RATES, dce_name, draw_series_drops, post_name, t1_gre_name,
+                                            vocabulary_name)
 from SeqClassifierLib.synth.vendors import _CONTRAST_AGENTS, _VENDOR_INFO, _study_field_strength
 
 def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size,
-                phantom_center: np.ndarray, extras: bool = False) -> _StudyPlan:
+                phantom_center: np.ndarray, extras: bool = False, realism: bool = False) -> _StudyPlan:
     """Draw the protocol of one study (no pixels): series, geometry, names, parameters."""
     rng = _study_rng(seed, index, 2)
     info = _VENDOR_INFO[vendor]
@@ -32,6 +35,10 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
         "dce_fs": bool(rng.random() < (0.9 if vendor == "PHILIPS" else 0.5)),
         "philips_slope": float(np.round(rng.uniform(1.1, 3.2), 6)),
     }
+    # Realistic header gaps draw from their own stream: without realism nothing else changes.
+    rr = _study_rng(seed, index, 20)
+    if realism:
+        opts["dce_4d"] = bool(rr.random() >= RATES["dce_per_timepoint"])
     d0 = _dt.date(2012, 1, 1) + _dt.timedelta(days=int(rng.integers(0, 4200)))
     pid = f"SYNTH-{seed}-{index + 1:03d}"
     plan = _StudyPlan(
@@ -178,6 +185,9 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
                  "GE": ["Ax 3D T1 VFA FA{}", "Ax T1 map FA{}"],
                  "PHILIPS": ["T1_VFA_FA{}", "T1map_FFE_{}deg"]}[vendor]
     vfa_name = _pick(rng, vfa_names)
+    plain_t1 = t1_gre_name(rr, vendor) if realism and rr.random() < 0.3 else None
+    if plain_t1:   # VFA maps and DCE named alike: only the flip angle tells them apart
+        vfa_name = plain_t1
     for fa in flips:
         d = vfa_name.format(fa)
         S.append(_SeriesPlan("vfa", SequenceLabel.OTHER, Plane.AXIAL, d, d, "t1_vfa",
@@ -198,6 +208,8 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
                          [dce_stack], prm))
 
     n_t = _rint(rng, *spec.dce_times)
+    if realism and not opts["dce_4d"]:   # real per-time-point DCE: many series
+        n_t = _rint(rr, 8, 14) if spec.dce_times[1] > 4 else _rint(rr, 4, 6)
     dt_s = float(np.round(rng.uniform(10, 30) if spec.dce_times[1] > 4 else rng.uniform(20, 35), 1))
     times = np.arange(n_t) * dt_s
     arrival = float(dt_s * rng.uniform(0.45, 0.9))
@@ -211,6 +223,10 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
         dce_d = _pick(rng, ["Ax LAVA DCE", "Ax LAVA-Flex DCE", "Ax DISCO DCE", "AX 3D DCE"])
     else:
         dce_d = _pick(rng, ["DCE_THRIVE", "dyn_eTHRIVE", "T1_THRIVE_DCE"])
+    if realism:
+        dce_d = plain_t1 or dce_name(rr, vendor)
+        if rr.random() < RATES["dce_flip_as_vfa"]:
+            dce_prm["flip"] = float(max(flips))
     if opts["dce_4d"]:
         S.append(_SeriesPlan("dce", SequenceLabel.DCE, Plane.AXIAL, dce_d, dce_d, "dce_4d",
                              f"dynamic contrast-enhanced, {n_t} time points in one series", [dce_stack],
@@ -219,9 +235,20 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
         suffix = _pick(rng, ["same", "num", "ph"])
         for k in range(n_t):
             d = {"same": dce_d, "num": f"{dce_d}_{k + 1}", "ph": f"{dce_d} Ph{k + 1}"}[suffix]
+            if "{tt}" in dce_d:
+                d = dce_d.replace("{tt}", f"{float(times[k]) + 0.5 * dt_s:.1f}")
             S.append(_SeriesPlan("dce", SequenceLabel.DCE, Plane.AXIAL, d, dce_d, "dce_per_timepoint",
                                  f"dynamic contrast-enhanced, time point {k + 1}/{n_t}", [dce_stack],
                                  dict(dce_prm, tps=[k])))
+
+    if realism and rr.random() < RATES["t1_post"]:   # one static post-contrast T1: OTHER
+        d = post_name(rr, vendor)
+        late = float(times[-1]) + float(rr.uniform(60, 240))
+        S.append(_SeriesPlan("t1post", SequenceLabel.OTHER, Plane.AXIAL, d, d, "t1_post",
+                             "single post-contrast T1 (OTHER: not dynamic)", [dataclasses.replace(dce_stack)],
+                             dict(dce_prm, times=np.array([late]), tps=[0], flip=float(rr.choice([10.0, 12.0, 15.0])),
+                                  agent=agent if rr.random() < RATES["t1_post_agent"] else None)))
+        S[-1].params["dce_times"] = times
 
     # -- newer variants (own random stream: without them nothing above changes)
     if extras and vendor == "SIEMENS":
@@ -271,7 +298,7 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
                 last_base = sp.series_number
         sp.uid = _uid(seed, index, "series", k)
         duration = {"loc": 25, "t2": 240, "dwi": 280, "dwi3scan": 280, "mosaic": 0, "calc": 0, "adc": 0, "vfa": 40,
-                    "pd": 30, "dce": 0}[sp.kind]
+                    "pd": 30, "dce": 0, "t1post": 60}[sp.kind]
         if sp.kind == "dce":
             if sp.params["tps"][0] == 0:
                 t += 20
@@ -293,6 +320,7 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
         SequenceLabel.OTHER: [S[0].description],
     }
     for sp in S:
+        sp.family = sp.family or sp.variant
         if not sp.misleading:
             continue
         generic = ["", f"series {sp.series_number}", "AX", "MR", "Series", "new series"]
@@ -302,5 +330,49 @@ def _plan_study(seed: int, index: int, vendor: str, occurrence: int, spec: _Size
         sp.description = choice
         sp.protocol = choice
         sp.variant = "misleading_description"
+    if realism:
+        _realistic_headers(rr, S, vendor)
     plan.series = S
     return plan
+
+
+def _realistic_headers(rr: np.random.Generator, S: list[_SeriesPlan], vendor: str) -> None:
+    """Study- and series-level header gaps and real names (labels unchanged)."""
+    study: set[str] = set()
+    if rr.random() < RATES["private_strip"]:
+        study.add("private")
+    dce: set[str] = set()
+    if rr.random() < RATES["dce_no_contrast_timing"]:
+        dce |= {"contrast", "timing"}
+        if rr.random() < RATES["dce_acqnum_const"]:
+            dce.add("acqnum_const")
+    elif rr.random() < RATES["dce_agent_drop"]:
+        dce.add("contrast")
+    diff_std = rr.random() < RATES["diff_std_drop"]
+    calc_it = vendor == "SIEMENS" and rr.random() < RATES["calc_imagetype_calc"]
+    for sp in S:
+        sp.params = dict(sp.params)       # DWI, calculated b and ADC shared one dict
+        drops: set[str] = set()
+        if sp.kind == "dce":
+            drops |= dce
+            sp.family = "dce_per_timepoint" if len(sp.params["tps"]) == 1 else "dce_4d"
+            if dce & {"timing"}:
+                sp.family += "_no_timing"
+        if sp.kind in ("dwi", "dwi3scan", "calc", "mosaic") and diff_std:
+            drops.add("diff_std")
+        if sp.kind == "adc" and rr.random() < RATES["adc_imagetype_plain"]:
+            sp.params["set"] = {"ImageType": list(_pick(rr, [["DERIVED", "PRIMARY", "DIFFUSION"],
+                                                              ["DERIVED", "SECONDARY"], ["DERIVED", "PRIMARY"]]))}
+        if sp.kind == "calc" and calc_it:
+            sp.params["set"] = {"ImageType": ["DERIVED", "PRIMARY", "DIFFUSION", "CALC_BVALUE", "TRACEW", "DIS2D"]}
+        sp.params["drops"] = drops
+        if (not sp.misleading and sp.kind in ("t2", "dwi", "calc", "adc")
+                and rr.random() < RATES["name_vocabulary"]):
+            name = vocabulary_name(rr, vendor, sp.label)
+            if name:
+                sp.description = sp.protocol = name.replace("{tt}", "30.0")
+                sp.note += "; name from the IDC vocabulary"
+        if not sp.misleading:
+            draw_series_drops(rr, sp, study)
+        else:
+            sp.params["drops"] |= study

@@ -17,6 +17,7 @@ from SeqClassifierLib.synth.base import _IMPLEMENTATION_CLASS_UID, _IMPLEMENTATI
 from SeqClassifierLib.synth.geometry import _Bias, _Sampler, _Stack
 from SeqClassifierLib.synth.phantom import Phantom
 from SeqClassifierLib.synth.plan import _SeriesPlan, _StudyPlan
+from SeqClassifierLib.synth.realism import apply_drops
 from SeqClassifierLib.synth.vendors import _GAMMA_MHZ_T, _VENDOR_INFO
 
 def _window(stored: np.ndarray) -> tuple[float, float]:
@@ -61,7 +62,16 @@ def save_dataset(ds: Dataset, path: str) -> None:
 
 def set_pixels(ds: Dataset, pixels: np.ndarray) -> None:
     ds.PixelData = pixels.tobytes()
-    ds["PixelData"].VR = "OW"
+    ds["PixelData"].VR = "OB" if ds.get("BitsAllocated") == 8 else "OW"
+
+
+def colour_map(x: np.ndarray) -> np.ndarray:
+    """Values 0..1 as 8-bit RGB (a jet-like map, black background), shape (..., 3)."""
+    x = np.clip(np.asarray(x, dtype=np.float32), 0.0, 1.0)
+    rgb = np.stack([np.clip(1.5 - np.abs(4 * x - 3), 0, 1), np.clip(1.5 - np.abs(4 * x - 2), 0, 1),
+                    np.clip(1.5 - np.abs(4 * x - 1), 0, 1)], axis=-1)
+    rgb = np.where((x > 0.02)[..., None], rgb, 0.0)
+    return np.rint(rgb * 255).astype(np.uint8)
 
 
 def _safe_name(text: str) -> str:
@@ -180,9 +190,32 @@ class _WriterBase:
             ds.InstanceNumber = str(i)
             self._geometry(ds, f["stack"], f["k"])
             per_frame(ds, i, f)
+            apply_drops(ds, sp)
             set_pixels(ds, px)
             save_dataset(ds, os.path.join(path, f"IM_{i:04d}.dcm"))
         return len(frames)
+
+    def write_secondary_capture(self, sp: _SeriesPlan, frames: Sequence[dict[str, Any]], path: str,
+                                modality: str, keep_geometry: bool) -> int:
+        """Derived colour map as Secondary Capture Image Storage: RGB, Modality MR or OT, often without geometry."""
+        ds = self._base(sp, SECONDARY_CAPTURE_STORAGE)
+        ds.Modality = modality
+        ds.ImageType = ["DERIVED", "SECONDARY"]
+        ds.ConversionType = "WSD"
+        ds.SamplesPerPixel = 3
+        ds.PhotometricInterpretation = "RGB"
+        ds.PlanarConfiguration = 0
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+        stored = [colour_map(f["img"]) for f in frames]
+
+        def per_frame(ds: Dataset, i: int, f: dict[str, Any]) -> None:
+            ds.AcquisitionNumber = "1"
+            if not keep_geometry:
+                for key in ("ImagePositionPatient", "ImageOrientationPatient", "SliceLocation"):
+                    if key in ds:
+                        delattr(ds, key)
+
+        return self.write_classic(ds, sp, frames, stored, path, per_frame)
 
     def write_enhanced(self, ds: Dataset, sp: _SeriesPlan, es: "EnhancedSeries",
                        frames: Sequence["EnhancedFrame"], pixels: np.ndarray, path: str) -> int:
@@ -295,10 +328,13 @@ class _WriterBase:
             g.FrameVOILUTSequence = DicomSequence([voi])
             per.append(g)
         ds.PerFrameFunctionalGroupsSequence = DicomSequence(per)
+        apply_drops(ds, sp)
         set_pixels(ds, pixels)
         save_dataset(ds, os.path.join(path, "IM_0001.dcm"))
         return 1
 
+
+SECONDARY_CAPTURE_STORAGE = "1.2.840.10008.5.1.4.1.1.7"
 
 _DIMENSIONS: dict[str, tuple[int, int, str]] = {
     "stack": (0x00209056, 0x00209111, "Stack ID"),
