@@ -868,7 +868,7 @@ class SeqClassifierTest(ScriptedLoadableModuleTest):
         import tempfile
 
         from DICOMLib import DICOMUtils
-        from SeqClassifierLib.synth.generator import generate_studies
+        from SeqClassifierLib.synth import generate_studies
         from SeqClassifierSlicer import scene
 
         self.delayDisplay("Generating a synthetic study")

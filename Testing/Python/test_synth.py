@@ -20,7 +20,7 @@ import pydicom
 import pytest
 
 from SeqClassifierLib.labels import Plane, SequenceLabel
-from SeqClassifierLib.synth.generator import (LABELS_COLUMNS, SynthSeries, Tissue, generate_studies,
+from SeqClassifierLib.synth import (LABELS_COLUMNS, SynthSeries, Tissue, generate_studies,
                                     study_phantom)
 
 SEED = 0
@@ -149,7 +149,8 @@ def test_labels_csv_matches_the_written_files(three):
     root, series, _ = three
     with open(root / "labels.csv", newline="", encoding="utf-8") as fh:
         header = next(csv.reader(fh))
-    assert tuple(header) == LABELS_COLUMNS == ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note")
+    assert tuple(header) == LABELS_COLUMNS == ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note",
+                                               "family")
     rows = read_labels(root)
     assert [r["SeriesInstanceUID"] for r in rows] == [s.series_uid for s in series]
     assert len({s.series_uid for s in series}) == len(series)
@@ -159,6 +160,7 @@ def test_labels_csv_matches_the_written_files(three):
         assert SequenceLabel.parse(row["label"]) is s.label
         assert row["SeriesDescription"] == s.description
         assert row["note"].startswith("synthetic")
+        assert row["family"] == s.family and s.family.split("/", 1)[0] == s.vendor
         parts = s.series_dir.split("/")
         assert parts[0] == s.patient_id and len(parts) == 3 and len(parts[1]) == 8 and parts[1].isdigit()
         assert parts[2].startswith(f"{s.series_number}-")
@@ -582,16 +584,17 @@ def test_small_size_stays_small(tmp_path):
 # Neuro studies, new vendors, prostate extras
 # -----------------------------------------------------------------------------
 
-# sha256 over (relative path, bytes) of generate_studies(out, studies=3, seed=0, size="tiny"),
-# computed before neuro studies were added: the default output must not change.
-PROSTATE_TINY3_DIGEST = "fd30c22b81dba5a22d3e0748bc8004785e24d9bc06d5820e52ac17514e42ab5e"
+# sha256 over (relative path, bytes) of the DICOM files of generate_studies(out, studies=3, seed=0,
+# size="tiny"), computed with the single-file generator before the split into modules (labels.csv is
+# left out: it has since gained the family column): the default DICOM output must not change.
+PROSTATE_TINY3_DIGEST = "9ccd3e84a29310933345059201a94d24838b18be73bc6abe59ad5ea152c6d60e"
 
 
 def test_default_prostate_output_is_unchanged(three):
     root, series, _ = three
     h = hashlib.sha256()
     for p in sorted(Path(root).rglob("*")):
-        if p.is_file():
+        if p.is_file() and p.name != "labels.csv":
             h.update(p.relative_to(root).as_posix().encode())
             h.update(p.read_bytes())
     assert h.hexdigest() == PROSTATE_TINY3_DIGEST
@@ -722,7 +725,7 @@ def head_means(root, s, tissues):
 
 
 def test_head_phantom_contrast(neuro):
-    from SeqClassifierLib.synth.generator import HeadTissue as H
+    from SeqClassifierLib.synth import HeadTissue as H
     root, series = neuro
     t2 = neuro_series(root, series, "GE", "t2")
     m = head_means(root, t2, (H.CSF, H.WHITE_MATTER))
@@ -747,3 +750,20 @@ def test_mixed_kinds_and_prostate_extras(tmp_path):
         generate_studies(tmp_path / "bad", size="tiny", kinds=("knee",))
     with pytest.raises(ValueError):
         generate_studies(tmp_path / "bad2", size="tiny", vendors=["UIH"])
+
+
+def test_save_dataset_uses_the_keyword_of_the_installed_pydicom(monkeypatch):
+    """pydicom 3 takes enforce_file_format=True, pydicom 2.4 write_like_original=False (same file)."""
+    from SeqClassifierLib.synth import writer
+
+    calls = []
+
+    class FakeDs:
+        def save_as(self, path, **kw):
+            calls.append((path, kw))
+
+    monkeypatch.setattr(writer, "_PYDICOM_MAJOR", 3)
+    writer.save_dataset(FakeDs(), "a.dcm")
+    monkeypatch.setattr(writer, "_PYDICOM_MAJOR", 2)
+    writer.save_dataset(FakeDs(), "b.dcm")
+    assert calls == [("a.dcm", {"enforce_file_format": True}), ("b.dcm", {"write_like_original": False})]

@@ -69,7 +69,7 @@ def test_augmentation_keeps_shape_and_range():
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
-    from SeqClassifierLib.synth.generator import generate_studies
+    from SeqClassifierLib.synth import generate_studies
 
     root = tmp_path_factory.mktemp("synth")
     generate_studies(root, studies=3, seed=11, size="tiny")

@@ -229,12 +229,13 @@ def cmd_sort(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.synth.generator import generate_studies
+    from SeqClassifierLib.synth import generate_studies
 
     bar = _progress("writing studies", None if not args.quiet else False)
     try:
         series = generate_studies(args.outdir, studies=args.studies, seed=args.seed, size=args.size,
-                                  kinds=tuple(args.kinds), prostate_extras=args.prostate_extras, progress=bar)
+                                  kinds=tuple(args.kinds), prostate_extras=args.prostate_extras,
+                                  realism=args.realism, progress=bar)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -389,6 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="study kinds, alternating (neuro: brain DWI/DTI/ADC, fMRI, ASL, field maps, T1w ...)")
     p.add_argument("--prostate-extras", action="store_true",
                    help="also 3-scan trace DWI and TWIST-named per-time-point DCE in Siemens prostate studies")
+    p.add_argument("--realism", action="store_true",
+                   help="realistic header gaps and protocols (docs/ATTRIBUTES.md): use for training sets")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
 
