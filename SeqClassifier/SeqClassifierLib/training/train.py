@@ -335,7 +335,8 @@ def _val_loss(model, data, idx, cfg, weights) -> float:
 def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConfig, n_meta: int,
               fold: int, log: LogFn):
     """Train one fold model with early stopping on validation loss; returns (model, history)."""
-    from SeqClassifierLib.model.fusion import apply_lora, create_model
+    from SeqClassifierLib.model.fusion import create_model
+    from SeqClassifierLib.model.lora import apply_lora
 
     _seed_all(cfg.seed + fold)
     dev = data.images.device
