@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -35,6 +37,26 @@ def test_forward_is_the_mean_of_tempered_softmax_over_folds():
     torch.testing.assert_close(probs.sum(1), torch.ones(5))
     # the folds really differ, so the average is not one member's output
     assert not torch.allclose(per_fold[0], per_fold[1], atol=1e-3)
+
+
+def test_average_runs_a_hook_around_every_fold():
+    folds = _folds(3)
+    meta = torch.randn(2, N_META)
+    seen = []
+
+    @contextlib.contextmanager
+    def around(model):
+        seen.append(("enter", id(model)))
+        yield f"fold {len(seen)}"
+        seen.append(("exit", id(model)))
+
+    ens = EnsembleModel(folds)
+    with torch.no_grad():
+        probs, entered = ens.average(None, meta, around=around)
+        torch.testing.assert_close(probs, ens(None, meta))
+    assert entered == ["fold 1", "fold 3", "fold 5"]
+    assert seen == [(k, id(m)) for m in folds for k in ("enter", "exit")]
+    assert ens.average(None, meta)[1] == [None, None, None]
 
 
 def test_temperature_sharpens_or_flattens_but_keeps_the_label():

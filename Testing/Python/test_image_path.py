@@ -1,6 +1,6 @@
 """One image path: training's sample loader and the classifier's preparation give the same input tensor.
 
-Real ProstateX series (with the shipped model's preprocessing: 384, 320 and 256 px slices shrunk,
+Real ProstateX series (with the shipped model's preprocessing, compact_cnn: 384, 320 and 256 px slices shrunk,
 128 x 84 DWI padded) and synthetic series (40-56 px, upsampled to another backbone's 224 px) go
 through ``load_samples`` -> ``_Tensors`` -> ``_forward_batch`` with augmentation off, and through
 ``Classifier._prepare``; the tensors must be identical, bit for bit.
@@ -14,9 +14,12 @@ import numpy as np
 import pytest
 import torch
 
+from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
 from SeqClassifierLib.inputs.image import load_center_slice, model_slice, prepare_image, standardize
-from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.model.backbones import get_backbone_config
+from SeqClassifierLib.model.checkpoint import save_checkpoint
+from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.model.fusion import create_model
 from SeqClassifierLib.training import train as T
 
 
@@ -34,19 +37,25 @@ def _assert_same_inputs(samples, classifier: Classifier, model) -> None:
     assert samples and all(s.image is not None for s in samples)
     trained_on = _training_inputs(samples, model)
     for s, x in zip(samples, trained_on):
-        meta, img, note = classifier._prepare(s.record)
+        prepared = classifier._prepare(s.record)  # (metadata, image, note, ...)
+        img, note = prepared[1], prepared[2]
         assert note == "" and img is not None, note
         assert img.dtype == np.float32 and img.shape == tuple(x.shape)
         assert torch.equal(x, torch.from_numpy(img)), (
             f"{s.record.description}: max difference {float((x - torch.from_numpy(img)).abs().max())}")
-        np.testing.assert_array_equal(meta, s.meta)
 
 
 @pytest.fixture(scope="module")
-def default_classifier():
-    clf = Classifier(device="cpu", precision="fp32")
-    if not clf.is_trained:
-        pytest.skip("no shipped default model")
+def default_classifier(tmp_path_factory):
+    """A classifier with the shipped model's architecture and preprocessing (compact_cnn, 128 px, 0.5/0.5),
+    from a checkpoint written here: the image path is tested whichever model ships."""
+    torch.manual_seed(0)
+    model = create_model("joint", backbone="compact_cnn", num_meta_features=N_FEATURES).eval()
+    card = {"feature_schema_version": FEATURE_SCHEMA_VERSION,
+            "preprocessing": {"input_size": model.input_size, "mean": list(model.mean), "std": list(model.std)}}
+    path = save_checkpoint(tmp_path_factory.mktemp("model") / "m.json", [model, model], card)
+    clf = Classifier(path, device="cpu", precision="fp32")
+    assert clf.is_trained and clf._preprocessing() == (128, [0.5] * 3, [0.5] * 3, True)
     return clf
 
 
@@ -54,7 +63,7 @@ def test_real_series_same_input_in_training_and_inference(prostatex, default_cla
     size = int(default_classifier.card["preprocessing"]["input_size"])
     samples = T.load_samples([prostatex / "labels.csv"], [prostatex], input_size=size, log=lambda m: None)
     assert len(samples) == 18
-    fold = default_classifier._model.models[0]  # the shipped model's own architecture and mean/std
+    fold = default_classifier._model.models[0]  # the classifier's own model: architecture and mean/std
     assert fold.input_size == size
     _assert_same_inputs(samples, default_classifier, fold)
 

@@ -7,7 +7,9 @@ class probabilities ``[B, num_classes]`` in :data:`~SeqClassifierLib.labels.CLAS
 order -- with the one temperature ``T`` fitted on the out-of-fold logits
 (``card["temperature"]``, 1 when absent).  :meth:`EnsembleModel.fold_probabilities`
 gives the members' own calibrated probabilities ``[F, B, num_classes]``
-(their spread is a measure of disagreement).
+(their spread is a measure of disagreement); :meth:`EnsembleModel.average`
+also runs a context manager around each fold's forward pass (a feature
+capture hook) and returns what each yielded.
 
 Built by :func:`~SeqClassifierLib.model.checkpoint.load_checkpoint`; ``torch``
 is imported at module level; never imports ``slicer`` or ``qt``.
@@ -15,8 +17,9 @@ is imported at module level; never imports ``slicer`` or ``qt``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -109,6 +112,29 @@ class EnsembleModel(nn.Module):
             for model in self.models
         ])
 
+    def average(
+        self,
+        image: Optional[torch.Tensor],
+        meta: Optional[torch.Tensor],
+        image_present: Optional[torch.Tensor] = None,
+        meta_present: Optional[torch.Tensor] = None,
+        around: Optional[Callable[[nn.Module], ContextManager[Any]]] = None,
+    ) -> Tuple[torch.Tensor, List[Any]]:
+        """``(mean over folds of softmax(logits / T) [B, C], [what around(fold) yielded, per fold])``.
+
+        ``around(fold)``: a context manager entered around each fold's forward pass,
+        e.g. a hook capturing the fold's features for a distance-to-training-data score.
+        Summed fold by fold (not stacked): one batch of probabilities in memory at a time.
+        """
+        probs, entered = None, []
+        for model in self.models:
+            with (around(model) if around is not None else contextlib.nullcontext()) as value:
+                logits = model(image, meta, image_present, meta_present)
+            entered.append(value)
+            p = torch.softmax(logits.float() / self.temperature, dim=1)
+            probs = p if probs is None else probs + p
+        return probs / len(self.models), entered
+
     def forward(
         self,
         image: Optional[torch.Tensor],
@@ -116,10 +142,4 @@ class EnsembleModel(nn.Module):
         image_present: Optional[torch.Tensor] = None,
         meta_present: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        # Summed fold by fold (not stacked): one batch of probabilities in memory at a time.
-        probs = None
-        for model in self.models:
-            logits = model(image, meta, image_present, meta_present)
-            p = torch.softmax(logits.float() / self.temperature, dim=1)
-            probs = p if probs is None else probs + p
-        return probs / len(self.models)
+        return self.average(image, meta, image_present, meta_present)[0]
