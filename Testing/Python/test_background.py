@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -109,12 +110,13 @@ def test_cancel_terminates(child):
     while not any(e["type"] == "skipped" for e in seen) and time.monotonic() < deadline:
         seen += proc.poll()
         time.sleep(0.02)
-    t0 = time.monotonic()
     proc.cancel()
     seen += _drain(proc)
-    assert proc.state is State.CANCELLED and time.monotonic() - t0 < 5
+    assert proc.state is State.CANCELLED
     assert seen[-1]["state"] == "cancelled"
     assert proc.proc.poll() is not None
+    if os.name != "nt":  # ended by the SIGTERM (it would sleep 60 s), not by a kill after the grace period
+        assert proc.returncode == -signal.SIGTERM
 
 
 @pytest.mark.skipif(os.name == "nt", reason="SIGTERM cannot be ignored the same way on Windows")
@@ -125,11 +127,9 @@ def test_cancel_kills_after_grace_period(child):
     while not any(e.get("text") == "ignoring SIGTERM" for e in seen) and time.monotonic() < deadline:
         seen += proc.poll()
         time.sleep(0.02)
-    t0 = time.monotonic()
     proc.cancel()
     assert proc.wait(timeout=10) is State.CANCELLED
-    assert 0.4 < time.monotonic() - t0 < 5
-    assert proc.returncode is not None and proc.returncode != 0
+    assert proc.returncode == -signal.SIGKILL  # SIGTERM was ignored: the kill after the grace period ended it
 
 
 def test_start_twice_refused(child):

@@ -26,7 +26,8 @@ from SeqClassifierLib.model.checkpoint import (  # noqa: E402
     save_checkpoint,
     sha256_file,
 )
-from SeqClassifierLib.model.fusion import STRATEGIES, apply_lora, create_model  # noqa: E402
+from SeqClassifierLib.model.fusion import STRATEGIES, create_model  # noqa: E402
+from SeqClassifierLib.model.lora import apply_lora  # noqa: E402
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel  # noqa: E402
 
 N_META = 5

@@ -95,11 +95,10 @@ def test_sigkill_never_tears_the_store_and_never_leaves_the_lock(tmp_path):
         assert n >= 1
         history[run] = n
         writes += n
-        # the lock is free: a new writer succeeds at once (flock dies with its process)
-        t0 = time.monotonic()
-        probe = LabelStore(path, lock_timeout=2.0)
+        # the lock is free: a new writer gets it on its first, non-blocking try (lock_timeout=0: one
+        # flock(LOCK_NB) attempt, else LockTimeout), since flock dies with its process
+        probe = LabelStore(path, lock_timeout=0)
         probe.confirm(f"{run}.{n}", "DCE", user="probe")
-        assert time.monotonic() - t0 < 2.0
         probe.remove(f"{run}.{n}")
         assert not probe.pop_warnings()
     elapsed = time.monotonic() - t_start
@@ -107,7 +106,7 @@ def test_sigkill_never_tears_the_store_and_never_leaves_the_lock(tmp_path):
     print(f"\n{kills} SIGKILLs, {writes} complete writes survived, {elapsed:.1f} s; "
           f"stale temp files left by killed writers: {len(leftovers)}")
     assert not [p for p in leftovers if ".corrupt-" in p]  # nothing was ever found damaged
-    assert elapsed < 20
+    assert len(leftovers) <= kills  # at most the one temporary file each killed writer had open
 
 
 def _valid_store(path: Path, n: int = 20) -> bytes:

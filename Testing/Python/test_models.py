@@ -11,6 +11,7 @@ import io
 import json
 import os
 import pickle
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -38,13 +39,13 @@ from SeqClassifierLib.model.backbones import (  # noqa: E402
     resolve_pretrained_weights,
     sha256_file,
 )
+from SeqClassifierLib.model.backbones import registry as R  # noqa: E402
 from SeqClassifierLib.model.fusion import (  # noqa: E402
     STRATEGIES,
-    LoRALinear,
-    apply_lora,
     create_model,
     model_from_config,
 )
+from SeqClassifierLib.model.lora import LoRALinear, apply_lora  # noqa: E402
 from SeqClassifierLib.labels import CLASSES  # noqa: E402
 
 N_META = 6
@@ -109,6 +110,28 @@ def test_registry_values_match_paper_models():
     assert bio.kwargs["vision_cfg"]["timm_model_name"] == "vit_base_patch16_224"
     cnn = get_backbone_config("compact_cnn")
     assert cnn.input_size == 128 and cnn.mean == (0.5, 0.5, 0.5) and cnn.std == (0.5, 0.5, 0.5)
+
+
+def test_list_backbones_filters_by_pattern_and_family():
+    assert list_backbones("dinov2_*") == ["dinov2_s14", "dinov2_b14", "dinov2_l14"]
+    assert list_backbones(family="open_clip") == ["biomedclip_b16"]
+    assert list_backbones(family="builtin") == ["compact_cnn"]
+    assert list_backbones("vit_*", family="timm") == ["vit_b16", "vit_l16", "vit_tiny_test"]
+    assert list_backbones("nothing*") == []
+    with pytest.raises(ValueError, match="unknown backbone family 'keras'"):
+        list_backbones(family="keras")
+
+
+def test_package_reexports_the_submodules_objects():
+    from SeqClassifierLib.model.backbones import builders, compact_cnn, weights
+
+    for name in B.__all__:
+        assert hasattr(B, name), name
+    assert B.create_backbone is builders.create_backbone
+    assert B.get_backbone_config is R.get_backbone_config
+    assert B.resolve_pretrained_weights is weights.resolve_pretrained_weights
+    assert B.CompactCNN is compact_cnn.CompactCNN
+    assert type(create_backbone("compact_cnn").body) is compact_cnn.CompactCNN
 
 
 def test_unknown_backbone_lists_valid_names():
@@ -189,7 +212,7 @@ def _register_tiny(monkeypatch, sha256=None, url=TEST_URL, name="tiny_pretrained
             hf_hub_id=TEST_HUB_ID, hf_filename="model.safetensors", url=url, sha256=sha256, license="test"
         ),
     )
-    monkeypatch.setitem(B._REGISTRY, name, cfg)
+    monkeypatch.setitem(R._REGISTRY, name, cfg)
     return cfg
 
 
@@ -256,8 +279,11 @@ def test_pretrained_explicit_file_safetensors_and_pth(isolated_env, monkeypatch,
     torch.save({"state_dict": sd}, tmp_path / "mine.pth")
     bb2 = create_backbone("vit_tiny_test", pretrained=str(tmp_path / "mine.pth"))
     _assert_loaded(bb2, sd)
-    with pytest.raises(WeightsNotFoundError):
+    named = r"absent.safetensors does not exist .*folder " + re.escape(str(tmp_path))
+    with pytest.raises(WeightsNotFoundError, match=named):
         create_backbone("vit_tiny_test", pretrained=tmp_path / "absent.safetensors")
+    with pytest.raises(WeightsNotFoundError, match="is a folder, not a weights file"):
+        create_backbone("vit_tiny_test", pretrained=tmp_path)
 
 
 def test_pickle_code_is_refused(tmp_path):
@@ -399,7 +425,7 @@ def test_open_clip_checkpoint_keys_are_remapped(isolated_env, monkeypatch, tmp_p
         kwargs={"embed_dim": 16, "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224",
                                                  "timm_pool": "", "timm_proj": "linear", "image_size": 224}},
     )
-    monkeypatch.setitem(B._REGISTRY, cfg.name, cfg)
+    monkeypatch.setitem(R._REGISTRY, cfg.name, cfg)
     torch.manual_seed(5)
     ref = create_backbone(cfg.name)
     sd = {f"visual.{k}": v.clone() for k, v in ref.body.state_dict().items()}

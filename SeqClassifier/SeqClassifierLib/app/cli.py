@@ -267,7 +267,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     bar = ProgressBar("reading labelled series", enabled=None if not args.quiet else False)
     try:
-        samples = load_samples(args.labels, args.data, cache_size=int(round(size * 1.15)), log=log, progress=bar)
+        samples = load_samples(args.labels, args.data, input_size=size, log=log, progress=bar)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -20,8 +20,19 @@ this rule, in order:
 Pixel values are read for that one image only (for enhanced multi-frame files
 only that frame is decoded), rescale slope/intercept are applied, then
 :func:`normalize_intensity` maps the 0.5-99.5 percentile range to [0, 1] and
-:func:`to_model_input` pads to square, resizes to the backbone's input size,
-replicates to 3 channels and applies the backbone's mean/std.
+the slice is padded to square and resized to the backbone's input size.
+
+One image path
+--------------
+:func:`model_slice` is the one function that turns a series' center slice into
+the model's image, ``[size, size]`` float32 in [0, 1]; :func:`standardize`
+replicates it to 3 channels and applies the backbone's mean/std.  Inference
+(:func:`prepare_image`, used by the classifier) is exactly
+``standardize(model_slice(record, size), mean, std)``; training caches
+``model_slice(record, size)`` per series and applies its random augmentation
+(crop/scale, rotation, intensity) to that image before the same
+standardisation, so with augmentation off the training input *is* the
+inference input.
 """
 
 from __future__ import annotations
@@ -212,14 +223,37 @@ def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return rows[:, i0] * (1 - t)[None, :] + rows[:, i1] * t[None, :]
 
 
-def to_model_input(img: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Normalised 2D slice -> float32 array [3, size, size] with the backbone's mean/std."""
-    sq = _resize_square(np.asarray(img, dtype=np.float32), size)
+def square_slice(img: np.ndarray, size: int) -> np.ndarray:
+    """A rescaled 2D slice as the model sees it: percentile-normalised to [0, 1],
+    padded to square, resized to ``size`` x ``size`` (float32)."""
+    return _resize_square(normalize_intensity(img), int(size)).astype(np.float32, copy=False)
+
+
+def model_slice(record: SeriesRecord, size: int) -> np.ndarray:
+    """The series' center slice as the model's image: ``[size, size]`` float32 in [0, 1].
+
+    The one image path of training and inference (see the module docstring);
+    raises :class:`ImageUnavailable`.
+    """
+    return square_slice(load_center_slice(record), size)
+
+
+def standardize(square: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """``[S, S]`` image in [0, 1] -> float32 ``[3, S, S]``: replicated to 3 channels, ``(x - mean) / std``."""
+    sq = np.asarray(square, dtype=np.float32)
+    if sq.ndim != 2 or sq.shape[0] != sq.shape[1]:
+        raise ValueError(f"standardize needs a square 2D image, got shape {sq.shape}")
+    size = sq.shape[0]
     mean_a = np.asarray(mean, dtype=np.float32).reshape(3, 1, 1)
     std_a = np.asarray(std, dtype=np.float32).reshape(3, 1, 1)
     return ((np.broadcast_to(sq, (3, size, size)) - mean_a) / std_a).astype(np.float32)
 
 
+def to_model_input(img: np.ndarray, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Normalised 2D slice -> float32 array [3, size, size] with the backbone's mean/std."""
+    return standardize(_resize_square(np.asarray(img, dtype=np.float32), size), mean, std)
+
+
 def prepare_image(record: SeriesRecord, size: int, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
     """Center slice of a series as model input [3, size, size]; raises :class:`ImageUnavailable`."""
-    return to_model_input(normalize_intensity(load_center_slice(record)), size, mean, std)
+    return standardize(model_slice(record, size), mean, std)

@@ -27,7 +27,7 @@ from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
 from SeqClassifierLib.model.evidence import evidence_conflicts
 from SeqClassifierLib.model.reasons import review_reasons
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
-from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, normalize_intensity, to_model_input
+from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice, standardize
 from SeqClassifierLib.records import Prediction, SeriesRecord
 
 ProgressFn = Callable[[int, int], None]
@@ -209,7 +209,7 @@ class Classifier:
             try:
                 raw = load_center_slice(record)
                 quality = image_quality(raw)
-                img = to_model_input(normalize_intensity(raw), size, mean, std)
+                img = standardize(square_slice(raw, size), mean, std)  # the one image path (inputs.image)
             except ImageUnavailable as exc:
                 note = f"image unavailable, metadata only: {exc}"
             except Exception as exc:  # a corrupt slice must not stop the batch

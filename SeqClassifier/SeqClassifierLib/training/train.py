@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
 from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_variants, rates_vector
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
-from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, normalize_intensity
+from SeqClassifierLib.inputs.image import ImageUnavailable, model_slice
 from SeqClassifierLib.records import SeriesRecord
 from SeqClassifierLib.dicom.series_reader import discover_series
 
@@ -62,7 +62,7 @@ class Sample:
     group: str           # patient: folds never split a group
     source: str          # which data root it came from
     meta: np.ndarray
-    image: Optional[np.ndarray]  # normalised center slice, [S, S] at the cache size
+    image: Optional[np.ndarray]  # inputs.image.model_slice: [S, S] float32 in [0, 1], S = model input size
     #: The metadata vector with each attribute group dropped ([V, F], training.dropout.VARIANTS).
     meta_variants: Optional[np.ndarray] = None
 
@@ -77,10 +77,9 @@ def read_labels_csv(path: os.PathLike) -> list[dict[str, str]]:
 
 
 def _cache_image(record: SeriesRecord, size: int) -> Optional[np.ndarray]:
-    from SeqClassifierLib.inputs.image import _resize_square
-
+    # The classifier's own image path (inputs.image.model_slice), so that training sees what inference sees.
     try:
-        return _resize_square(normalize_intensity(load_center_slice(record)), size).astype(np.float16)
+        return model_slice(record, size)
     except (ImageUnavailable, Exception):
         return None
 
@@ -124,16 +123,20 @@ def labelled_series(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike],
     return out
 
 
-def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], cache_size: int,
+def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], input_size: int,
                  log: LogFn = print, progress: Optional[Callable[[int, int], None]] = None) -> list[Sample]:
-    """:func:`labelled_series` with each series' features and center slice cached."""
+    """:func:`labelled_series` with each series' features and center slice cached.
+
+    ``input_size``: the model's image size; the slice is cached as the classifier
+    prepares it (:func:`~SeqClassifierLib.inputs.image.model_slice`).
+    """
     found = labelled_series(labels, roots, log)
     # Study context comes from the labelled series given, as at inference from the series given.
     full, variants = metadata_variants([rec for rec, _, _ in found])
     samples = []
     for i, (rec, label, root) in enumerate(found, 1):
         samples.append(Sample(record=rec, label=label, group=rec.patient_id or rec.study_uid, source=root,
-                              meta=full[i - 1], image=_cache_image(rec, cache_size),
+                              meta=full[i - 1], image=_cache_image(rec, input_size),
                               meta_variants=variants[i - 1]))
         if progress:
             progress(i, len(found))
@@ -182,15 +185,9 @@ def augment_images(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x.clamp(0.0, 1.2)
 
 
-def _crop_center(x: torch.Tensor, size: int) -> torch.Tensor:
-    h = x.shape[-1]
-    if h == size:
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-
-
-def _model_input(x1: torch.Tensor, size: int, mean, std) -> torch.Tensor:
-    x = _crop_center(x1, size).expand(-1, 3, -1, -1)
+def _model_input(x1: torch.Tensor, mean, std) -> torch.Tensor:
+    """``[B, 1, S, S]`` -> ``[B, 3, S, S]`` standardised: inputs.image.standardize on a batch."""
+    x = x1.expand(-1, 3, -1, -1)
     m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s
@@ -291,8 +288,7 @@ def _forward_batch(model, data: _Tensors, idx, cfg: TrainConfig, train: bool, ge
         # Real exports lack whole attribute groups (names, private b-values, contrast and timing
         # tags, ...): the model must not hang on any one of them.
         meta = apply_dropout(meta, data.meta_variants[ii], rates_vector(cfg.drop_rates), rng)
-    images = _model_input(x, model.input_size or x.shape[-1], model.mean or (0.5,) * 3, model.std or (0.5,) * 3) \
-        if model.uses_image else None
+    images = _model_input(x, model.mean or (0.5,) * 3, model.std or (0.5,) * 3) if model.uses_image else None
     return images, meta, img_present, meta_present, data.labels[ii]
 
 
@@ -336,7 +332,8 @@ def _val_loss(model, data, idx, cfg, weights) -> float:
 def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConfig, n_meta: int,
               fold: int, log: LogFn):
     """Train one fold model with early stopping on validation loss; returns (model, history)."""
-    from SeqClassifierLib.model.fusion import apply_lora, create_model
+    from SeqClassifierLib.model.fusion import create_model
+    from SeqClassifierLib.model.lora import apply_lora
 
     _seed_all(cfg.seed + fold)
     dev = data.images.device
@@ -487,9 +484,13 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
     device = resolve_device(cfg.device)
     _seed_all(cfg.seed)
     probe = create_model(cfg.strategy, backbone=cfg.backbone, num_meta_features=N_FEATURES, pretrained=False)
-    size = probe.input_size or 128
-    cache = samples[0].image.shape[-1] if samples[0].image is not None else size
-    data = _Tensors(samples, cache, device)
+    cached = [s.image.shape for s in samples if s.image is not None]
+    size = probe.input_size or (cached[0][0] if cached else 128)  # metadata only: the images are not used
+    for s in samples:
+        if s.image is not None and s.image.shape != (size, size):
+            raise ValueError(f"series {s.record.series_uid}: image cached at {s.image.shape} px but backbone "
+                             f"{cfg.backbone!r} takes {size} x {size}; load the samples with input_size={size}")
+    data = _Tensors(samples, size, device)
     groups = [s.group for s in samples]
     k = max(1, cfg.folds)
     n_groups = len(set(groups))
