@@ -45,7 +45,7 @@ def test_missing_and_malformed_tags_are_feature_values():
     f = dict(zip(FEATURE_NAMES, x))
     assert x.dtype == np.float32 and x.shape == (N_FEATURES,) and np.isfinite(x).all()
     assert f["miss:te"] == 1.0 and f["miss:tr"] == 1.0 and f["tok:empty"] == 1.0
-    assert f["plane:unknown"] == 1.0 and f["header:sparse"] > 0.5
+    assert f["plane:unknown"] == 1.0 and f["ctx:available"] == 0.0 and "header:sparse" not in f
 
 
 def test_feature_vectors_differ_between_classes(prostatex_discovery):

@@ -69,7 +69,7 @@ def test_real_series_same_input_in_training_and_inference(prostatex, default_cla
 
 
 def test_synthetic_series_same_input_at_another_size(tmp_path, default_classifier, monkeypatch):
-    from SeqClassifierLib.synth.generator import generate_studies
+    from SeqClassifierLib.synth import generate_studies
 
     generate_studies(tmp_path / "synth", studies=1, seed=5, size="tiny")
     # The preprocessing of another registered backbone (224 px, ImageNet mean/std instead of the shipped
