@@ -6,6 +6,10 @@ tagging, the scene source, the DICOM plugin, the self-test, and the differences 
 5.10 and 5.12 in ``compat``).  The classifier runs as a child process polled with a QTimer.
 """
 
+import os
+import pathlib
+from typing import Annotated
+
 import numpy as np
 import qt
 import vtk

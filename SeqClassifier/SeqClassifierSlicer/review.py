@@ -13,7 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from SeqClassifierLib.app.thumbnails import thumbnail_uint8  # noqa: F401  (re-exported: the panel's thumbnails)
+from SeqClassifierLib.app.thumbnails import thumbnail_uint8
+
+__all__ = ["ReviewRow", "thumbnail_uint8"]  # thumbnail_uint8: re-exported for the panel and tests
 from SeqClassifierLib.records import ResultRow
 
 #: Preset keys (stored in the parameter node; the panel shows :data:`PRESET_TEXT`, translated).
