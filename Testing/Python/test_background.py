@@ -196,7 +196,8 @@ def test_session_trained_results_polling(fake_session, tmp_path):
     assert s.status_text == "4 series classified, 1 need review, 0 confirmed, 1 files skipped."
     assert seen[-1]["type"] == "finished"
     assert len(s.store) == 4 and s.store.get("1.8").needs_review
-    assert s.preset_selection(review.PRESET_AXIAL_T2_HIGHB_DWI_ADC) == {"1.4", "1.8", "1.7"}
+    # 1.8 (the highest b) needs review: presets never tick it, the next DWI is taken
+    assert s.preset_selection(review.PRESET_AXIAL_T2_HIGHB_DWI_ADC) == {"1.4", "1.6", "1.7"}
     assert [r.series_uid for r in s.review_rows("adc, t2w")] == ["1.4", "1.7"]
 
     entry = s.confirm_label("1.8", "ADC", user="rad")
