@@ -2,14 +2,18 @@
 
 The module calls :func:`missing_requirements` at the first *Classify* (never at
 import or in ``setup()``), asks the user, and installs what is listed with
-``slicer.packaging.pip_ensure`` / ``slicer.util.pip_install``.
+``slicer.packaging.pip_ensure`` (5.12) / ``slicer.util.pip_install`` (5.8, 5.10).
+A requirement whose package Slicer has already imported (:func:`already_imported`,
+e.g. the pydicom Slicer loads at start-up) is only installed after telling the user
+that a restart is needed.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
-from typing import Callable, Optional
+import sys
+from typing import Callable, Mapping, Optional
 
 
 def _split(line: str):
@@ -52,3 +56,29 @@ def missing_requirements(path: "os.PathLike[str] | str",
         if specifier is not None and not specifier.contains(version, prereleases=True):
             missing.append(line)
     return missing
+
+
+#: Import name of a distribution when it differs from the distribution's name.
+IMPORT_NAMES = {"open_clip_torch": "open_clip", "opencv-python": "cv2", "pillow": "PIL"}
+
+
+def import_name(distribution: str) -> str:
+    """The top-level module a distribution installs (``open_clip_torch`` -> ``open_clip``)."""
+    key = distribution.strip().lower()
+    return IMPORT_NAMES.get(key, key.replace("-", "_"))
+
+
+def already_imported(lines: list[str], modules: Optional[Mapping[str, object]] = None) -> list[str]:
+    """The distributions of these requirement lines whose module this process has imported.
+
+    Installing another version of one of them does not replace the loaded copy: Slicer has to
+    be restarted.  ``modules`` defaults to :data:`sys.modules`.
+    """
+    modules = sys.modules if modules is None else modules
+    return [name for name in (_split(line)[0] for line in lines) if import_name(name) in modules]
+
+
+def restart_message(names: list[str]) -> str:
+    """The one line telling the user that a restart is needed after installing ``names``."""
+    return ("Restart Slicer before classifying: " + ", ".join(names) + " " +
+            ("was" if len(names) == 1 else "were") + " already loaded and has been updated.")

@@ -10,16 +10,26 @@ draws.  Kept free of ``qt``/``slicer`` so it is tested with plain pytest.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from SeqClassifierLib.app.thumbnails import thumbnail_uint8
+
+__all__ = ["ReviewRow", "thumbnail_uint8"]  # thumbnail_uint8: re-exported for the panel and tests
 from SeqClassifierLib.records import ResultRow
 
-PRESET_AXIAL_T2_HIGHB_DWI_ADC = "axial T2w + highest-b DWI + ADC"
-PRESET_ALL_BUT_OTHER = "everything but OTHER"
-PRESET_ALL = "everything"
-PRESET_NONE = "nothing"
+#: Preset keys (stored in the parameter node; the panel shows :data:`PRESET_TEXT`, translated).
+PRESET_AXIAL_T2_HIGHB_DWI_ADC = "t2_dwi_adc"
+PRESET_ALL_BUT_OTHER = "all_but_other"
+PRESET_ALL = "all"
+PRESET_NONE = "none"
 PRESETS = (PRESET_AXIAL_T2_HIGHB_DWI_ADC, PRESET_ALL_BUT_OTHER, PRESET_ALL, PRESET_NONE)
+PRESET_TEXT = {
+    PRESET_AXIAL_T2_HIGHB_DWI_ADC: "axial T2w + highest-b DWI + ADC",
+    PRESET_ALL_BUT_OTHER: "everything but OTHER",
+    PRESET_ALL: "everything",
+    PRESET_NONE: "nothing",
+}
 
 #: Confidence at and above which a prediction is shown green (amber below, red when flagged).
 HIGH_CONFIDENCE = 0.90
@@ -35,30 +45,46 @@ def _text(v: Any) -> str:
     return "" if v is None else str(getattr(v, "value", v))
 
 
+def _result_field(name: str, attr: Optional[str] = None) -> property:
+    attr = attr or name
+    return property(lambda self: getattr(self.result, attr), doc=f"``ResultRow.{attr}`` of the classifier's row.")
+
+
 @dataclass
 class ReviewRow:
-    """One series in the review table."""
+    """One series in the review table: the classifier's :class:`ResultRow`, the person's
+    confirmation from the label store, and what the panel draws (thumbnail)."""
 
-    series_uid: str
-    series_number: Optional[int] = None
-    description: str = ""
-    plane: str = "unknown"
-    predicted_label: Optional[str] = None
-    confidence: Optional[float] = None
-    probabilities: dict = field(default_factory=dict)
-    needs_review: bool = False
-    review_reasons: list = field(default_factory=list)
-    group: str = ""
-    model: str = ""
-    note: str = ""
-    folder: str = ""
-    patient_id: str = ""
-    study_uid: str = ""
-    study_date: str = ""
-    n_files: int = 0
-    b_values: list = field(default_factory=list)
+    result: ResultRow
     confirmed_label: Optional[str] = None
     confirmed_by: Optional[str] = None
+    #: 2D uint8 thumbnail sent by the classifier process (None: no picture).
+    thumbnail: Any = None
+
+    series_uid = _result_field("series_uid")
+    series_number = _result_field("series_number")
+    description = _result_field("description")
+    predicted_label = _result_field("predicted_label", "label")
+    confidence = _result_field("confidence")
+    needs_review = _result_field("needs_review")
+    review_reasons = _result_field("review_reasons")
+    group = _result_field("group")
+    model = _result_field("model")
+    note = _result_field("note")
+    folder = _result_field("folder")
+    patient_id = _result_field("patient_id")
+    study_uid = _result_field("study_uid")
+    study_date = _result_field("study_date")
+    n_files = _result_field("n_files")
+    b_values = _result_field("b_values")
+
+    @property
+    def plane(self) -> str:
+        return self.result.plane or "unknown"
+
+    @property
+    def probabilities(self) -> dict:
+        return dict(self.result.probabilities or {})
 
     @property
     def label(self) -> Optional[str]:
@@ -69,16 +95,15 @@ class ReviewRow:
     def is_confirmed(self) -> bool:
         return self.confirmed_label is not None
 
+    @property
+    def awaits_review(self) -> bool:
+        """Flagged for review and not yet confirmed by a person."""
+        return bool(self.needs_review) and not self.is_confirmed
+
     @classmethod
-    def from_result_row(cls, row: ResultRow, entry: Any = None) -> "ReviewRow":
+    def from_result_row(cls, row: ResultRow, entry: Any = None, thumbnail: Any = None) -> "ReviewRow":
         """From the classifier's result row, plus the store entry."""
-        r = cls(
-            series_uid=row.series_uid, series_number=row.series_number, description=row.description,
-            plane=row.plane or "unknown", predicted_label=row.label, confidence=row.confidence,
-            probabilities=dict(row.probabilities or {}), needs_review=row.needs_review,
-            review_reasons=list(row.review_reasons), group=row.group, model=row.model, note=row.note,
-            folder=row.folder, patient_id=row.patient_id, study_uid=row.study_uid,
-            study_date=row.study_date, n_files=row.n_files, b_values=list(row.b_values))
+        r = cls(result=row, thumbnail=thumbnail)
         if entry is not None:
             r.apply_entry(entry)
         return r
@@ -86,14 +111,15 @@ class ReviewRow:
     @classmethod
     def from_store_entry(cls, entry: Any) -> "ReviewRow":
         """From a :class:`~SeqClassifierLib.curation.label_store.LabelEntry` alone (cached prediction)."""
-        r = cls(series_uid=entry.series_uid, series_number=entry.series_number,
-                description=entry.description or "", plane=entry.plane or "unknown",
-                predicted_label=entry.predicted_label, confidence=entry.confidence,
-                probabilities=dict(entry.probabilities or {}), needs_review=bool(entry.needs_review),
-                model=entry.model or "", note=entry.note or "", folder=entry.series_dir or "",
-                patient_id=entry.patient_id or "", study_uid=entry.study_uid or "")
-        r.apply_entry(entry)
-        return r
+        result = ResultRow(
+            series_uid=entry.series_uid, series_number=entry.series_number,
+            description=entry.description or "", plane=entry.plane or "unknown",
+            label=entry.predicted_label, confidence=entry.confidence,
+            probabilities=dict(entry.probabilities) if entry.probabilities else None,
+            needs_review=bool(entry.needs_review), review_reasons=list(getattr(entry, "review_reasons", []) or []),
+            group=getattr(entry, "group", "") or "", model=entry.model or "", note=entry.note or "",
+            folder=entry.series_dir or "", patient_id=entry.patient_id or "", study_uid=entry.study_uid or "")
+        return cls.from_result_row(result, entry)
 
     def apply_entry(self, entry: Any) -> None:
         self.confirmed_label = getattr(entry, "confirmed_label", None)
@@ -143,15 +169,20 @@ def select_preset(rows: Sequence[ReviewRow], preset: str) -> set[str]:
       b-values, else a ``b1400``-like description, else the highest series number);
     * ``everything but OTHER``: every series with a label other than OTHER;
     * ``everything`` / ``nothing``.
+
+    A row that awaits review (``needs_review`` and not confirmed) is never ticked.
+    ``preset``: a key of :data:`PRESETS` (or an Enum whose value is one).
     """
+    preset = getattr(preset, "value", preset)
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of: " + ", ".join(PRESETS))
+    rows = [r for r in rows if not r.awaits_review]
     if preset == PRESET_ALL:
         return {r.series_uid for r in rows}
     if preset == PRESET_NONE:
         return set()
     if preset == PRESET_ALL_BUT_OTHER:
         return {r.series_uid for r in rows if r.label is not None and r.label != "OTHER"}
-    if preset != PRESET_AXIAL_T2_HIGHB_DWI_ADC:
-        raise ValueError(f"unknown preset {preset!r}; choose one of: " + ", ".join(PRESETS))
     chosen: set[str] = set()
     studies: dict[tuple[str, str], list[ReviewRow]] = {}
     for r in rows:
@@ -186,32 +217,22 @@ def confidence_color(confidence: Optional[float], needs_review: bool = False,
     return COLOR_HIGH if confidence >= high else COLOR_MEDIUM
 
 
+def review_text(row: ReviewRow) -> str:
+    """The Review column: who confirmed, else the reasons for review (``; ``-joined), else ''."""
+    if row.is_confirmed:
+        return "confirmed" + (f" by {row.confirmed_by}" if row.confirmed_by else "")
+    if row.needs_review:
+        return "; ".join(row.review_reasons) or "needs review"
+    return ""
+
+
+def review_tooltip(row: ReviewRow) -> str:
+    """The Review column's tooltip: one reason a line (also for a confirmed row)."""
+    return "\n".join(row.review_reasons) if row.review_reasons else review_text(row)
+
+
 def format_confidence(confidence: Optional[float]) -> str:
     return "" if confidence is None else f"{100.0 * confidence:.0f}%"
-
-
-def thumbnail_uint8(image, size: int = 64):
-    """A 2D image -> ``size`` x ``size`` uint8 (percentile window, aspect kept, black padding)."""
-    import numpy as np
-
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 3:  # colour or multi-channel: average
-        img = img.mean(axis=-1)
-    if img.ndim != 2 or img.size == 0:
-        return np.zeros((size, size), dtype=np.uint8)
-    img = np.where(np.isfinite(img), img, 0.0)
-    lo, hi = np.percentile(img, [1.0, 99.0])
-    scaled = np.zeros_like(img) if hi - lo < 1e-6 else np.clip((img - lo) / (hi - lo), 0.0, 1.0)
-    h, w = scaled.shape
-    scale = size / float(max(h, w))
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    rows = np.minimum((np.arange(nh) / scale).astype(int), h - 1)
-    cols = np.minimum((np.arange(nw) / scale).astype(int), w - 1)
-    small = scaled[rows][:, cols]
-    out = np.zeros((size, size), dtype=np.uint8)
-    y0, x0 = (size - nh) // 2, (size - nw) // 2
-    out[y0:y0 + nh, x0:x0 + nw] = (small * 255.0 + 0.5).astype(np.uint8)
-    return out
 
 
 def status_text(rows: Sequence[ReviewRow], model_trained: Optional[bool], n_skipped: int = 0) -> str:

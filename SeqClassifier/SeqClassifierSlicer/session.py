@@ -5,8 +5,8 @@
 turns its events into :class:`~SeqClassifierSlicer.review.ReviewRow` objects,
 records the predictions in the label store when the run completes, and does
 the review actions (confirm, presets, export).  The Slicer module's logic
-wraps it and adds what needs Slicer (DICOM database, loading, thumbnails,
-dependency installation); the panel polls :meth:`ClassificationSession.poll`
+wraps it and adds what needs Slicer (DICOM database, loading, dependency
+installation); thumbnails come from the classifier process (``--thumbnails``); the panel polls :meth:`ClassificationSession.poll`
 from a QTimer.
 """
 
@@ -17,6 +17,7 @@ import os
 import sys
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
+from SeqClassifierLib.app import thumbnails
 from SeqClassifierLib.app.background import BackgroundProcess, State
 from SeqClassifierLib.curation.label_store import LabelStore
 from SeqClassifierLib.records import ResultRow
@@ -70,7 +71,10 @@ class ClassificationSession:
         self._wanted: Optional[set] = None
         self._pending: list[dict] = []
         self._on_event: Optional[Callable[[dict], None]] = None
-        self._discoveries: dict[str, Any] = {}
+        #: SeriesInstanceUID -> uint8 thumbnail sent by the classifier process (kept across runs).
+        self.thumbnails: dict[str, Any] = {}
+        #: One line about the run's input for the panel (e.g. the study context read).
+        self.input_note = ""
 
     # -- running the classifier ------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
@@ -82,7 +86,7 @@ class ClassificationSession:
 
     def command(self, paths: Sequence[str], device: str = "auto", model: Any = None) -> list[str]:
         argv = [self.python, "-u", "-m", CLI_MODULE, "classify", *[str(p) for p in paths],
-                "--format", "jsonl", "--device", device or "auto", "--cache"]
+                "--format", "jsonl", "--thumbnails", "--device", device or "auto", "--cache"]
         if not _is_empty_path(model):
             argv += ["--model", str(model)]
         return argv
@@ -92,13 +96,18 @@ class ClassificationSession:
         return self.process is not None and self.process.state is State.RUNNING
 
     def start(self, files: Union[Sequence[str], Mapping[str, Sequence[str]]], device: str = "auto",
-              model: Any = None, on_event: Optional[Callable[[dict], None]] = None) -> BackgroundProcess:
-        """Start classifying; ``files``: paths (files/folders) or SeriesInstanceUID -> files."""
+              model: Any = None, on_event: Optional[Callable[[dict], None]] = None,
+              wanted: Optional[Iterable[str]] = None) -> BackgroundProcess:
+        """Start classifying; ``files``: paths (files/folders) or SeriesInstanceUID -> files.
+
+        ``wanted``: the series to show (default: the keys of ``files``, or every series); the
+        others in ``files`` are classified as study context only (sibling series of a study).
+        """
         if self.is_running:
             raise RuntimeError("a classification is already running")
-        wanted = None
+        wanted = set(wanted) if wanted is not None else None
         if isinstance(files, Mapping):
-            wanted = set(files)
+            wanted = wanted if wanted is not None else set(files)
             self.series_files.update({uid: list(fs) for uid, fs in files.items()})
             paths = [str(f) for fs in files.values() for f in fs]
         else:
@@ -123,9 +132,10 @@ class ClassificationSession:
         return self.process
 
     def run(self, files: Union[Sequence[str], Mapping[str, Sequence[str]]], device: str = "auto",
-            model: Any = None, on_event: Optional[Callable[[dict], None]] = None) -> list[review.ReviewRow]:
+            model: Any = None, on_event: Optional[Callable[[dict], None]] = None,
+            wanted: Optional[Iterable[str]] = None) -> list[review.ReviewRow]:
         """Classify and wait (scripts, tests); returns the rows or raises :class:`ClassificationFailed`."""
-        process = self.start(files, device, model, on_event)
+        process = self.start(files, device, model, on_event, wanted)
         process.wait(on_event=self.handle_event)
         self._raise_if_failed()
         return list(self.rows.values())
@@ -162,6 +172,9 @@ class ClassificationSession:
                 return
             if self._wanted is None or row.series_uid in self._wanted:
                 self._pending.append(row)
+                pixels = thumbnails.decode(event.get("thumbnail"))
+                if pixels is not None:
+                    self.thumbnails[row.series_uid] = pixels
         elif kind == "skipped":
             self.n_skipped += 1
         elif kind == "summary":
@@ -186,7 +199,8 @@ class ClassificationSession:
             entries = self.store.load()
             self.rows = {}
             for row in self._pending:
-                r = review.ReviewRow.from_result_row(row, entries.get(row.series_uid))
+                r = review.ReviewRow.from_result_row(row, entries.get(row.series_uid),
+                                                     self.thumbnails.get(row.series_uid))
                 self.rows[r.series_uid] = r
             self.status_text = (review.status_text(list(self.rows.values()), self.model_trained, self.n_skipped)
                                 if self.rows else "No MR series found in the input.")
@@ -204,6 +218,8 @@ class ClassificationSession:
         """Rows for these series from the label store alone (no model run)."""
         entries = self.store.load()
         self.rows = {uid: review.ReviewRow.from_store_entry(entries[uid]) for uid in series_uids if uid in entries}
+        for uid, row in self.rows.items():
+            row.thumbnail = self.thumbnails.get(uid)
         self.model_trained = None
         self.n_skipped = 0
         return list(self.rows.values())
@@ -262,24 +278,3 @@ class ClassificationSession:
             return row.label
         entry = self.store.get(series_uid)
         return entry.label if entry is not None else None
-
-    # -- images ----------------------------------------------------------------------------------
-    def center_slice(self, series_uid: str):
-        """The center slice (2D float array) of a series via SeqClassifierLib, or None."""
-        from SeqClassifierLib.inputs.image import load_center_slice
-        from SeqClassifierLib.dicom.series_reader import discover_series
-
-        files = self.series_files.get(series_uid)
-        if files:
-            discovery = discover_series(files)
-        else:
-            row = self.rows.get(series_uid)
-            if row is None or not row.folder or not os.path.isdir(row.folder):
-                return None
-            if row.folder not in self._discoveries:
-                self._discoveries[row.folder] = discover_series([row.folder])
-            discovery = self._discoveries[row.folder]
-        for record in discovery.series:
-            if record.series_uid == series_uid:
-                return load_center_slice(record)
-        return None

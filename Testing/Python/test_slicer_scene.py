@@ -183,12 +183,12 @@ def test_colours_status_thumbnail():
     assert review.confidence_color(0.97, needs_review=True) == review.COLOR_LOW
     assert review.format_confidence(0.973) == "97%" and review.format_confidence(None) == ""
 
-    untrained = [ReviewRow("a"), ReviewRow("b")]
+    untrained = [ReviewRow(ResultRow("a")), ReviewRow(ResultRow("b"))]
     assert review.is_untrained(untrained) and not review.is_untrained([])
     assert review.status_text(untrained, None).startswith("Untrained model")
     assert review.status_text(_rows(), False).startswith("Untrained model")
     rows = _rows()
-    rows[2].needs_review = True
+    rows[2].result.needs_review = True
     assert review.status_text(rows, True, n_skipped=2) == \
         "11 series classified, 1 need review, 0 confirmed, 2 files skipped."
 
@@ -219,7 +219,7 @@ def test_label_to_load_prefers_overrides_then_confirmed_then_predicted(tmp_path)
     # a caller's override is not a confirmation, even over a confirmed label
     assert review.label_to_load("1.1", None, entries["1.1"], {"1.1": "DWI"})[1:] == ("DWI", False)
     # the table's row wins over the store's copy of it
-    table_row = ReviewRow(series_uid="1.2", predicted_label="OTHER", confidence=0.4)
+    table_row = ReviewRow(ResultRow(series_uid="1.2", label="OTHER", confidence=0.4))
     assert review.label_to_load("1.2", table_row, entries["1.2"])[1:] == ("OTHER", False)
     # nothing known
     assert review.label_to_load("9.9", None, None) == (None, None, False)
@@ -244,3 +244,70 @@ def test_shipped_requirements_are_parseable():
 
     lines = requirement_lines(Path(__file__).resolve().parents[2] / "SeqClassifier" / "Resources" / "requirements.txt")
     assert any(line.startswith("pydicom") for line in lines) and not any(line.startswith("torch") for line in lines)
+
+
+def test_presets_never_tick_a_row_awaiting_review():
+    rows = _rows()
+    by_uid = {r.series_uid: r for r in rows}
+    for uid in ("t2ax", "calc", "dwi2b"):
+        by_uid[uid].result.needs_review = True
+        by_uid[uid].result.review_reasons = ["low confidence"]
+    for preset in review.PRESETS:
+        chosen = review.select_preset(rows, preset)
+        assert not chosen & {"t2ax", "calc", "dwi2b"}, preset
+    # the highest-b DWI that needs review gives way to the next DWI of its study
+    assert "dwi" in review.select_preset(rows, review.PRESET_AXIAL_T2_HIGHB_DWI_ADC)
+    assert "dwi2a" in review.select_preset(rows, review.PRESET_AXIAL_T2_HIGHB_DWI_ADC)
+    # once a person confirmed it, it can be ticked again
+    by_uid["calc"].confirmed_label = "DWI"
+    assert "calc" in review.select_preset(rows, review.PRESET_AXIAL_T2_HIGHB_DWI_ADC)
+    assert "calc" in review.select_preset(rows, review.PRESET_ALL)
+
+
+def test_review_row_carries_the_result_row():
+    result = ResultRow.from_dict({"series_uid": "1.9", "label": "DCE", "confidence": 0.6, "needs_review": True,
+                                  "review_reasons": ["low confidence", "unlike the training data"],
+                                  "group": "dynamic, 70 time points", "plane": "axial", "model": "m"})
+    row = ReviewRow.from_result_row(result)
+    assert row.result is result and row.group == "dynamic, 70 time points" and row.predicted_label == "DCE"
+    assert review.review_text(row) == "low confidence; unlike the training data"
+    assert review.review_tooltip(row) == "low confidence\nunlike the training data"
+    row.confirmed_label, row.confirmed_by = "DCE", "rad"
+    assert review.review_text(row) == "confirmed by rad" and not row.awaits_review
+    plain = ReviewRow.from_result_row(ResultRow("2.0", label="T2w"))
+    assert review.review_text(plain) == "" and review.review_tooltip(plain) == ""
+
+
+def test_thumbnail_encoding_round_trip():
+    from SeqClassifierLib.app import thumbnails
+
+    img = np.arange(120 * 80, dtype=np.float32).reshape(120, 80)
+    pixels = thumbnails.thumbnail_uint8(img)
+    data = thumbnails.encode(pixels)
+    assert data["width"] == data["height"] == 64 and data["format"] == "gray8"
+    np.testing.assert_array_equal(thumbnails.decode(data), pixels)
+    assert thumbnails.decode(None) is None
+    assert thumbnails.decode({**data, "width": 63}) is None  # size does not match the bytes
+    assert thumbnails.decode({**data, "data": "not base64!"}) is None
+
+
+def test_already_imported_packages_need_a_restart():
+    from SeqClassifierSlicer.dependencies import already_imported, import_name, restart_message
+
+    assert import_name("open_clip_torch") == "open_clip" and import_name("pydicom") == "pydicom"
+    modules = {"pydicom": object(), "numpy": object()}
+    assert already_imported(["pydicom>=2.4,<4", "timm>=0.9", "open_clip_torch>=2.23"], modules) == ["pydicom"]
+    assert already_imported(["open_clip_torch>=2.23"], {"open_clip": 1}) == ["open_clip_torch"]
+    assert "Restart Slicer" in restart_message(["pydicom"]) and "pydicom was" in restart_message(["pydicom"])
+
+
+def test_bundled_pydicom_of_slicer_5_8_satisfies_the_requirements():
+    """Slicer 5.8/5.10 bundle pydicom 2.4 and import it at start-up: it must not be 'missing'."""
+    from SeqClassifierSlicer.dependencies import missing_requirements
+
+    reqs = Path(__file__).resolve().parents[2] / "SeqClassifier" / "Resources" / "requirements.txt"
+    versions = {"pydicom": "2.4.4", "numpy": "1.26.4", "safetensors": "0.4.3", "timm": "1.0.3",
+                "open_clip_torch": "2.24.0", "tqdm": "4.66.4"}
+    assert missing_requirements(reqs, version_of=versions.__getitem__) == []
+    versions["pydicom"] = "2.3.1"
+    assert missing_requirements(reqs, version_of=versions.__getitem__) == ["pydicom>=2.4,<4"]

@@ -122,7 +122,8 @@ def test_review_table_columns(loaded_ui):
 
     table = loaded_ui.findChild(QTableWidget, "seriesTable")
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
-    assert headers == ["Image", "#", "Description", "Plane", "Predicted", "Confidence", "Review", "Label", "Load"]
+    assert headers == ["Image", "#", "Description", "Plane", "Group", "Predicted", "Confidence", "Review", "Label",
+                       "Load"]
     # the module's column constants follow the same order
     tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
     for node in tree.body:

@@ -26,6 +26,7 @@ def main(study: str, out: str) -> None:
     from PySide6.QtWidgets import QApplication, QCheckBox, QComboBox, QTableWidgetItem, QWidget, QHBoxLayout
 
     from SeqClassifierLib.labels import CLASS_NAMES
+    from SeqClassifierSlicer.options import Preset, Source
     from SeqClassifierLib.app.output import make_row
     from SeqClassifierLib.model.classifier import Classifier
     from SeqClassifierLib.inputs.image import load_center_slice
@@ -47,11 +48,10 @@ def main(study: str, out: str) -> None:
     checked = review.select_preset(rows, review.PRESET_AXIAL_T2_HIGHB_DWI_ADC)
 
     # What the parameter node shows (connectGui fills the combo boxes from the Choice lists).
-    ui["sourceComboBox"].addItems(["series selected in the DICOM browser", "every series in the DICOM database",
-                                   "a folder"])
-    ui["sourceComboBox"].setCurrentIndex(2)
+    ui["sourceComboBox"].addItems([s.label() for s in Source])
+    ui["sourceComboBox"].setCurrentIndex(list(Source).index(Source.FOLDER))
     ui["deviceComboBox"].addItems(["auto", "cpu", "cuda"])
-    ui["presetComboBox"].addItems(list(review.PRESETS))
+    ui["presetComboBox"].addItems([p.label() for p in Preset])
     ui["inputFolderPathLineEdit"].setText(study) if hasattr(ui["inputFolderPathLineEdit"], "setText") else None
     ui["modelPathLineEdit"].setText("(default) " + clf.model_name) if hasattr(ui["modelPathLineEdit"], "setText") else None
     ui["labelStorePathLabel"].setText("~/.local/share/SeqClassifier/labels.json")
@@ -70,15 +70,18 @@ def main(study: str, out: str) -> None:
         table.setItem(i, 1, QTableWidgetItem(str(row.series_number)))
         table.setItem(i, 2, QTableWidgetItem(row.description))
         table.setItem(i, 3, QTableWidgetItem(row.plane))
-        table.setItem(i, 4, QTableWidgetItem(row.predicted_label or ""))
+        table.setItem(i, 4, QTableWidgetItem(row.group))
+        table.setItem(i, 5, QTableWidgetItem(row.predicted_label or ""))
         conf = QTableWidgetItem(review.format_confidence(row.confidence))
         conf.setForeground(QColor(review.confidence_color(row.confidence, row.needs_review)))
-        table.setItem(i, 5, conf)
-        table.setItem(i, 6, QTableWidgetItem("review" if row.needs_review else ""))
+        table.setItem(i, 6, conf)
+        reasons = QTableWidgetItem(review.review_text(row))
+        reasons.setToolTip(review.review_tooltip(row))
+        table.setItem(i, 7, reasons)
         combo = QComboBox()
         combo.addItems(list(CLASS_NAMES))
         combo.setCurrentText(row.label or "")
-        table.setCellWidget(i, 7, combo)
+        table.setCellWidget(i, 8, combo)
         box = QCheckBox()
         box.setChecked(row.series_uid in checked)
         holder = QWidget()
@@ -86,7 +89,7 @@ def main(study: str, out: str) -> None:
         lay.addWidget(box)
         lay.setAlignment(Qt.AlignCenter)
         lay.setContentsMargins(0, 0, 0, 0)
-        table.setCellWidget(i, 8, holder)
+        table.setCellWidget(i, 9, holder)
         table.setRowHeight(i, 52)
     table.resizeColumnsToContents()
     table.setColumnWidth(2, 230)

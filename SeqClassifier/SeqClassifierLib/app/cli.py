@@ -125,6 +125,7 @@ def _exit_code(discovery) -> int:
 def cmd_classify(args: argparse.Namespace) -> int:
     from SeqClassifierLib.atomic import atomic_write_text
     from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row
+    from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
 
     jsonl_stream = args.format == "jsonl" and args.out is None
     inputs = _inputs(args)
@@ -160,6 +161,8 @@ def cmd_classify(args: argparse.Namespace) -> int:
         text = format_csv(rows)
     elif args.format == "json":
         text = format_json(rows, discovery.skipped, model_info)
+    elif getattr(args, "thumbnails", False):
+        text = format_jsonl_with_thumbnails(rows, discovery.skipped, discovery.series)
     else:
         text = format_jsonl(rows, discovery.skipped)
 
@@ -330,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="always draw progress bars on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress, no summary on stderr")
     p.add_argument("--verbose", action="store_true", help="list every skipped file")
+    p.add_argument("--thumbnails", action="store_true",
+                   help="with --format jsonl: add a 64x64 grey thumbnail of the center slice to each series event")
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("sort", help="copy or link the chosen series into DEST/<patient>/<study>/<label>_<plane>_<n>/")
