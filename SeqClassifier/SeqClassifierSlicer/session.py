@@ -263,7 +263,7 @@ class ClassificationSession:
     def center_slice(self, series_uid: str):
         """The center slice (2D float array) of a series via SeqClassifierLib, or None."""
         from SeqClassifierLib.inputs.image import load_center_slice
-        from SeqClassifierLib.dicom.series_reader import discover_series
+        from SeqClassifierLib.dicom.discovery import discover_series
 
         files = self.series_files.get(series_uid)
         if files:

@@ -15,11 +15,15 @@ import pydicom
 import pytest
 from pydicom.pixels import pixel_array
 
+from SeqClassifierLib.dicom import discovery
 from SeqClassifierLib.dicom import fast_header
-from SeqClassifierLib.dicom import series_reader as S
-from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast, read_native_frame
-from SeqClassifierLib.dicom.series_reader import (FileHeader, HeaderCache, UnusableFile, discover_series,
-                                            read_file_header, read_file_header_pydicom)
+from SeqClassifierLib.dicom import header_cache
+from SeqClassifierLib.dicom.discovery import discover_series, read_file_header
+from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
+from SeqClassifierLib.dicom.header import FileHeader, UnusableFile
+from SeqClassifierLib.dicom.header_cache import HeaderCache
+from SeqClassifierLib.dicom.pixels import read_native_frame
+from SeqClassifierLib.dicom.pydicom_reader import read_file_header_pydicom
 
 
 # ----------------------------------------------------------------------------
@@ -419,7 +423,7 @@ def test_discovery_serial_equals_parallel(prostatex, vendors, tmp_path, pydicom_
 
 def test_discovery_fast_equals_pydicom(prostatex, vendors, monkeypatch):
     fast = discover_series([prostatex, vendors], workers=1)
-    monkeypatch.setattr(S, "FAST_HEADERS", False)
+    monkeypatch.setattr(discovery, "FAST_HEADERS", False)
     slow = discover_series([prostatex, vendors], workers=1)
     assert _strict_equal(fast, slow)
 
@@ -523,13 +527,13 @@ def test_cache_relative_paths_keep_the_callers_spelling(prostatex, tmp_path, mon
 
 def test_default_cache_dir_is_per_user(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQCLASSIFIER_CACHE", str(tmp_path / "c"))
-    assert S.default_cache_dir() == tmp_path / "c"
-    assert S.HeaderCache.persistent().path == tmp_path / "c" / "headers.json"
+    assert header_cache.default_cache_dir() == tmp_path / "c"
+    assert HeaderCache.persistent().path == tmp_path / "c" / "headers.json"
     monkeypatch.delenv("SEQCLASSIFIER_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert S.default_cache_dir() == tmp_path / "xdg" / "seqclassifier"
+    assert header_cache.default_cache_dir() == tmp_path / "xdg" / "seqclassifier"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert S.default_cache_dir() == Path.home() / ".cache" / "seqclassifier"
+    assert header_cache.default_cache_dir() == Path.home() / ".cache" / "seqclassifier"
 
 
 # ----------------------------------------------------------------------------

@@ -36,8 +36,8 @@ from pydicom.sequence import Sequence as DicomSequence
 import corpus
 from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.inputs.features import N_FEATURES, extract_features
-from SeqClassifierLib.dicom.series_reader import (FileHeader, UnusableFile, build_series, discover_series,
-                                            read_file_header)
+from SeqClassifierLib.dicom.discovery import build_series, discover_series, read_file_header
+from SeqClassifierLib.dicom.header import FileHeader, UnusableFile
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -10,7 +10,7 @@ import pytest
 
 from SeqClassifierLib.inputs.image import (ImageUnavailable, center_frame, choose_volume, load_center_slice,
                                             normalize_intensity, prepare_image, read_frame, to_model_input)
-from SeqClassifierLib.dicom.series_reader import discover_series
+from SeqClassifierLib.dicom.discovery import discover_series
 
 
 def _series(d, pid, number):

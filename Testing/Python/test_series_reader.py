@@ -10,8 +10,10 @@ import pydicom
 import pytest
 
 from SeqClassifierLib.labels import Plane
-from SeqClassifierLib.dicom.series_reader import (discover_series, ge_b_value, philips_b_value, plane_of,
-                                            read_file_header, siemens_b_value, slice_normal, UnusableFile)
+from SeqClassifierLib.dicom.discovery import discover_series, plane_of, read_file_header, slice_normal
+from SeqClassifierLib.dicom.header import UnusableFile
+from SeqClassifierLib.dicom.phoenix import phoenix_b_values
+from SeqClassifierLib.dicom.vendors import ge_b_value, philips_b_value, siemens_b_value
 
 
 def test_prostatex_finds_exactly_the_18_labelled_series(prostatex_discovery, prostatex_labels):
@@ -108,8 +110,6 @@ def _csa_series_header(protocol: str) -> bytes:
 
 
 def test_phoenix_b_values():
-    from SeqClassifierLib.dicom.series_reader import phoenix_b_values
-
     three = ("sDiffusion.lDiffWeightings\t = \t3\nsDiffusion.alBValue.__attribute__.size\t = \t128\n"
              "sDiffusion.alBValue[1]\t = \t400\nsDiffusion.alBValue[2]\t = \t800\n")
     assert phoenix_b_values(_csa_series_header(three)) == [0.0, 400.0, 800.0]  # [0] omitted: it is 0

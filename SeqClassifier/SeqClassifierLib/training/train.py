@@ -42,7 +42,7 @@ from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSI
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, normalize_intensity
 from SeqClassifierLib.records import SeriesRecord
-from SeqClassifierLib.dicom.series_reader import discover_series
+from SeqClassifierLib.dicom.discovery import discover_series
 
 LogFn = Callable[[str], None]
 
