@@ -15,9 +15,9 @@ import pydicom
 import pytest
 from pydicom.pixels import pixel_array
 
+from SeqClassifierLib import config
 from SeqClassifierLib.dicom import discovery
 from SeqClassifierLib.dicom import fast_header
-from SeqClassifierLib.dicom import header_cache
 from SeqClassifierLib.dicom.discovery import discover_series, read_file_header
 from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
 from SeqClassifierLib.dicom.header import FileHeader, UnusableFile
@@ -527,13 +527,13 @@ def test_cache_relative_paths_keep_the_callers_spelling(prostatex, tmp_path, mon
 
 def test_default_cache_dir_is_per_user(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQCLASSIFIER_CACHE", str(tmp_path / "c"))
-    assert header_cache.default_cache_dir() == tmp_path / "c"
+    assert config.cache_root() == tmp_path / "c"
     assert HeaderCache.persistent().path == tmp_path / "c" / "headers.json"
     monkeypatch.delenv("SEQCLASSIFIER_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert header_cache.default_cache_dir() == tmp_path / "xdg" / "seqclassifier"
+    assert config.header_cache_file() == tmp_path / "xdg" / "seqclassifier" / "headers.json"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert header_cache.default_cache_dir() == Path.home() / ".cache" / "seqclassifier"
+    assert config.header_cache_file() == Path.home() / ".cache" / "seqclassifier" / "headers.json"
 
 
 # ----------------------------------------------------------------------------

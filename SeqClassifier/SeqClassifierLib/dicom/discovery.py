@@ -37,6 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
+from SeqClassifierLib.config import WORKERS_ENV, fast_headers_enabled, workers_override  # noqa: F401
 from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
 from SeqClassifierLib.dicom.header import FileFrame, FileHeader, Outcome, UnusableFile
 from SeqClassifierLib.dicom.header_cache import HeaderCache
@@ -84,7 +85,7 @@ def plane_of(normal: Optional[Sequence[float]]) -> tuple[Plane, Optional[float]]
 # ----------------------------------------------------------------------------
 
 #: Use :mod:`.fast_header` before pydicom (set SEQCLASSIFIER_FAST_HEADERS=0 to turn it off).
-FAST_HEADERS = os.environ.get("SEQCLASSIFIER_FAST_HEADERS", "1").strip().lower() not in ("0", "false", "no", "off")
+FAST_HEADERS = fast_headers_enabled()
 
 
 def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHeader:
@@ -337,8 +338,6 @@ def _read_chunk(paths: Sequence[str]) -> list[Outcome]:
 #: method (measured: fork ~10 ms to start, forkserver ~230 ms the first time in
 #: a process and ~15 ms after, spawn ~300 ms; one worker saves ~0.07 ms/file).
 PARALLEL_MIN_FILES = {"fork": 1500, "forkserver": 4000, "spawn": 10000}
-#: Environment override of ``workers`` (an integer; 0 or 1: read in this process only).
-WORKERS_ENV = "SEQCLASSIFIER_WORKERS"
 
 
 def _available_cpus() -> int:
@@ -362,12 +361,7 @@ def _start_method() -> str:
 def _plan_workers(n_files: int, workers: Optional[int]) -> tuple[int, str]:
     """(number of readers including this process, start method) for ``n_files``."""
     if workers is None:
-        env = os.environ.get(WORKERS_ENV, "").strip()
-        if env:
-            try:
-                workers = int(env)
-            except ValueError:
-                workers = None
+        workers = workers_override()
     method = _start_method()
     if workers is None:
         # Inside the Slicer application itself (not its PythonSlicer CLI

@@ -4,7 +4,7 @@
 inode, ctime) to what reading it gave (a :class:`~.header.FileHeader` or
 the reason it is unusable).  :func:`.discovery.discover_series` takes one;
 :meth:`HeaderCache.persistent` keeps it as JSON in the user's cache folder
-(:func:`default_cache_dir`), never in an input folder.
+(:func:`.config.header_cache_file`), never in an input folder.
 """
 
 from __future__ import annotations
@@ -18,16 +18,11 @@ from typing import Any, Iterable, Optional, Union
 
 from SeqClassifierLib import __version__
 from SeqClassifierLib.atomic import atomic_write_text
-from SeqClassifierLib.config import cache_root
+from SeqClassifierLib.config import header_cache_file
 from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.dicom.header import FileFrame, FileHeader, Outcome
 
 PathLike = Union[str, os.PathLike]
-
-def default_cache_dir() -> Path:
-    """Folder of the persistent header cache: :func:`.config.cache_root` (``$SEQCLASSIFIER_CACHE``,
-    else ``~/.cache/seqclassifier``); never an input folder."""
-    return cache_root()
 
 
 def _header_to_json(h: FileHeader) -> dict[str, Any]:
@@ -58,7 +53,7 @@ class HeaderCache:
     read ...") which may be transient.
 
     In memory by default; :meth:`load` / :meth:`save` persist it as JSON in
-    ``path`` (default ``default_cache_dir() / "headers.json"``), written
+    ``path`` (default :func:`.config.header_cache_file`), written
     atomically, and never inside a folder being read.
     """
 
@@ -77,7 +72,7 @@ class HeaderCache:
     @classmethod
     def persistent(cls, path: Optional[PathLike] = None, **kw: Any) -> "HeaderCache":
         """A cache stored at ``path`` (default: the user cache folder), loaded now if it exists."""
-        cache = cls(path if path is not None else default_cache_dir() / "headers.json", **kw)
+        cache = cls(path if path is not None else header_cache_file(), **kw)
         cache.load()
         return cache
 
