@@ -18,6 +18,7 @@ import pydicom.valuerep
 from pydicom.datadict import dictionary_VR, private_dictionary_VR
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.pydicom_compat import vr_text
 
 
 class FastPathUnsupported(Exception):
@@ -34,9 +35,9 @@ _CANON[CHARSET] = pydicom.tag.Tag(CHARSET)
 for _t in T.PIXEL_TAGS:
     _CANON[int(_t)] = _t
 #: Dictionary VR of each public attribute read.
-_PUBLIC_VR = {int(t): str(dictionary_VR(t)).encode("ascii") for t in T.HEADER_TAGS if not t.is_private}
+_PUBLIC_VR = {int(t): vr_text(dictionary_VR(t)).encode("ascii") for t in T.HEADER_TAGS if not t.is_private}
 _PUBLIC_VR[CHARSET] = b"CS"
-_PUBLIC_VR.update({int(t): str(dictionary_VR(t)).encode("ascii") for t in T.PIXEL_TAGS})
+_PUBLIC_VR.update({int(t): vr_text(dictionary_VR(t)).encode("ascii") for t in T.PIXEL_TAGS})
 
 # A DS / IS value exactly as Python's float()/int() read each component with
 # no surprises (no '_', 'nan', 'inf', tabs, other digits ...).
@@ -48,7 +49,7 @@ _IS_RE = re.compile(f"{_IS_ONE}(?:\\\\{_IS_ONE})*").fullmatch
 #: Character sets whose text pydicom decodes as ISO 8859-1 (Latin-1).
 _LATIN1_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100"})
 #: VRs whose empty value pydicom gives as '' (else None).
-_EMPTY_STR = frozenset(str(v).encode("ascii") for v in pydicom.valuerep.STR_VR) - {b"DS", b"IS"}
+_EMPTY_STR = frozenset(vr_text(v).encode("ascii") for v in pydicom.valuerep.STR_VR) - {b"DS", b"IS"}
 
 
 def _dec_string(raw: bytes, latin1: bool) -> Any:
@@ -176,7 +177,7 @@ def _private_vr(tag: int, creators: dict[int, str]) -> bytes:
             vr = _PRIVATE_VR_CACHE.get(key)
             if vr is None:
                 try:
-                    vr = str(private_dictionary_VR(tag, key[1])).encode("ascii")
+                    vr = vr_text(private_dictionary_VR(tag, key[1])).encode("ascii")
                 except KeyError:
                     vr = b"UN"
                 _PRIVATE_VR_CACHE[key] = vr

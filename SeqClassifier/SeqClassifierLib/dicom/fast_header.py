@@ -61,7 +61,6 @@ from typing import Any, Optional
 
 import pydicom
 import pydicom.config
-import pydicom.datadict
 import pydicom.tag
 import pydicom.uid
 import pydicom.valuerep
@@ -109,8 +108,8 @@ _UINT32 = struct.Struct("<L").unpack_from
 _TAG = struct.Struct("<HH").unpack_from
 
 #: Explicit VR -> 1 if its length field is 32-bit (after 2 reserved bytes), else 0.
-_VR_KIND = {str(vr).encode("ascii"): int(vr in EXPLICIT_VR_LENGTH_32) for vr in pydicom.valuerep.VR
-            if len(str(vr)) == 2}
+_VR_KIND = {pydicom_compat.vr_text(vr).encode("ascii"): int(vr in EXPLICIT_VR_LENGTH_32)
+            for vr in pydicom.valuerep.VR if len(pydicom_compat.vr_text(vr)) == 2}
 
 def _config_is_default() -> bool:
     """Whether pydicom is configured as the fast path assumes (its defaults)."""
@@ -128,7 +127,7 @@ def _config_is_default() -> bool:
         and c.settings.reading_validation_mode != c.RAISE
         and not c.convert_wrong_length_to_UN
         and pydicom_compat.element_hooks_are_default()
-        and not pydicom.uid.PrivateTransferSyntaxes
+        and not pydicom_compat.private_transfer_syntaxes()
     )
 
 # ----------------------------------------------------------------------------
@@ -184,7 +183,7 @@ def _undefined_length_is_sequence(src: _Source, pos: int, tag: int, vr: Optional
         return True
     if vr is None:  # implicit VR
         try:
-            return pydicom.datadict._dictionary_vr_fast(tag) == "SQ"
+            return pydicom_compat.dictionary_vr(tag) == "SQ"
         except KeyError:
             head = src.peek(pos, 4)
             if len(head) < 4:
