@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up .venv with the test tools and run the whole test suite.
+# Set up .venv with the test tools and run the whole test suite, then the core
+# tests again with pydicom 2.4.4 (the version Slicer <= 5.10 bundles).
 # Real data is read from ../shared/data beside the checkout (override with
 # SEQCLASSIFIER_DATA).  Extra arguments go to pytest.
 set -euo pipefail
@@ -14,6 +15,33 @@ set -e
 if [ "$code" -eq 5 ]; then
   echo "error: pytest collected no tests" >&2
   exit 1
+fi
+# The core tests once more on pydicom 2.4.4 -- what Slicer <= 5.10 bundles --
+# installed aside in .venv/pydicom24 and put first on the path (the venv keeps
+# pydicom 3).  Only for a full run (no pytest arguments); its result counts.
+if [ $# -eq 0 ]; then
+  pd24="$root/.venv/pydicom24"
+  if [ ! -f "$pd24/pydicom-2.4.4.dist-info/METADATA" ]; then
+    echo "[test] installing pydicom 2.4.4 into $pd24" >&2
+    rm -rf "$pd24"
+    .venv/bin/python -m pip install -q --no-deps --target "$pd24" pydicom==2.4.4 >&2
+  fi
+  core=(Testing/Python/test_series_reader.py Testing/Python/test_fast_path.py Testing/Python/test_vendors.py
+        Testing/Python/test_slicer_db.py Testing/Python/test_features.py Testing/Python/test_preprocessing.py
+        Testing/Python/test_default_model.py Testing/Python/test_cli.py)
+  echo "[test] core tests with pydicom 2.4.4" >&2
+  set +e
+  PYTHONPATH="$pd24${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -c \
+    'import pydicom, sys; sys.exit(pydicom.__version__ != "2.4.4" and f"pydicom {pydicom.__version__} found, not 2.4.4")' \
+    && PYTHONPATH="$pd24${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -m pytest -q -p no:cacheprovider \
+         -k "not both_precisions" "${core[@]}"
+  code24=$?
+  set -e
+  [ "$code24" -eq 5 ] && code24=1
+  if [ "$code24" -ne 0 ]; then
+    echo "error: the core tests failed with pydicom 2.4.4 (exit $code24)" >&2
+    [ "$code" -eq 0 ] && code=$code24
+  fi
 fi
 # A short benchmark for the record (never fails the run; SEQCLASSIFIER_BENCH=0 skips it).
 if [ "$code" -eq 0 ] && [ "${SEQCLASSIFIER_BENCH:-1}" != "0" ] && [ $# -eq 0 ]; then

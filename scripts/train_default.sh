@@ -4,7 +4,7 @@
 # Environment: PROSTATEX (default ../shared/data/prostatex), STUDIES (synthetic
 # studies, default 48), JOBS (parallel synth writers, default nproc), DEVICE
 # (auto), SC (command to run seqclassifier, default .venv/bin/seqclassifier),
-# SKIP_DEFAULT=1 to only measure accuracy.
+# SKIP_DEFAULT=1 to only measure accuracy, SKIP_LOSO=1 to skip the two leave-one-real-study-out models.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -25,7 +25,8 @@ if [ ! -f "$synth/done" ]; then
   for j in $(seq 0 $((JOBS - 1))); do
     n=$(( STUDIES - j * per < per ? STUDIES - j * per : per ))
     [ "$n" -gt 0 ] || continue
-    $SC synth "$synth/part$j" --studies "$n" --seed $((1000 + 100 * j)) --kinds prostate neuro --prostate-extras --quiet &
+    $SC synth "$synth/part$j" --studies "$n" --seed $((1000 + 100 * j)) --kinds prostate neuro --prostate-extras \
+        --realism --quiet &
   done
   wait
   echo "synthetic training set: $STUDIES studies in $(( $(date +%s) - start )) s" >&2
@@ -33,7 +34,8 @@ if [ ! -f "$synth/done" ]; then
 fi
 synth_labels=$(ls "$synth"/part*/labels.csv)
 synth_roots=$(ls -d "$synth"/part*)
-common=(--strategy joint --backbone compact_cnn --max-epochs "$EPOCHS" --patience 8 --device "$DEVICE" --quiet)
+common=(--strategy joint --backbone compact_cnn --max-epochs "$EPOCHS" --patience "${PATIENCE:-8}" --device "$DEVICE" --quiet)
+VENDORS="${VENDORS:-$(dirname "$PROSTATEX")/vendors}"
 
 # PARALLEL=1 runs the four trainings at once (a GPU machine with many cores).
 bg() { if [ "${PARALLEL:-0}" = 1 ]; then "$@" & else "$@"; fi; }
@@ -41,13 +43,13 @@ bg() { if [ "${PARALLEL:-0}" = 1 ]; then "$@" & else "$@"; fi; }
 # 1) the default model: all synthetic studies + both real studies, 4 folds by patient
 if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
   mkdir -p SeqClassifier/SeqClassifierLib/model/assets
-  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras; then: seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 ${common[*]}"
+  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS PATIENCE=${PATIENCE:-8} scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras --realism; then: seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 ${common[*]}"
   bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" \
      --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
 fi
 
 # 2) leave-one-study-out on the real studies (synthetic + the other real study)
-for held in ProstateX-0000 ProstateX-0001; do
+[ "${SKIP_LOSO:-0}" = 1 ] || for held in ProstateX-0000 ProstateX-0001; do
   other=$([ "$held" = ProstateX-0000 ] && echo ProstateX-0001 || echo ProstateX-0000)
   bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX/$other" \
      --out "$work/loso_without_$held.json" --folds 4 "${common[@]}"
@@ -57,11 +59,19 @@ bg $SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_o
 wait
 
 echo "== leave-one-study-out =="
-for held in ProstateX-0000 ProstateX-0001; do
+[ "${SKIP_LOSO:-0}" = 1 ] || for held in ProstateX-0000 ProstateX-0001; do
   $SC evaluate --models "$work/loso_without_$held.json" --labels "$PROSTATEX/labels.csv" \
      --data "$PROSTATEX/$held" --name "$held" --out "$work/report_loso_$held" --device "$DEVICE"
 done
 echo "== synthetic only, scored on the real studies =="
 $SC evaluate --models "$work/synthetic_only.json" --labels "$PROSTATEX/labels.csv" --data "$PROSTATEX" \
    --name prostatex --out "$work/report_synthetic_only" --device "$DEVICE"
+echo "== synthetic only, scored on the vendor samples (brain, never trained on) =="
+$SC evaluate --models "$work/synthetic_only.json" --labels "$VENDORS/labels.csv" --data "$VENDORS" \
+   --name vendors --out "$work/report_synthetic_only_vendors" --device "$DEVICE"
+echo "== shortcut audit of the default model (real + synthetic series) =="
+$SC audit --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
+   --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --out "$work/audit.json" || true
+echo "== leave-one-protocol-family-out (synthetic, metadata branch) =="
+$SC families --labels $synth_labels --data $synth_roots --out "$work/families.json" --quiet
 echo "total wall time $(( $(date +%s) - t0 )) s" >&2

@@ -7,7 +7,7 @@ run models, so discovery and features stay light.
 
 Main entry points:
 
-* :func:`SeqClassifierLib.dicom.series_reader.discover_series` - folders -> series records
+* :func:`SeqClassifierLib.dicom.discovery.discover_series` - folders -> series records
 * :func:`SeqClassifierLib.inputs.features.extract_features` - record -> metadata vector
 * :class:`SeqClassifierLib.model.classifier.Classifier` - records -> predictions
 * :mod:`SeqClassifierLib.app.cli` - the ``seqclassifier`` command line

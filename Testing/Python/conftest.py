@@ -63,7 +63,7 @@ def prostatex_labels(prostatex) -> list[dict]:
 
 @pytest.fixture(scope="session")
 def prostatex_discovery(prostatex):
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     return discover_series(prostatex)
 

@@ -37,6 +37,7 @@ from pydicom.uid import (
     RLELossless,
     generate_uid,
 )
+from SeqClassifierLib.dicom.pydicom_compat import save_as
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = Path(os.environ.get("SEQCLASSIFIER_DATA", REPO.parent / "shared" / "data"))
@@ -95,7 +96,7 @@ def retag(ds: Dataset, key: str, *, study: bool = False) -> Dataset:
 
 def save(ds: Dataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
+    save_as(ds, path, enforce_file_format=True)
     return path
 
 
@@ -209,7 +210,7 @@ def dicomdir(folder: Path) -> Case:
     ds.FileSetID = "CORPUS"
     ds.DirectoryRecordSequence = []
     p = folder / "DICOMDIR"
-    ds.save_as(p, enforce_file_format=True)
+    save_as(ds, p, enforce_file_format=True)
     return Case("DICOMDIR", [p], "skip", r"DICOMDIR")
 
 
@@ -501,7 +502,7 @@ def write_many(folder: Path, n_files: int = 10_000, n_series: int = 100, bad_eve
     import io
 
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    save_as(ds, buf, enforce_file_format=True)
     template = buf.getvalue()
     s_ph, i_ph = _SERIES_PH.encode(), _SOP_PH.encode()
     assert template.count(s_ph) == 1 and template.count(i_ph) == 2

@@ -173,7 +173,7 @@ COMPRESSED = ["rle", "jpeg2000", "jpeg_ls", "jpeg_baseline"]
 
 
 def _series_of(folder: Path):
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     d = discover_series(folder)
     assert d.skipped == []
@@ -390,7 +390,7 @@ def test_ctrl_c_while_writing_the_output(big_folder, tmp_path, monkeypatch):
 
 def test_special_file_given_as_a_path_is_reported_not_opened(tmp_path):
     """A FIFO named on the command line must not block the run (opening it would wait for a writer)."""
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)

@@ -13,13 +13,17 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.pixels import pixel_array
 
+from SeqClassifierLib import config
+from SeqClassifierLib.dicom import discovery
 from SeqClassifierLib.dicom import fast_header
-from SeqClassifierLib.dicom import series_reader as S
-from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast, read_native_frame
-from SeqClassifierLib.dicom.series_reader import (FileHeader, HeaderCache, UnusableFile, discover_series,
-                                            read_file_header, read_file_header_pydicom)
+from SeqClassifierLib.dicom.discovery import discover_series, read_file_header
+from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
+from SeqClassifierLib.dicom.header import FileHeader, UnusableFile
+from SeqClassifierLib.dicom.header_cache import HeaderCache
+from SeqClassifierLib.dicom.pixels import pixel_array, read_native_frame
+from SeqClassifierLib.dicom.pydicom_compat import save_as
+from SeqClassifierLib.dicom.pydicom_reader import read_file_header_pydicom
 
 
 # ----------------------------------------------------------------------------
@@ -128,7 +132,7 @@ def _save(ds: pydicom.Dataset, path: Path, implicit: bool) -> Path:
     ds = ds.copy()
     ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit
                                       else pydicom.uid.ExplicitVRLittleEndian)
-    ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
+    save_as(ds, path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
     return path
 
 
@@ -353,7 +357,7 @@ def _bad_files(tmp: Path, pydicom_test_files: Path) -> dict[str, Path]:
                          ("norows.dcm", lambda ds: delattr(ds, "Rows"))):
         ds = pydicom.dcmread(pydicom_test_files / "MR_small.dcm")
         mutate(ds)
-        ds.save_as(tmp / name)
+        save_as(ds, tmp / name)
         out[name] = tmp / name
     return out
 
@@ -419,7 +423,7 @@ def test_discovery_serial_equals_parallel(prostatex, vendors, tmp_path, pydicom_
 
 def test_discovery_fast_equals_pydicom(prostatex, vendors, monkeypatch):
     fast = discover_series([prostatex, vendors], workers=1)
-    monkeypatch.setattr(S, "FAST_HEADERS", False)
+    monkeypatch.setattr(discovery, "FAST_HEADERS", False)
     slow = discover_series([prostatex, vendors], workers=1)
     assert _strict_equal(fast, slow)
 
@@ -466,12 +470,12 @@ def test_cache_invalidated_by_mtime_and_size(prostatex, tmp_path):
     # same size, other content, other mtime: re-read
     ds = pydicom.dcmread(files[0])
     ds.SeriesDescription = "CHANGED" + "x" * (len(ds.SeriesDescription) - 7)
-    ds.save_as(files[0])
+    save_as(ds, files[0])
     _old_mtime(files[0], 100)
     # other size: re-read
     ds = pydicom.dcmread(files[1])
     ds.SeriesDescription = "a much longer description than before"
-    ds.save_as(files[1])
+    save_as(ds, files[1])
     _old_mtime(files[1], 200)
     hits = cache.hits
     d = discover_series(tmp_path / "in", cache=cache, workers=1)
@@ -523,13 +527,13 @@ def test_cache_relative_paths_keep_the_callers_spelling(prostatex, tmp_path, mon
 
 def test_default_cache_dir_is_per_user(monkeypatch, tmp_path):
     monkeypatch.setenv("SEQCLASSIFIER_CACHE", str(tmp_path / "c"))
-    assert S.default_cache_dir() == tmp_path / "c"
-    assert S.HeaderCache.persistent().path == tmp_path / "c" / "headers.json"
+    assert config.cache_root() == tmp_path / "c"
+    assert HeaderCache.persistent().path == tmp_path / "c" / "headers.json"
     monkeypatch.delenv("SEQCLASSIFIER_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert S.default_cache_dir() == tmp_path / "xdg" / "seqclassifier"
+    assert config.header_cache_file() == tmp_path / "xdg" / "seqclassifier" / "headers.json"
     monkeypatch.delenv("XDG_CACHE_HOME")
-    assert S.default_cache_dir() == Path.home() / ".cache" / "seqclassifier"
+    assert config.header_cache_file() == Path.home() / ".cache" / "seqclassifier" / "headers.json"
 
 
 # ----------------------------------------------------------------------------

@@ -36,8 +36,9 @@ from pydicom.sequence import Sequence as DicomSequence
 import corpus
 from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.inputs.features import N_FEATURES, extract_features
-from SeqClassifierLib.dicom.series_reader import (FileHeader, UnusableFile, build_series, discover_series,
-                                            read_file_header)
+from SeqClassifierLib.dicom.discovery import build_series, discover_series, read_file_header
+from SeqClassifierLib.dicom.header import FileHeader, UnusableFile
+from SeqClassifierLib.dicom.pydicom_compat import save_as
 
 FUZZ = settings(max_examples=300, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
@@ -262,7 +263,7 @@ def test_element_value_mutations(src, edits, delete, enhanced, data):
         old = pydicom.config.settings.writing_validation_mode
         pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
         try:
-            ds.save_as(out, enforce_file_format=False)
+            save_as(ds, out, enforce_file_format=False)
         except Exception:  # a value pydicom cannot even write: not what we test
             STATS["write_refused"] += 1
             return

@@ -10,7 +10,8 @@ import pytest
 
 from SeqClassifierLib.inputs.image import (ImageUnavailable, center_frame, choose_volume, load_center_slice,
                                             normalize_intensity, prepare_image, read_frame, to_model_input)
-from SeqClassifierLib.dicom.series_reader import discover_series
+from SeqClassifierLib.dicom.discovery import discover_series
+from SeqClassifierLib.dicom.pydicom_compat import save_as
 
 
 def _series(d, pid, number):
@@ -59,7 +60,7 @@ def test_enhanced_frame_and_mosaic_tile(vendors):
 def test_rescale_slope_and_intercept_are_applied(tmp_path, pydicom_test_files):
     ds = pydicom.dcmread(pydicom_test_files / "MR_small.dcm")
     ds.RescaleSlope, ds.RescaleIntercept = 2.5, -100
-    ds.save_as(tmp_path / "r.dcm")
+    save_as(ds, tmp_path / "r.dcm")
     (s,) = discover_series(tmp_path).series
     img = load_center_slice(s)
     np.testing.assert_allclose(img, ds.pixel_array.astype(np.float32) * 2.5 - 100)

@@ -10,8 +10,11 @@ import pydicom
 import pytest
 
 from SeqClassifierLib.labels import Plane
-from SeqClassifierLib.dicom.series_reader import (discover_series, ge_b_value, philips_b_value, plane_of,
-                                            read_file_header, siemens_b_value, slice_normal, UnusableFile)
+from SeqClassifierLib.dicom.discovery import discover_series, plane_of, read_file_header, slice_normal
+from SeqClassifierLib.dicom.header import UnusableFile
+from SeqClassifierLib.dicom.phoenix import phoenix_b_values
+from SeqClassifierLib.dicom.vendors import ge_b_value, philips_b_value, siemens_b_value
+from SeqClassifierLib.dicom.pydicom_compat import save_as
 
 
 def test_prostatex_finds_exactly_the_18_labelled_series(prostatex_discovery, prostatex_labels):
@@ -108,8 +111,6 @@ def _csa_series_header(protocol: str) -> bytes:
 
 
 def test_phoenix_b_values():
-    from SeqClassifierLib.dicom.series_reader import phoenix_b_values
-
     three = ("sDiffusion.lDiffWeightings\t = \t3\nsDiffusion.alBValue.__attribute__.size\t = \t128\n"
              "sDiffusion.alBValue[1]\t = \t400\nsDiffusion.alBValue[2]\t = \t800\n")
     assert phoenix_b_values(_csa_series_header(three)) == [0.0, 400.0, 800.0]  # [0] omitted: it is 0
@@ -137,7 +138,7 @@ def test_stripped_siemens_dwi_gets_b_values_from_the_protocol(prostatex, tmp_pat
                 del ds[tag]
             if creator:
                 ds.private_block(0x0029, creator, create=True).add_new(0x20, "OB", _csa_series_header(protocol))
-            ds.save_as(dest / f.name)
+            save_as(ds, dest / f.name)
         (s,) = discover_series(dest).series
         assert "DIFFUSION" in s.header["ImageType"]
         assert s.b_values == expected, creator
@@ -185,10 +186,10 @@ def test_bad_files_are_skipped_with_reasons(tmp_path, pydicom_test_files):
     ds = pydicom.dcmread(pydicom_test_files / "MR_small.dcm")
     ds.Modality = "CT"
     ds.SeriesInstanceUID = "1.2.3.4"
-    ds.save_as(tmp_path / "ct.dcm")
+    save_as(ds, tmp_path / "ct.dcm")
     ds = pydicom.dcmread(pydicom_test_files / "MR_small.dcm")
     del ds.SeriesInstanceUID
-    ds.save_as(tmp_path / "nouid.dcm")
+    save_as(ds, tmp_path / "nouid.dcm")
     d = discover_series([tmp_path, tmp_path / "missing"])
     reasons = {Path(s.path).name: s.reason for s in d.skipped}
     assert len(d.series) == 1 and d.series[0].files == [str(tmp_path / "good.dcm")]
@@ -242,7 +243,7 @@ def test_unusable_file_reason_for_dicomdir(tmp_path):
     ds.file_meta.MediaStorageSOPInstanceUID = "1.2.3"
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.FileSetID = "TEST"
-    ds.save_as(tmp_path / "DICOMDIR", enforce_file_format=True)
+    save_as(ds, tmp_path / "DICOMDIR", enforce_file_format=True)
     with pytest.raises(UnusableFile, match="DICOMDIR"):
         read_file_header(tmp_path / "DICOMDIR")
 
@@ -250,6 +251,6 @@ def test_unusable_file_reason_for_dicomdir(tmp_path):
 def test_header_without_pixel_data_is_skipped(tmp_path, pydicom_test_files):
     ds = pydicom.dcmread(pydicom_test_files / "MR_small.dcm")
     del ds.PixelData
-    ds.save_as(tmp_path / "header_only.dcm")
+    save_as(ds, tmp_path / "header_only.dcm")
     with pytest.raises(UnusableFile, match="no pixel data"):
         read_file_header(tmp_path / "header_only.dcm")

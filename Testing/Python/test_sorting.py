@@ -114,7 +114,7 @@ def test_conflicting_target_not_overwritten(source, tmp_path):
 
 
 def test_records_and_predictions(prostatex, tmp_path):
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     study = prostatex / "ProstateX-0000"
     found = discover_series([study])

@@ -457,7 +457,7 @@ def test_plane_orientations_and_slice_positions(fixture, request):
 
 
 def test_discovery_reads_what_was_written(three):
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     root, series, _ = three
     found = discover_series(root).by_uid()
@@ -637,7 +637,7 @@ def test_neuro_labels_vendors_and_manufacturers(neuro):
 
 
 def test_neuro_fmri_is_epi_time_series_without_diffusion(neuro):
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
     root, series = neuro
     found = discover_series(str(root))
     found = getattr(found, "series", found)

@@ -104,7 +104,7 @@ def row(label: str, times: list[float], n_files: int, ref: Optional[float] = Non
 # ----------------------------------------------------------------------------
 
 def list_files(root: Path) -> list[str]:
-    from SeqClassifierLib.dicom.series_reader import iter_files
+    from SeqClassifierLib.dicom.discovery import iter_files
 
     return list(iter_files([root], []))
 
@@ -124,7 +124,7 @@ def plain_pydicom_loop(files: list[str]) -> int:
 
 
 def header_loop(files: list[str], reader: Callable[[str], Any]) -> int:
-    from SeqClassifierLib.dicom.series_reader import UnusableFile
+    from SeqClassifierLib.dicom.header import UnusableFile
 
     n = 0
     for f in files:
@@ -140,7 +140,7 @@ def threaded_header_loop(files: list[str], threads: int) -> int:
     """Headers read by a thread pool (for the record: the GIL makes this slower)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from SeqClassifierLib.dicom.series_reader import _read_chunk
+    from SeqClassifierLib.dicom.discovery import _read_chunk
 
     chunks = [files[i::threads] for i in range(threads)]
     with ThreadPoolExecutor(threads) as pool:
@@ -159,7 +159,7 @@ class EndToEnd:
 
     def __call__(self, root: Path) -> tuple[int, int]:
         from SeqClassifierLib.app.output import format_json, format_table, make_row
-        from SeqClassifierLib.dicom.series_reader import discover_series
+        from SeqClassifierLib.dicom.discovery import discover_series
 
         t0 = time.perf_counter()
         discovery = discover_series([str(root)], workers=self.workers)
@@ -232,7 +232,7 @@ def build_scaled_set(source: Path, n_files: int, workdir: Path) -> Path:
     import pydicom
     from pydicom.uid import generate_uid
 
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     dest = workdir / f"replicated_{n_files}"
     marker = dest / ".complete"
@@ -277,7 +277,7 @@ def build_scaled_set(source: Path, n_files: int, workdir: Path) -> Path:
 
 def study_folders(root: Path) -> list[Path]:
     """The deepest folder holding all series of each study (dcm-classifier takes one study at a time)."""
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     by_study: dict[str, list[str]] = {}
     for s in discover_series([str(root)], workers=1).series:
@@ -433,7 +433,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
 
     from SeqClassifierLib.model.classifier import Classifier
-    from SeqClassifierLib.dicom.series_reader import read_file_header, read_file_header_pydicom
+    from SeqClassifierLib.dicom.discovery import read_file_header
+    from SeqClassifierLib.dicom.pydicom_reader import read_file_header_pydicom
 
     results: list[tuple[str, float, float]] = []  # (what, ours, plain)
     vs_dcm: list[tuple[str, float, float]] = []  # (what, ours, dcm-classifier)
@@ -487,7 +488,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             plain_t, _ = timed(lambda: plain_pydicom_loop(sfiles), reps)
             splain = min(plain_t)
             print(row("plain pydicom loop (reference)", plain_t, size))
-            from SeqClassifierLib.dicom.series_reader import discover_series
+            from SeqClassifierLib.dicom.discovery import discover_series
 
             for label, w in (("discovery serial (workers=1)", 1), ("discovery 2 processes (workers=2)", 2),
                              ("discovery automatic (workers=None)", None)):

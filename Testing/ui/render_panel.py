@@ -30,7 +30,7 @@ def main(study: str, out: str) -> None:
     from SeqClassifierLib.app.output import make_row
     from SeqClassifierLib.model.classifier import Classifier
     from SeqClassifierLib.inputs.image import load_center_slice
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
     from SeqClassifierSlicer import review
     from test_ui import _qt_only_ui
 

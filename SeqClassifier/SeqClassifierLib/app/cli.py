@@ -73,7 +73,7 @@ def _inputs(args: argparse.Namespace) -> list:
 def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False):
     """Discovery + classification shared by ``classify`` and ``sort``; None on a fatal error."""
     from SeqClassifierLib.model.classifier import Classifier
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     show = True if args.progress else (False if args.quiet else None)
     cache = _header_cache(args)
@@ -111,7 +111,7 @@ def _header_cache(args: argparse.Namespace):
     """The persistent header cache asked for with ``--cache [FILE]``, or None."""
     if getattr(args, "cache", None) is None:
         return None
-    from SeqClassifierLib.dicom.series_reader import HeaderCache
+    from SeqClassifierLib.dicom.header_cache import HeaderCache
 
     return HeaderCache.persistent(None if args.cache == "default" else args.cache)
 

@@ -63,7 +63,6 @@ import getpass
 import io
 import json
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -71,13 +70,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from SeqClassifierLib.atomic import atomic_write_text, fsync_dir as _fsync_dir
+from SeqClassifierLib.config import HOME_ENV, label_store_dir, user_data_dir  # noqa: F401  (user_data_dir: API)
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import ResultRow
 
 SCHEMA = "seqclassifier-labels"
 SCHEMA_VERSION = 1
 STORE_FILENAME = "labels.json"
-HOME_ENV = "SEQCLASSIFIER_HOME"
 #: Header of the training CSV (same as ``shared/data/*/labels.csv``).
 CSV_FIELDS = ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note")
 
@@ -107,23 +106,9 @@ class LockTimeout(LabelStoreError, TimeoutError):
     """The store lock could not be taken in time."""
 
 
-def user_data_dir(app: str = "SeqClassifier") -> Path:
-    """The platform's per-user data folder for ``app`` (not created)."""
-    if sys.platform.startswith("win"):
-        base = os.environ.get("APPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Roaming")
-        return Path(base) / app
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / app
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return Path(base) / app
-
-
 def default_store_path() -> Path:
     """``$SEQCLASSIFIER_HOME/labels.json`` or ``<user data dir>/labels.json``."""
-    home = os.environ.get(HOME_ENV)
-    if home:
-        return Path(home).expanduser() / STORE_FILENAME
-    return user_data_dir() / STORE_FILENAME
+    return label_store_dir() / STORE_FILENAME
 
 
 def _now() -> str:

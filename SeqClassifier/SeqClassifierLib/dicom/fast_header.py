@@ -1,7 +1,7 @@
 """Fast header reader for the common case: little-endian, classic single-frame MR.
 
-:func:`read_file_header_fast` returns exactly the :class:`~.series_reader.FileHeader`
-that :func:`~.series_reader.read_file_header_pydicom` returns, at a fraction of
+:func:`read_file_header_fast` returns exactly the :class:`~.header.FileHeader`
+that :func:`~.pydicom_reader.read_file_header_pydicom` returns, at a fraction of
 the cost, or raises :class:`FastPathUnsupported` so that the caller falls back
 to pydicom.  Nothing here ever changes a result: every case this module is not
 certain to read the way pydicom does is a fall-back.
@@ -18,7 +18,7 @@ does, step by step:
   data set that starts with a group 0x0002/0x0008 element), file meta in
   explicit VR little endian, transfer syntax from the meta (or guessed the
   way pydicom guesses when it is absent);
-* top-level elements: values of :data:`~.dicom_tags.HEADER_TAGS` (and
+* top-level elements: values of :data:`~.tags.HEADER_TAGS` (and
   SpecificCharacterSet) are kept, everything else is skipped by its length;
   undefined-length sequences are walked item by item exactly as pydicom walks
   them (its implicit-VR detection per item included); the walk stops at
@@ -28,11 +28,12 @@ does, step by step:
   resolved through pydicom's own public/private dictionaries with the
   private creator read from the file), into plain Python values (str, float,
   int, bytes or lists of them) that the shared value helpers of
-  :mod:`.series_reader` (``_text``, ``_float``, ``_floats``, ``_int``,
-  ``siemens_b_value``, ...) turn into the same results as pydicom's types;
+  :mod:`.values` (``_text``, ``_float``, ``_floats``, ``_int``) and the
+  decoders of :mod:`.vendors` turn into the same results as pydicom's types
+  (the decoding itself is :mod:`.fast_decode`);
 * the result goes through the *same* code as the pydicom path
-  (``series_reader._header_from_dataset``): same checks, same
-  :class:`~.series_reader.UnusableFile` reasons, same pixel-data length check.
+  (:func:`.header.header_from_dataset`): same checks, same
+  :class:`~.header.UnusableFile` reasons, same pixel-data length check.
 
 Falls back (raises :class:`FastPathUnsupported`) for: big endian, deflated,
 private or unknown transfer syntaxes; enhanced / legacy-converted multi-frame
@@ -48,38 +49,35 @@ creator with '\\'; any non-default pydicom configuration or hook that changes
 how values are read; and any other exception.  Empty, unreadable and
 non-DICOM files also fall back, so their reasons come from the pydicom path.
 
-:func:`read_native_frame` uses the same walk to return the pixels of a
-classic native (uncompressed, little-endian) single-frame monochrome image,
-equal to ``pydicom.pixels.pixel_array(path)``, for
-:func:`.preprocessing.read_frame`.
+:func:`walk_file` with ``want_pixels`` also returns the raw pixel data value
+of a native little-endian file, for :func:`.pixels.read_native_frame`.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import struct
 from typing import Any, Optional
 
 import pydicom
 import pydicom.config
-import pydicom.datadict
-import pydicom.hooks
 import pydicom.tag
 import pydicom.uid
 import pydicom.valuerep
 import pydicom.values
-from pydicom.datadict import dictionary_VR, private_dictionary_VR
 from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
+from SeqClassifierLib.dicom import pydicom_compat
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.fast_decode import CHARSET, NUMBER_SIZE, FastPathUnsupported, decode_all, decode_value
+from SeqClassifierLib.dicom.header import FileHeader, header_from_dataset
+from SeqClassifierLib.dicom.values import ValueDataset, _text
+
+__all__ = ["CHUNK", "FastPathUnsupported", "ParsedHeader", "FileMeta", "parse_header", "read_file_header_fast",
+           "walk_file", "sop_class_of", "WANTED", "WANTED_WITH_PIXELS"]
 
 #: Bytes read at once from the start of a file (most classic MR headers fit).
 CHUNK = 16 * 1024
-
-
-class FastPathUnsupported(Exception):
-    """The fast reader cannot be sure to read this file as pydicom would; use pydicom."""
 
 
 # ----------------------------------------------------------------------------
@@ -90,13 +88,11 @@ _ITEM = 0xFFFEE000
 _ITEM_DELIM = 0xFFFEE00D
 _SEQ_DELIM = 0xFFFEE0DD
 _PIXEL_STOP = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
-_CHARSET = 0x00080005
 _MEDIA_SOP_CLASS = 0x00020002
 _TRANSFER_SYNTAX = 0x00020010
 
-_WANTED = frozenset(int(t) for t in T.HEADER_TAGS) | {_CHARSET}
+_WANTED = frozenset(int(t) for t in T.HEADER_TAGS) | {CHARSET}
 _FUNCTIONAL_GROUPS = frozenset({int(T.SHARED_FUNCTIONAL_GROUPS), int(T.PER_FRAME_FUNCTIONAL_GROUPS)})
-
 _IMPLICIT_LE = pydicom.uid.ImplicitVRLittleEndian
 #: Transfer syntaxes whose data set pydicom reads as explicit VR little endian
 #: (the native one and every encapsulated/compressed one it knows).
@@ -112,43 +108,12 @@ _UINT32 = struct.Struct("<L").unpack_from
 _TAG = struct.Struct("<HH").unpack_from
 
 #: Explicit VR -> 1 if its length field is 32-bit (after 2 reserved bytes), else 0.
-_VR_KIND = {str(vr).encode("ascii"): int(vr in EXPLICIT_VR_LENGTH_32) for vr in pydicom.valuerep.VR
-            if len(str(vr)) == 2}
-
-#: The canonical tag objects of dicom_tags by number: values are stored under
-#: them so that the reader's lookups (``T.ROWS`` ...) hit by identity.
-_CANON = {int(t): t for t in T.HEADER_TAGS}
-_CANON[_CHARSET] = pydicom.tag.Tag(_CHARSET)
-#: Image Pixel module attributes read by :func:`read_native_frame` besides HEADER_TAGS.
-PHOTOMETRIC_INTERPRETATION = pydicom.tag.Tag(0x0028, 0x0004)
-PLANAR_CONFIGURATION = pydicom.tag.Tag(0x0028, 0x0006)
-BITS_STORED = pydicom.tag.Tag(0x0028, 0x0101)
-PIXEL_REPRESENTATION = pydicom.tag.Tag(0x0028, 0x0103)
-_PIXEL_TAGS = (PHOTOMETRIC_INTERPRETATION, PLANAR_CONFIGURATION, BITS_STORED, PIXEL_REPRESENTATION)
-for _t in _PIXEL_TAGS:
-    _CANON[int(_t)] = _t
-#: Dictionary VR of each public attribute read.
-_PUBLIC_VR = {int(t): str(dictionary_VR(t)).encode("ascii") for t in T.HEADER_TAGS if not t.is_private}
-_PUBLIC_VR[_CHARSET] = b"CS"
-_PUBLIC_VR.update({int(t): str(dictionary_VR(t)).encode("ascii") for t in _PIXEL_TAGS})
-
-# A DS / IS value exactly as Python's float()/int() read each component with
-# no surprises (no '_', 'nan', 'inf', tabs, other digits ...).
-_DS_ONE = r" *[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)? *"
-_DS_RE = re.compile(f"{_DS_ONE}(?:\\\\{_DS_ONE})*").fullmatch
-_IS_ONE = r" *[+-]?[0-9]+ *"
-_IS_RE = re.compile(f"{_IS_ONE}(?:\\\\{_IS_ONE})*").fullmatch
-
-#: Character sets whose text pydicom decodes as ISO 8859-1 (Latin-1).
-_LATIN1_CHARSETS = frozenset({"", "ISO_IR 6", "ISO_IR 100"})
-#: VRs whose empty value pydicom gives as '' (else None).
-_EMPTY_STR = frozenset(str(v).encode("ascii") for v in pydicom.valuerep.STR_VR) - {b"DS", b"IS"}
-
+_VR_KIND = {pydicom_compat.vr_text(vr).encode("ascii"): int(vr in EXPLICIT_VR_LENGTH_32)
+            for vr in pydicom.valuerep.VR if len(pydicom_compat.vr_text(vr)) == 2}
 
 def _config_is_default() -> bool:
     """Whether pydicom is configured as the fast path assumes (its defaults)."""
     c = pydicom.config
-    h = pydicom.hooks.hooks
     return (
         not c.datetime_conversion
         and not c.use_DS_numpy
@@ -161,12 +126,9 @@ def _config_is_default() -> bool:
         and c.data_element_callback is None
         and c.settings.reading_validation_mode != c.RAISE
         and not c.convert_wrong_length_to_UN
-        and h.raw_element_vr is pydicom.hooks.raw_element_vr
-        and h.raw_element_value is pydicom.hooks.raw_element_value
-        and not h.raw_element_kwargs
-        and not pydicom.uid.PrivateTransferSyntaxes
+        and pydicom_compat.element_hooks_are_default()
+        and not pydicom_compat.private_transfer_syntaxes()
     )
-
 
 # ----------------------------------------------------------------------------
 # The byte source: a window on the file, refilled on demand
@@ -221,7 +183,7 @@ def _undefined_length_is_sequence(src: _Source, pos: int, tag: int, vr: Optional
         return True
     if vr is None:  # implicit VR
         try:
-            return pydicom.datadict._dictionary_vr_fast(tag) == "SQ"
+            return pydicom_compat.dictionary_vr(tag) == "SQ"
         except KeyError:
             head = src.peek(pos, 4)
             if len(head) < 4:
@@ -334,7 +296,7 @@ def _read_meta(src: _Source, pos: int) -> tuple[int, dict[int, bytes]]:
             hlen = 12
         if vlen == 0xFFFFFFFF:
             raise FastPathUnsupported("undefined length in the file meta")
-        if vr in _NUMBER_SIZE and vlen % _NUMBER_SIZE[vr]:
+        if vr in NUMBER_SIZE and vlen % NUMBER_SIZE[vr]:
             raise FastPathUnsupported("file meta number of odd length")  # pydicom raises on access
         tag = group << 16 | elem
         if tag == _MEDIA_SOP_CLASS or tag == _TRANSFER_SYNTAX:
@@ -351,7 +313,10 @@ _WANTED_SW = frozenset(_swap(t) for t in _WANTED)
 _PIXEL_STOP_SW = frozenset(_swap(t) for t in _PIXEL_STOP)
 #: Tags the top-level walk must look at before anything else (pixel data, item delimiter).
 _SPECIAL_SW = _PIXEL_STOP_SW | {_swap(_ITEM_DELIM)}
-_PIXEL_WANTED_SW = _WANTED_SW | frozenset(_swap(int(t)) for t in _PIXEL_TAGS)
+_PIXEL_WANTED_SW = _WANTED_SW | frozenset(_swap(int(t)) for t in T.PIXEL_TAGS)
+#: What :func:`walk_file` keeps: the header tags; with the Image Pixel attributes too.
+WANTED = _WANTED_SW
+WANTED_WITH_PIXELS = _PIXEL_WANTED_SW
 _EXPLICIT_HEAD_SW = struct.Struct("<L2sH").unpack_from
 _IMPLICIT_HEAD_SW = struct.Struct("<LL").unpack_from
 
@@ -429,196 +394,6 @@ def _walk_top(src: _Source, pos: int, implicit: bool,
 
 
 # ----------------------------------------------------------------------------
-# Value decoding (as pydicom's converters, into plain Python values)
-# ----------------------------------------------------------------------------
-
-def _dec_string(raw: bytes, latin1: bool) -> Any:
-    """CS, DA, TM, AS: pydicom's convert_string (always ISO 8859-1)."""
-    items = raw.decode("latin-1").rstrip(" \x00").split("\\")
-    return items[0] if len(items) == 1 else items
-
-
-def _dec_ui(raw: bytes, latin1: bool) -> Any:
-    items = raw.decode("latin-1").rstrip("\0 ").split("\\")
-    return items[0] if len(items) == 1 else items
-
-
-def _dec_ds(raw: bytes, latin1: bool) -> Any:
-    text = raw.decode("latin-1").strip().rstrip(" \x00")
-    if not _DS_RE(text):
-        raise FastPathUnsupported("unusual DS value")
-    if "\\" not in text:
-        return float(text)
-    return [float(v) for v in text.split("\\")]
-
-
-def _dec_is(raw: bytes, latin1: bool) -> Any:
-    text = raw.decode("latin-1").rstrip(" \x00")
-    if not _IS_RE(text):
-        raise FastPathUnsupported("unusual IS value")
-    if "\\" not in text:
-        return int(text)
-    return [int(v) for v in text.split("\\")]
-
-
-def _checked_text(raw: bytes, latin1: bool) -> str:
-    """Text in the data set's character set: same as pydicom's for ASCII, or Latin-1 sets."""
-    if b"\x1b" in raw:
-        raise FastPathUnsupported("escape sequence in text")
-    if not latin1 and not raw.isascii():
-        raise FastPathUnsupported("non-ASCII text in a non-default character set")
-    return raw.decode("latin-1")
-
-
-def _dec_text(raw: bytes, latin1: bool) -> Any:
-    """SH, LO, UC: pydicom's convert_text."""
-    parts = _checked_text(raw, latin1).split("\\")
-    if len(parts) == 1:
-        return parts[0].rstrip("\0 ")
-    return [p.rstrip("\0 ") for p in parts]
-
-
-def _dec_single_text(raw: bytes, latin1: bool) -> Any:
-    """ST, LT, UT: pydicom's convert_single_string."""
-    return _checked_text(raw, latin1).rstrip("\0 ")
-
-
-def _dec_pn(raw: bytes, latin1: bool) -> Any:
-    """PN: the text of pydicom's PersonName (same as str(PersonName) without '=')."""
-    text = _checked_text(raw.rstrip(b"\x00 "), latin1)
-    if "=" in text:
-        raise FastPathUnsupported("person name with component groups")
-    parts = text.split("\\")
-    return parts[0] if len(parts) == 1 else parts
-
-
-def _dec_bytes(raw: bytes, latin1: bool) -> Any:
-    return raw
-
-
-def _number_decoder(fmt: str):
-    one = struct.Struct("<" + fmt)
-    size = one.size
-
-    def decode(raw: bytes, latin1: bool) -> Any:
-        n, rest = divmod(len(raw), size)
-        if rest:
-            raise FastPathUnsupported("numeric value of odd length")
-        if n == 1:
-            return one.unpack(raw)[0]
-        return list(struct.unpack(f"<{n}{fmt}", raw))
-
-    return decode
-
-
-_NUMBER_FMT = {b"US": "H", b"UL": "L", b"SS": "h", b"SL": "l", b"FL": "f", b"FD": "d", b"SV": "q", b"UV": "Q"}
-_NUMBER_SIZE = {vr: struct.calcsize("<" + f) for vr, f in _NUMBER_FMT.items()}
-
-_DECODERS = {
-    b"CS": _dec_string, b"DA": _dec_string, b"TM": _dec_string, b"AS": _dec_string,
-    b"UI": _dec_ui, b"DS": _dec_ds, b"IS": _dec_is,
-    b"SH": _dec_text, b"LO": _dec_text, b"UC": _dec_text,
-    b"ST": _dec_single_text, b"LT": _dec_single_text, b"UT": _dec_single_text,
-    b"PN": _dec_pn,
-    b"OB": _dec_bytes, b"OW": _dec_bytes, b"OD": _dec_bytes, b"OF": _dec_bytes,
-    b"OL": _dec_bytes, b"OV": _dec_bytes, b"UN": _dec_bytes,
-    **{vr: _number_decoder(f) for vr, f in _NUMBER_FMT.items()},
-}
-
-
-def _decode(vr: bytes, raw: bytes, latin1: bool) -> Any:
-    """The value pydicom's converter gives for ``vr``, as plain str/int/float/bytes/list."""
-    if not raw:
-        if vr == b"SQ":
-            raise FastPathUnsupported("sequence")
-        return "" if vr in _EMPTY_STR else None
-    decoder = _DECODERS.get(vr)
-    if decoder is None:
-        raise FastPathUnsupported(f"VR {vr!r} not handled")
-    return decoder(raw, latin1)
-
-
-#: Public tags read: tag -> (canonical tag object, dictionary VR, decoder); fails
-#: at import if a dictionary VR has no decoder here (then extend _DECODERS).
-_PUBLIC_INFO = {tag: (_CANON[tag], vr, _DECODERS[vr]) for tag, vr in _PUBLIC_VR.items() if vr != b"SQ"}
-
-_PRIVATE_VR_CACHE: dict[tuple[int, str], bytes] = {}
-
-
-def _private_vr(tag: int, creators: dict[int, str]) -> bytes:
-    """pydicom's ``_private_vr_for_tag``: LO for creators, else the private dictionary's VR or UN."""
-    elem = tag & 0xFFFF
-    if 0x0010 <= elem < 0x0100:
-        return b"LO"
-    if elem & 0xFF00:
-        creator_tag = (tag & 0xFFFF0000) | (elem >> 8)
-        if creator_tag in creators:
-            key = (tag, creators[creator_tag])
-            vr = _PRIVATE_VR_CACHE.get(key)
-            if vr is None:
-                try:
-                    vr = str(private_dictionary_VR(tag, key[1])).encode("ascii")
-                except KeyError:
-                    vr = b"UN"
-                _PRIVATE_VR_CACHE[key] = vr
-            return vr
-    return b"UN"
-
-
-def _decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]:
-    """Decoded values keyed by the canonical dicom_tags objects."""
-    # ASCII text reads the same in every character set pydicom knows; other
-    # bytes only in the default / Latin-1 sets.
-    latin1 = True
-    if _CHARSET in kept:
-        vr, raw = kept[_CHARSET]
-        if vr not in (None, b"CS"):
-            raise FastPathUnsupported("unusual SpecificCharacterSet VR")
-        charset = _decode(b"CS", raw, True)
-        latin1 = isinstance(charset, str) and charset.strip() in _LATIN1_CHARSETS
-    creators: dict[int, str] = {}
-    out: dict[Any, Any] = {}
-    private_tags = []
-    public = _PUBLIC_INFO
-    for tag, (vr, raw) in kept.items():
-        info = public.get(tag)
-        if info is None:
-            if not tag & 0x10000:
-                raise FastPathUnsupported("sequence attribute")
-            private_tags.append(tag)  # odd group: private
-            continue
-        canon, expected, decoder = info
-        if vr is not None and vr != expected:
-            if vr != b"UN":
-                raise FastPathUnsupported("explicit VR differs from the dictionary")
-            if len(raw) >= 0xFFFF:
-                out[canon] = _decode(b"UN", raw, latin1)
-                continue
-        if raw:
-            out[canon] = decoder(raw, latin1)
-        else:
-            out[canon] = _decode(expected, raw, latin1)
-    if private_tags:
-        # Creators first: the VR of an implicit / UN private element depends on them.
-        for tag in private_tags:
-            if 0x0010 <= (tag & 0xFFFF) < 0x0100:
-                vr, raw = kept[tag]
-                value = _decode(b"LO" if vr is None or vr == b"UN" else vr, raw, latin1)
-                if not isinstance(value, str):
-                    raise FastPathUnsupported("private creator with several values")
-                creators[tag] = value
-                out[_CANON[tag]] = value
-        for tag in private_tags:
-            if tag in creators:
-                continue
-            vr, raw = kept[tag]
-            if vr is None or vr == b"UN":
-                vr = _private_vr(tag, creators)
-            out[_CANON[tag]] = _decode(vr, raw, latin1)
-    return out
-
-
-# ----------------------------------------------------------------------------
 # Entry points
 # ----------------------------------------------------------------------------
 
@@ -634,7 +409,7 @@ class ParsedHeader:
         self.pixel_head = pixel_head
 
 
-class _Meta:
+class FileMeta:
     """Stands in for pydicom's FileMetaDataset (only what the reader reads of it)."""
 
     def __init__(self, sop_class: Any):
@@ -642,8 +417,12 @@ class _Meta:
             self.MediaStorageSOPClassUID = sop_class
 
 
-def _parse(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool):
-    """Open, walk and decode: (values, meta, size, stop position, bytes there, pixel value or None)."""
+def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool):
+    """Open, walk and decode: (values, meta, size, stop position, bytes there, pixel value or None).
+
+    ``wanted``: :data:`WANTED` or :data:`WANTED_WITH_PIXELS`; ``want_pixels``: also
+    return the raw (7FE0,0010) value of a native little-endian file.
+    """
     if not _config_is_default():
         raise FastPathUnsupported("pydicom configuration differs from the defaults")
     try:
@@ -661,7 +440,7 @@ def _parse(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool)
             pos = 132
         else:
             # The pydicom path retries with force=True when the file starts
-            # like a bare data set (series_reader._looks_like_raw_dataset).
+            # like a bare data set (pydicom_reader._looks_like_raw_dataset).
             group, elem = _TAG(head)
             if not (group in (0x0002, 0x0008) and elem < 0x1000):
                 raise FastPathUnsupported("no DICM marker")
@@ -691,7 +470,7 @@ def _parse(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool)
             raise FastPathUnsupported("data set VR encoding differs from the transfer syntax")
         kept, stop = _walk_top(src, pos, implicit, wanted)
         pixel_head = src.peek(stop, 12)
-        values = _decode_all(kept)
+        values = decode_all(kept)
         pixels = None
         if want_pixels:
             pixels = _native_pixel_value(src, stop, pixel_head, implicit, ts)
@@ -704,10 +483,9 @@ def _parse(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool)
     return values, meta, size, stop, pixel_head, pixels
 
 
-def _sop_class(values: dict, meta: dict) -> tuple[Any, str]:
-    from SeqClassifierLib.dicom.series_reader import _text
-
-    sop_class = _decode(b"UI", meta[_MEDIA_SOP_CLASS], True) if _MEDIA_SOP_CLASS in meta else None
+def sop_class_of(values: dict, meta: dict) -> tuple[Any, str]:
+    """(MediaStorageSOPClassUID of the meta or None, the SOP class in effect); enhanced ones fall back."""
+    sop_class = decode_value(b"UI", meta[_MEDIA_SOP_CLASS], True) if _MEDIA_SOP_CLASS in meta else None
     sop = _text(values.get(T.SOP_CLASS_UID)) or _text(sop_class)
     if sop in T.ENHANCED_SOP_CLASSES:
         raise FastPathUnsupported("enhanced multi-frame SOP class")
@@ -716,25 +494,21 @@ def _sop_class(values: dict, meta: dict) -> tuple[Any, str]:
 
 def parse_header(path: str, size: Optional[int] = None) -> ParsedHeader:
     """Walk ``path``'s header; raise :class:`FastPathUnsupported` for anything unusual."""
-    from SeqClassifierLib.dicom.series_reader import ValueDataset
-
-    values, meta, size, stop, pixel_head, _ = _parse(path, size, _WANTED_SW, False)
-    sop_class, _ = _sop_class(values, meta)
-    return ParsedHeader(ValueDataset(values, _Meta(sop_class)), size, stop, pixel_head)
+    values, meta, size, stop, pixel_head, _ = walk_file(path, size, _WANTED_SW, False)
+    sop_class, _ = sop_class_of(values, meta)
+    return ParsedHeader(ValueDataset(values, FileMeta(sop_class)), size, stop, pixel_head)
 
 
-def read_file_header_fast(path: Any, size: Optional[int] = None):
-    """The :class:`~.series_reader.FileHeader` of ``path`` read without pydicom.
+def read_file_header_fast(path: Any, size: Optional[int] = None) -> FileHeader:
+    """The :class:`~.header.FileHeader` of ``path`` read without pydicom.
 
     Raises :class:`FastPathUnsupported` when the file needs the pydicom path,
-    and :class:`~.series_reader.UnusableFile` (with the pydicom path's exact
+    and :class:`~.header.UnusableFile` (with the pydicom path's exact
     reason) for a well-formed file that is not a usable MR image.
     """
-    from SeqClassifierLib.dicom.series_reader import _header_from_dataset
-
     path = os.fspath(path)
     parsed = parse_header(path, size)
-    return _header_from_dataset(path, parsed.dataset, parsed.size, parsed.pixel_offset, parsed.pixel_head)
+    return header_from_dataset(path, parsed.dataset, parsed.size, parsed.pixel_offset, parsed.pixel_head)
 
 
 # ----------------------------------------------------------------------------
@@ -763,52 +537,3 @@ def _native_pixel_value(src: _Source, stop: int, head: bytes, implicit: bool, ts
     if len(data) != length:
         raise FastPathUnsupported("pixel data cut short")
     return data
-
-
-def read_native_frame(path: Any):
-    """``(pixels, dataset)`` of a classic single-frame native MR image, without pydicom.
-
-    ``pixels`` equals ``pydicom.pixels.pixel_array(path)`` exactly (same
-    values, dtype, shape; unused high bits corrected the same way) and is
-    writeable.  ``dataset`` is a :class:`~.series_reader.ValueDataset` with
-    the header values (``get``, ``in``, ``[]``), e.g. for rescale
-    slope/intercept.  Raises :class:`FastPathUnsupported` for anything else
-    (compressed, big endian, multi-frame, colour, unusual bit depths, missing
-    or odd Image Pixel attributes, ...): read those with pydicom.
-    """
-    import numpy as np
-
-    from SeqClassifierLib.dicom.series_reader import ValueDataset
-
-    values, meta, size, stop, head, data = _parse(os.fspath(path), None, _PIXEL_WANTED_SW, True)
-    sop_class, _ = _sop_class(values, meta)
-
-    def number(tag: Any) -> int:
-        v = values.get(tag)
-        if type(v) is not int:
-            raise FastPathUnsupported(f"{tag} missing or not a single integer")
-        return v
-
-    rows, cols = number(T.ROWS), number(T.COLUMNS)
-    samples = number(T.SAMPLES_PER_PIXEL)
-    allocated, stored = number(T.BITS_ALLOCATED), number(BITS_STORED)
-    representation = number(PIXEL_REPRESENTATION)
-    photometric = values.get(PHOTOMETRIC_INTERPRETATION)
-    n_frames = values.get(T.NUMBER_OF_FRAMES)
-    if not (rows > 0 and cols > 0 and samples == 1 and allocated in (8, 16, 32)
-            and 1 <= stored <= allocated and representation in (0, 1)
-            and isinstance(photometric, str) and photometric.strip() in ("MONOCHROME1", "MONOCHROME2")
-            and (n_frames is None or n_frames == 1)):
-        raise FastPathUnsupported("not a plain monochrome single-frame image")
-    n_bytes = rows * cols * (allocated // 8)
-    if len(data) not in (n_bytes, n_bytes + 1):  # + 1: the pad byte of an odd length
-        raise FastPathUnsupported("pixel data length differs from rows x columns")
-    dtype = np.dtype(f"<{'i' if representation else 'u'}{allocated // 8}")
-    arr = np.frombuffer(data, dtype=dtype, count=rows * cols).reshape(rows, cols).copy()
-    if stored < allocated:  # as pydicom: ignore the unused high bits (sign-extends when signed)
-        shift = allocated - stored
-        np.left_shift(arr, shift, out=arr)
-        np.right_shift(arr, shift, out=arr)
-    if arr.dtype.byteorder not in ("=", "|"):
-        arr = arr.astype(arr.dtype.newbyteorder("="))
-    return arr, ValueDataset(values, _Meta(sop_class))

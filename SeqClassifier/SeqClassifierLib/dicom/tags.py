@@ -69,27 +69,27 @@ RESCALE_SLOPE = Tag(0x0028, 0x1053)
 SHARED_FUNCTIONAL_GROUPS = Tag(0x5200, 0x9229)
 PER_FRAME_FUNCTIONAL_GROUPS = Tag(0x5200, 0x9230)
 PIXEL_DATA = Tag(0x7FE0, 0x0010)
+# Image Pixel module attributes read (besides HEADER_TAGS) with the pixels of a native frame.
+PHOTOMETRIC_INTERPRETATION = Tag(0x0028, 0x0004)
+PLANAR_CONFIGURATION = Tag(0x0028, 0x0006)
+BITS_STORED = Tag(0x0028, 0x0101)
+PIXEL_REPRESENTATION = Tag(0x0028, 0x0103)
+PIXEL_TAGS: tuple[BaseTag, ...] = (PHOTOMETRIC_INTERPRETATION, PLANAR_CONFIGURATION, BITS_STORED,
+                                   PIXEL_REPRESENTATION)
 
-# Private attributes.  The element numbers assume the usual private creator
-# block (0x10); the reader checks the creator string before trusting them.
-SIEMENS_B_VALUE = Tag(0x0019, 0x100C)          # creator "SIEMENS MR HEADER"
+# Private attributes (their numbers only).  The element numbers assume the
+# usual private creator block (0x10); which creator owns each block, how its
+# values decode and which vendor it belongs to is in :mod:`.vendors`.
+SIEMENS_B_VALUE = Tag(0x0019, 0x100C)
 SIEMENS_CREATOR = Tag(0x0019, 0x0010)
 SIEMENS_MOSAIC_IMAGES = Tag(0x0019, 0x100A)    # NumberOfImagesInMosaic
 SIEMENS_CSA_IMAGE_HEADER = Tag(0x0029, 0x1010)
-SIEMENS_CSA_SERIES_HEADER = Tag(0x0029, 0x1020)  # creator "SIEMENS CSA HEADER"; holds MrPhoenixProtocol
+SIEMENS_CSA_SERIES_HEADER = Tag(0x0029, 0x1020)  # holds MrPhoenixProtocol
 SIEMENS_CSA_CREATOR = Tag(0x0029, 0x0010)
-GE_B_VALUE = Tag(0x0043, 0x1039)               # creator "GEMS_PARM_01", slop_int_6..9
+GE_B_VALUE = Tag(0x0043, 0x1039)               # slop_int_6..9
 GE_CREATOR = Tag(0x0043, 0x0010)
-PHILIPS_B_VALUE = Tag(0x2001, 0x1003)          # creator "Philips Imaging DD 001"
+PHILIPS_B_VALUE = Tag(0x2001, 0x1003)
 PHILIPS_CREATOR = Tag(0x2001, 0x0010)
-
-#: Private creators that make the element numbers above trustworthy.
-PRIVATE_CREATORS: dict[BaseTag, tuple[str, ...]] = {
-    SIEMENS_CREATOR: ("SIEMENS MR HEADER",),
-    SIEMENS_CSA_CREATOR: ("SIEMENS CSA HEADER",),
-    GE_CREATOR: ("GEMS_PARM_01",),
-    PHILIPS_CREATOR: ("Philips Imaging DD 001", "PHILIPS IMAGING DD 001"),
-}
 
 #: Everything discovery reads from a file header.  The functional-group
 #: sequences of enhanced multi-frame objects are included whole because the

@@ -44,6 +44,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.pixels import FastPathUnsupported, pixel_array, read_native_frame
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
@@ -137,9 +138,6 @@ def _mosaic_tile(arr: np.ndarray, tiles: int, index: int) -> np.ndarray:
 def read_frame(frame: FrameRef) -> np.ndarray:
     """Pixel values (float32, rescaled) of one 2D image; raises :class:`ImageUnavailable`."""
     import pydicom
-    from pydicom.pixels import pixel_array
-
-    from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_native_frame
 
     try:  # classic native single-frame image: pydicom's exact pixels, header parsed once, no pydicom
         arr, ds = read_native_frame(frame.path)

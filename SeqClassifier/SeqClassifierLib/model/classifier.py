@@ -21,6 +21,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
+from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MODEL_ENV: API)
 from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
 from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
@@ -32,8 +33,6 @@ from SeqClassifierLib.records import Prediction, SeriesRecord
 
 ProgressFn = Callable[[int, int], None]
 
-#: Environment variable naming a checkpoint to use instead of the shipped default.
-MODEL_ENV = "SEQCLASSIFIER_MODEL"
 DEFAULT_MODEL_NAME = "seqclassifier_default.json"
 #: Confidence below which a prediction is flagged for review when the card sets none.
 DEFAULT_REVIEW_THRESHOLD = 0.80
@@ -51,9 +50,9 @@ def assets_dir() -> Path:
 
 def default_model_path() -> Optional[Path]:
     """The checkpoint ``classify`` uses by default, or None if none ships."""
-    env = os.environ.get(MODEL_ENV)
-    if env:
-        return Path(env)
+    override = model_override()
+    if override is not None:
+        return override
     path = assets_dir() / DEFAULT_MODEL_NAME
     return path if path.is_file() else None
 

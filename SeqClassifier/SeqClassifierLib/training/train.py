@@ -43,7 +43,7 @@ from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, model_slice
 from SeqClassifierLib.records import SeriesRecord
-from SeqClassifierLib.dicom.series_reader import discover_series
+from SeqClassifierLib.dicom.discovery import discover_series
 
 LogFn = Callable[[str], None]
 

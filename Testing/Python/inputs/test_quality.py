@@ -44,7 +44,7 @@ def test_noise_lowers_the_score_monotonically():
 def test_real_prostatex_is_not_low_and_scrambled_vendor_pixels_are(prostatex_discovery, vendors):
     """The ProstateX slices are real images; the dicom2nifti vendor samples carry pixel data replaced by
     noise (their headers are the point of that set), which must read as low quality."""
-    from SeqClassifierLib.dicom.series_reader import discover_series
+    from SeqClassifierLib.dicom.discovery import discover_series
 
     px = [image_quality(load_center_slice(r)) for r in prostatex_discovery.series]
     assert len(px) == 18 and min(q.score for q in px) >= LOW_QUALITY

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Union
 import torch
 from torch import nn
 
-from SeqClassifierLib.config import CACHE_ENV, cache_root as _cache_root  # one root for every cache
+from SeqClassifierLib.config import CACHE_ENV, OFFLINE_ENV, offline as _offline, weights_cache_dir  # one place for every setting
 from SeqClassifierLib.model.backbones.registry import BackboneConfig, PretrainedSource, get_backbone_config
 
 if TYPE_CHECKING:  # annotation only: builders imports this module
@@ -60,8 +60,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Environment variable: when ``1``/``true``/``yes``, never download weights.
-OFFLINE_ENV = "SEQCLASSIFIER_OFFLINE"
 
 PathLike = Union[str, "os.PathLike[str]"]
 ProgressCallback = Callable[[int, Optional[int]], None]
@@ -103,14 +101,10 @@ def sha256_file(path: PathLike, chunk_size: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _truthy_env(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
 def default_cache_dir() -> Path:
     """This package's weights cache: ``$SEQCLASSIFIER_CACHE/weights`` or
     ``~/.cache/seqclassifier/weights`` (``$XDG_CACHE_HOME`` respected)."""
-    return _cache_root() / "weights"
+    return weights_cache_dir()
 
 
 def hf_cache_dirs() -> list:
@@ -317,7 +311,7 @@ def resolve_pretrained_weights(
 
     # (c) download
     if offline is None:
-        offline = _truthy_env(OFFLINE_ENV)
+        offline = _offline()
     reason = "no local copy"
     if src.url and filename and not offline:
         dest = cache_root / config.name / filename

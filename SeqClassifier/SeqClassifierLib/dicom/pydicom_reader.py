@@ -1,0 +1,78 @@
+"""The reference header reader: pydicom's ``dcmread`` up to the pixel data.
+
+:func:`read_file_header_pydicom` reads any file pydicom can (every transfer
+syntax, enhanced multi-frame, odd encodings) and turns it into a
+:class:`~.header.FileHeader` through :func:`~.header.header_from_dataset`;
+the fast reader (:mod:`.fast_header`) must give exactly the same result.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any, Union
+
+import pydicom
+from pydicom.errors import InvalidDicomError
+
+from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.header import FileHeader, UnusableFile, header_from_dataset
+
+PathLike = Union[str, os.PathLike]
+
+
+def _looks_like_raw_dataset(path: str) -> bool:
+    """True if a file without the 'DICM' preamble starts like a DICOM data set.
+
+    Such files (no 128-byte preamble, no file meta) still occur; they begin with
+    a group 0x0008 element in little-endian byte order.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError:
+        return False
+    if len(head) < 8:
+        return False
+    group, elem = struct.unpack("<HH", head[:4])
+    return group in (0x0002, 0x0008) and elem < 0x1000
+
+
+def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
+    """pydicom's view of the header: (data set, file size, pixel data offset, its first 12 bytes)."""
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        raise UnusableFile(f"cannot read: {exc.strerror or exc}") from None
+    if size == 0:
+        raise UnusableFile("empty file (0 bytes)")
+    tags = list(T.HEADER_TAGS)
+    try:
+        with open(path, "rb") as fh:
+            try:
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags)
+            except InvalidDicomError:
+                if not _looks_like_raw_dataset(path):
+                    raise UnusableFile("not a DICOM file (no 'DICM' marker and no DICOM data set)") from None
+                fh.seek(0)
+                ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags, force=True)
+            pixel_offset = fh.tell()
+            pixel_head = fh.read(12)
+    except UnusableFile:
+        raise
+    except PermissionError:
+        raise UnusableFile("cannot read: permission denied") from None
+    except OSError as exc:
+        if exc.errno is None:  # pydicom's own "No tag to read at ...": the bytes, not the disk
+            raise UnusableFile(f"corrupt or truncated DICOM header ({exc})") from None
+        raise UnusableFile(f"cannot read: {exc.strerror or exc}") from None
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        raise UnusableFile(f"corrupt or truncated DICOM header ({type(exc).__name__}: {exc})") from None
+    return ds, size, pixel_offset, pixel_head
+
+
+def read_file_header_pydicom(path: PathLike) -> FileHeader:
+    """:func:`.discovery.read_file_header` through pydicom only (the reference the fast reader must match)."""
+    path = os.fspath(path)
+    ds, size, pixel_offset, pixel_head = _read_dataset_pydicom(path)
+    return header_from_dataset(path, ds, size, pixel_offset, pixel_head)
