@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 EXIT_OK = 0
@@ -270,12 +271,14 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _confirmed_labels(args: argparse.Namespace, sources):
     """Confirmed labels of the label store for ``sort --labels``; None after a one-line error."""
-    from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError
+    from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
     from SeqClassifierLib.safe_paths import UnsafeTargetError
 
     try:
         store = LabelStore(args.store, sources=sources)
-        labels = store.confirmed_labels()
+        with warnings.catch_warnings():  # reported below in one line each, not as Python warnings
+            warnings.simplefilter("ignore", LabelStoreWarning)
+            labels = store.confirmed_labels()
     except (LabelStoreError, UnsafeTargetError, OSError) as exc:
         _say("error", _reason(exc) if not isinstance(exc, OSError) else f"label store {args.store}: {_reason(exc)}")
         return None

@@ -369,15 +369,18 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
             if _real(target) in source_files:
                 raise SortError(f"target {target} would overwrite the source file itself")
             targets.append((f, target))
+        try:  # a symbolic link inside DEST must not lead the copies into a source (checked before mkdir)
+            check_writable(folder, guard, "series folder", folder=True)
+        except UnsafeTargetError as exc:
+            raise SortError(str(exc)) from None
         if not dry_run:
             try:
                 folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise SortError(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
-            try:  # a symbolic link inside DEST must not lead the copies into a source
-                check_writable(folder, guard, "series folder", folder=True)
+                check_writable(folder, guard, "series folder", folder=True)  # and after: no race into a source
             except UnsafeTargetError as exc:
                 raise SortError(str(exc)) from None
+            except OSError as exc:
+                raise SortError(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
             _remove_stale_temps(folder)
         for src, target in targets:
             if target.exists() or target.is_symlink():
