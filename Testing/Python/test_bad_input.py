@@ -371,19 +371,19 @@ def test_ctrl_c_leaves_no_output(big_folder, tmp_path):
 
 def test_ctrl_c_while_writing_the_output(big_folder, tmp_path, monkeypatch):
     """KeyboardInterrupt in the middle of the atomic write: neither F nor its temp file remains."""
-    from SeqClassifierLib.app import output
+    from SeqClassifierLib import atomic
 
     real_fsync = os.fsync
 
     def interrupted_fsync(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(output.os, "fsync", interrupted_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", interrupted_fsync)
     out = tmp_path / "F.json"
     corpus.copy_good(tmp_path / "in")
     with model_mode("untrained"), contextlib.redirect_stderr(io.StringIO()):
         code = cli.main(["classify", str(tmp_path / "in"), "--format", "json", "--out", str(out)])
-    monkeypatch.setattr(output.os, "fsync", real_fsync)
+    monkeypatch.setattr(atomic.os, "fsync", real_fsync)
     assert code == cli.EXIT_INTERRUPTED
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
 

@@ -32,6 +32,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Optional, Sequence
 
 from SeqClassifierLib.app import validation_commands
@@ -51,42 +52,112 @@ def _progress(label: str, enabled: Optional[bool], json_stage: Optional[str] = N
     return ProgressBar(label, enabled=enabled)
 
 
+def _say(kind: str, message: object) -> None:
+    """One line on stderr (``error: ...`` / ``warning: ...``), made safe for the terminal."""
+    from SeqClassifierLib.app.output import safe_text
+
+    print(f"{kind}: {safe_text(message)}" if kind else safe_text(message), file=sys.stderr)
+
+
+def _reason(exc: BaseException) -> str:
+    """The reason of an error without Python's decoration (``[Errno 28]``, quoted file names)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
 def _report_skipped(skipped, verbose: bool) -> None:
     limit = None if verbose else 20
     for s in skipped[:limit]:
-        print(f"skipped {s.path}: {s.reason}", file=sys.stderr)
+        _say("", f"skipped {s.path}: {s.reason}")
     if limit is not None and len(skipped) > limit:
         print(f"... and {len(skipped) - limit} more skipped files (use --verbose to list all)", file=sys.stderr)
 
 
-def _inputs(args: argparse.Namespace) -> list:
-    """Input paths: the positional PATHs, plus the files of a Slicer DICOM database."""
+class InputError(Exception):
+    """An input that cannot be used at all (one line)."""
+
+
+def _inputs(args: argparse.Namespace):
+    """(input paths, their :class:`Sources`, inputs reported as skipped).
+
+    The positional PATHs, plus the files of a Slicer DICOM database.  A
+    database that cannot be read is an :class:`InputError` when it is the only
+    input, else it is reported as skipped and the run goes on.
+    """
+    from SeqClassifierLib.dicom.slicer_db import SlicerDatabaseError, database_file, series_files_from_slicer_db
+    from SeqClassifierLib.records import SkippedFile
+    from SeqClassifierLib.safe_paths import Sources
+
     inputs = list(args.paths)
-    if getattr(args, "slicer_db", None):
-        from SeqClassifierLib.dicom.slicer_db import series_files_from_slicer_db
+    sources = Sources.of(args.paths)
+    skipped = []
+    db = getattr(args, "slicer_db", None)
+    if db:
+        problems: list[str] = []
+        try:
+            db_file = database_file(db)
+        except (OSError, SlicerDatabaseError) as exc:
+            db_file, files, reason = None, {}, _reason(exc)
+        else:
+            try:
+                files = series_files_from_slicer_db(db_file, check_exists=False, problems=problems)
+                reason = ""
+            except (OSError, SlicerDatabaseError) as exc:
+                files, reason = {}, _reason(exc)
+        listed = [f for fs in files.values() for f in fs]
+        sources.add_database(db_file if db_file is not None else db, listed)
+        for p in problems:
+            _say("warning", p)
+        if reason:
+            if not args.paths:
+                raise InputError(f"--slicer-db {db}: {reason}" if str(db) not in reason else reason)
+            skipped.append(SkippedFile(str(db), reason))
+        inputs += listed
+    return inputs, sources, skipped
 
-        files = series_files_from_slicer_db(args.slicer_db, check_exists=False)
-        inputs += [f for fs in files.values() for f in fs]
-    return inputs
+
+def _check_target(target, sources, what: str, need_folder: bool = True) -> Optional[str]:
+    """Why ``target`` (an output file) may not be written, or None: the one source check + the write rule."""
+    from SeqClassifierLib.atomic import ATOMIC, write_plan
+    from SeqClassifierLib.safe_paths import UnsafeTargetError, check_writable
+
+    try:
+        check_writable(target, sources, what)
+        how, resolved = write_plan(target)
+    except UnsafeTargetError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"{what} {target}: {_reason(exc)}"
+    if how == ATOMIC and need_folder:
+        folder = os.path.dirname(os.path.abspath(resolved))
+        if not os.path.isdir(folder):
+            return f"{what} folder does not exist: {folder}"
+    return None
 
 
-def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False):
+def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False,
+                           sources=None, skipped_inputs=()):
     """Discovery + classification shared by ``classify`` and ``sort``; None on a fatal error."""
     from SeqClassifierLib.model.classifier import Classifier
     from SeqClassifierLib.dicom.discovery import discover_series
 
     show = True if args.progress else (False if args.quiet else None)
-    cache = _header_cache(args)
+    cache, cache_problem = _header_cache(args, sources)
     bar = _progress("reading headers", show, "discover" if jsonl_stream else None)
     try:
         discovery = discover_series(inputs, progress=bar, cache=cache)
     finally:
         bar.close()
+    discovery.skipped[:0] = list(skipped_inputs)
     if cache is not None:
-        try:
-            cache.save(inputs=args.paths)
-        except (OSError, ValueError) as exc:
-            print(f"warning: header cache not saved: {exc}", file=sys.stderr)
+        if cache_problem:
+            _say("warning", f"header cache not saved: {cache_problem}")
+        else:
+            try:
+                cache.save(inputs=sorted(sources.folders) if sources is not None else args.paths)
+            except (OSError, ValueError) as exc:
+                _say("warning", f"header cache not saved: {_reason(exc)}")
         if not args.quiet:
             print(f"header cache {cache.path}: {cache.hits} of {cache.hits + cache.misses} files unchanged "
                   "since the last run", file=sys.stderr)
@@ -94,7 +165,7 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
         classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
                                 precision=getattr(args, "precision", "auto"))
     except Exception as exc:
-        print(f"error: cannot load model: {exc}", file=sys.stderr)
+        _say("error", f"cannot load model: {exc}")
         return None
     if not classifier.is_trained and not args.quiet:
         print("warning: no trained model is installed: series are listed WITHOUT labels "
@@ -107,13 +178,27 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     return discovery, classifier, predictions
 
 
-def _header_cache(args: argparse.Namespace):
-    """The persistent header cache asked for with ``--cache [FILE]``, or None."""
+def _header_cache(args: argparse.Namespace, sources=None):
+    """(the header cache asked for with ``--cache [FILE]`` or None, why it may not be saved or None).
+
+    A cache whose file would lie in a source (or is not a file) is still read
+    but never written.
+    """
     if getattr(args, "cache", None) is None:
-        return None
+        return None, None
     from SeqClassifierLib.dicom.header_cache import HeaderCache
 
-    return HeaderCache.persistent(None if args.cache == "default" else args.cache)
+    cache = HeaderCache(None if args.cache == "default" else args.cache)
+    if cache.path is None:
+        cache = HeaderCache.persistent(None)
+    problem = _check_target(cache.path, sources, "--cache", need_folder=False) if sources is not None else None
+    if problem is None:
+        try:
+            cache.load()
+        except (RecursionError, MemoryError, OverflowError) as exc:  # a damaged cache is only a slower run
+            cache.clear()
+            _say("warning", f"header cache {cache.path} not used: {type(exc).__name__}")
+    return cache, problem
 
 
 def _exit_code(discovery) -> int:
@@ -124,26 +209,25 @@ def _exit_code(discovery) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from SeqClassifierLib.atomic import atomic_write_text
-    from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, is_inside, make_row
+    from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row
     from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
 
     jsonl_stream = args.format == "jsonl" and args.out is None
-    inputs = _inputs(args)
-    if not inputs:
-        print("error: give PATH(s) and/or --slicer-db", file=sys.stderr)
+    if not args.paths and not args.slicer_db:
+        _say("error", "give PATH(s) and/or --slicer-db")
+        return EXIT_ERROR
+    try:
+        inputs, sources, skipped_inputs = _inputs(args)
+    except InputError as exc:
+        _say("error", exc)
         return EXIT_ERROR
     if args.out:
-        inside = is_inside(args.out, args.paths)
-        if inside:
-            print(f"error: --out {args.out} is inside the input folder {inside}; "
-                  "SeqClassifier never writes into DICOM input folders", file=sys.stderr)
-            return EXIT_ERROR
-        out_dir = os.path.dirname(os.path.abspath(args.out))
-        if not os.path.isdir(out_dir):
-            print(f"error: --out folder does not exist: {out_dir}", file=sys.stderr)
+        problem = _check_target(args.out, sources, "--out")
+        if problem:
+            _say("error", problem)
             return EXIT_ERROR
     t0 = time.perf_counter()
-    result = _discover_and_classify(args, inputs, jsonl_stream)
+    result = _discover_and_classify(args, inputs, jsonl_stream, sources, skipped_inputs)
     if result is None:
         return EXIT_ERROR
     discovery, classifier, predictions = result
@@ -171,7 +255,11 @@ def cmd_classify(args: argparse.Namespace) -> int:
         text += json.dumps({"type": "summary", "n_series": len(rows), "n_skipped": len(discovery.skipped),
                             "n_files": discovery.n_files, "model": model_info, "exit_code": code}) + "\n"
     if args.out:
-        atomic_write_text(args.out, text)
+        try:
+            atomic_write_text(args.out, text)
+        except OSError as exc:  # full disk, quota, a FIFO without reader ...: nothing half-written is left
+            _say("error", f"cannot write --out {args.out}: {_reason(exc)}")
+            return EXIT_ERROR
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -182,53 +270,77 @@ def cmd_classify(args: argparse.Namespace) -> int:
               f"({len(discovery.skipped)} skipped) in {time.perf_counter() - t0:.2f} s; "
               f"model: {classifier.model_name} on {classifier.device} ({classifier.precision})", file=sys.stderr)
     if code == EXIT_NOTHING:
-        print("no MR series found in: " + ", ".join(map(str, args.paths or [args.slicer_db])), file=sys.stderr)
+        _say("", "no MR series found in: " + ", ".join(map(str, args.paths or [args.slicer_db])))
     return code
+
+
+def _confirmed_labels(args: argparse.Namespace, sources):
+    """Confirmed labels of the label store for ``sort --labels``; None after a one-line error."""
+    from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
+    from SeqClassifierLib.safe_paths import UnsafeTargetError
+
+    try:
+        store = LabelStore(args.store, sources=sources)
+        with warnings.catch_warnings():  # reported below in one line each, not as Python warnings
+            warnings.simplefilter("ignore", LabelStoreWarning)
+            labels = store.confirmed_labels()
+    except (LabelStoreError, UnsafeTargetError, OSError) as exc:
+        _say("error", _reason(exc) if not isinstance(exc, OSError) else f"label store {args.store}: {_reason(exc)}")
+        return None
+    for w in store.pop_warnings():
+        _say("warning", w)
+    if not args.quiet:
+        _say("", f"using {len(labels)} confirmed labels from {store.path}")
+    return labels
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
     from SeqClassifierLib.curation.sorting import SortError, sort_series
     from SeqClassifierLib.records import ResultRow
 
-    *sources, dest = args.paths
-    if not sources:
-        print("error: sort needs SRC... DEST", file=sys.stderr)
+    *sources_paths, dest = args.paths
+    if not sources_paths:
+        _say("error", "sort needs SRC... DEST")
         return EXIT_ERROR
-    args.paths = sources
+    args.paths = sources_paths
+    try:
+        inputs, sources, skipped_inputs = _inputs(args)
+    except InputError as exc:
+        _say("error", exc)
+        return EXIT_ERROR
     labels = None
     if args.labels:
-        from SeqClassifierLib.curation.label_store import LabelStore
-
-        store = LabelStore(args.store)
-        labels = store.confirmed_labels()
-        for w in store.pop_warnings():
-            print(f"warning: {w}", file=sys.stderr)
-        if not args.quiet:
-            print(f"using {len(labels)} confirmed labels from {store.path}", file=sys.stderr)
-    result = _discover_and_classify(args, _inputs(args))
+        labels = _confirmed_labels(args, sources)
+        if labels is None:
+            return EXIT_ERROR
+    result = _discover_and_classify(args, inputs, sources=sources, skipped_inputs=skipped_inputs)
     if result is None:
         return EXIT_ERROR
     discovery, classifier, predictions = result
     if not classifier.is_trained and not labels:
-        print("error: no trained model and no confirmed labels: nothing to sort by", file=sys.stderr)
+        _say("error", "no trained model and no confirmed labels: nothing to sort by")
         return EXIT_ERROR
     try:
         rows = [ResultRow.from_series(r, p) for r, p in zip(discovery.series, predictions)]
-        summary = sort_series(rows, dest, only=args.only, plane=args.plane,
-                              link=args.link, labels=labels, sources=sources, dry_run=args.dry_run)
+        summary = sort_series(rows, dest, only=args.only, plane=args.plane, link=args.link, labels=labels,
+                              sources=sources_paths, protected=sources, dry_run=args.dry_run)
     except (SortError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _say("error", exc)
         return EXIT_ERROR
     _report_skipped(discovery.skipped, args.verbose)
     for s in summary.series:
         print(f"{s.label or '-':6} {s.plane:9} {s.n_files:5} files -> {s.folder}")
     for c in summary.conflicts:
-        print(f"conflict (left as is): {c}", file=sys.stderr)
+        _say("", f"conflict (left as is): {c}")
+    for f, why in summary.failed:
+        _say("", f"not copied {f}: {why}")
     if not args.quiet:
         verb = "would " if args.dry_run else ""
-        print(f"{verb}{'link' if args.link else 'copy'} {summary.n_series} series ({summary.n_files} files) "
-              f"into {summary.dest}; sources untouched", file=sys.stderr)
-    return EXIT_ERROR if summary.conflicts else _exit_code(discovery)
+        _say("", f"{verb}{'link' if args.link else 'copy'} {summary.n_series} series ({summary.n_files} files) "
+                 f"into {summary.dest}; sources untouched")
+    if summary.conflicts:
+        return EXIT_ERROR
+    return EXIT_SKIPPED if summary.failed else _exit_code(discovery)
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
@@ -404,7 +516,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _safe_streams() -> None:
+    """stdout/stderr never fail on a character their encoding lacks (e.g. LANG=C): ``\\uXXXX`` instead."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream already written in binary, or closed
+                pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    _safe_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -414,6 +538,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except (OSError, RecursionError, MemoryError) as exc:
+        # last guard: an environment failure not caught where it happened still ends in one line
+        if os.environ.get("SEQCLASSIFIER_DEBUG"):
+            raise
+        _say("error", f"{type(exc).__name__}: {_reason(exc)}"
+                      + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")
+                      + " (set SEQCLASSIFIER_DEBUG=1 for the traceback)")
+        return EXIT_ERROR
 
 
 if __name__ == "__main__":

@@ -1,9 +1,26 @@
 """Result rows and their formats: table, CSV, JSON and JSON lines.
 
 One row per series with the fields the command line documents (see
-:data:`ROW_FIELDS`).  Writing to a file is atomic: a temporary file in the
-same folder is renamed over the target only when complete, so an interrupted
-run leaves no partial output.
+:data:`ROW_FIELDS`).  Files are written with :mod:`SeqClassifierLib.atomic`
+(atomic for regular files; devices and pipes in place).
+
+Text safety (every format, and every message on stderr): file names and
+header text are written through :func:`safe_text`, one documented escape:
+
+* a byte of a file name that is not UTF-8 (Python's surrogate escape
+  ``U+DC80..U+DCFF``) is written as ``\\xHH``, the byte in hex;
+* newline, carriage return and tab as ``\\n``, ``\\r``, ``\\t``; every other
+  control character (C0, DEL, C1: ESC sequences never reach a terminal) as
+  ``\\xHH``; other lone surrogates, bidirectional overrides / isolates, the
+  line and paragraph separators, zero-width marks and the BOM as ``\\uXXXX``;
+* everything else (any printable Unicode, backslashes included) is kept, so the
+  escape is for reading: a name that itself contains ``\\x41`` reads like an
+  escaped byte.
+
+CSV cells that start with ``= + - @`` get a leading ``'`` (:func:`csv_cell`)
+so that spreadsheets show them as text instead of running a formula; numbers
+are left alone.  Non-finite numbers (NaN, infinity) are written as empty /
+``null`` (JSON has no NaN).
 """
 
 from __future__ import annotations
@@ -11,9 +28,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+import math
+import re
+from typing import Any, Iterable, Sequence
 
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.records import Prediction, ResultRow, SeriesRecord, SkippedFile
@@ -21,6 +38,49 @@ from SeqClassifierLib.records import Prediction, ResultRow, SeriesRecord, Skippe
 #: Every field of a result row, in output order.
 ROW_FIELDS = ResultRow.FIELDS
 FORMATS = ("table", "csv", "json", "jsonl")
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff\ud800-\udfff]")
+_FORMULA_START = ("=", "+", "-", "@")
+
+
+def _escape(m: "re.Match[str]") -> str:
+    c = m.group(0)
+    if c in _NAMED:
+        return _NAMED[c]
+    o = ord(c)
+    if 0xDC80 <= o <= 0xDCFF:  # os.fsdecode's stand-in for the undecodable byte o - 0xDC00
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x100 else f"\\u{o:04x}"
+
+
+def safe_text(value: Any) -> str:
+    """``value`` as text that is valid UTF-8 and harmless on a terminal (see the module docstring)."""
+    text = value if isinstance(value, str) else str(value)
+    return _UNSAFE.sub(_escape, text)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: text made safe and never read as a formula; numbers and None unchanged."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    text = safe_text(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def safe_value(value: Any) -> Any:
+    """JSON-ready copy of ``value``: every string (keys too) through :func:`safe_text`, NaN/inf -> None."""
+    if isinstance(value, str):
+        return safe_text(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {safe_text(k): safe_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_value(v) for v in value]
+    return value
 
 
 def make_row(record: SeriesRecord, prediction: Prediction, group: str = "") -> ResultRow:
@@ -41,12 +101,12 @@ def format_table(rows: Sequence[ResultRow], untrained: bool = False) -> str:
         return s if len(s) <= w else "…" + s[-(w - 1):]
 
     for row in rows:
-        r = row.to_dict()
+        r = safe_value(row.to_dict())
         probs = r["probabilities"] or {}
         cells = [
             tail(r["patient_id"] or "-", 14), tail(r["study_uid"] or "-", 10),
             str(r["series_number"] if r["series_number"] is not None else "-"),
-            tail(r["series_uid"], 14), (r["description"] or "(none)")[:30], str(r["n_files"]), r["plane"],
+            tail(r["series_uid"] or "-", 14), (r["description"] or "(none)")[:30], str(r["n_files"]), r["plane"],
             r["label"] or "-", f"{r['confidence']:.2f}" if r["confidence"] is not None else "-",
         ] + [f"{probs[c]:.2f}" if probs.get(c) is not None else "-" for c in CLASS_NAMES] + [
             "yes" if r["needs_review"] else "no"]
@@ -64,37 +124,27 @@ def format_csv(rows: Sequence[ResultRow]) -> str:
         r = row.to_dict()
         flat = {k: v for k, v in r.items() if k in fields}
         flat["b_values"] = " ".join(f"{b:g}" for b in r["b_values"])
-        flat["review_reasons"] = "; ".join(r["review_reasons"])
+        flat["review_reasons"] = "; ".join(str(x) for x in r["review_reasons"])
         for c in CLASS_NAMES:
             flat[f"p_{c}"] = (r["probabilities"] or {}).get(c)
-        w.writerow(flat)
+        w.writerow({k: csv_cell(v) for k, v in flat.items()})
     return out.getvalue()
 
 
 def format_json(rows: Sequence[ResultRow], skipped: Iterable[SkippedFile], model: dict[str, Any]) -> str:
     """One JSON document: ``{"model": ..., "series": [rows], "skipped": [...]}``."""
-    doc = {
+    doc = safe_value({
         "model": model,
         "series": [r.to_dict() for r in rows],
         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
-    }
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    })
+    return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def format_jsonl(rows: Sequence[ResultRow], skipped: Iterable[SkippedFile]) -> str:
     """JSON lines: one ``series`` event per row and one ``skipped`` event per file."""
-    lines = [json.dumps({"type": "series", "row": r.to_dict()}, ensure_ascii=False) for r in rows]
-    lines += [json.dumps({"type": "skipped", "path": s.path, "reason": s.reason}, ensure_ascii=False) for s in skipped]
+    lines = [json.dumps(safe_value({"type": "series", "row": r.to_dict()}), ensure_ascii=False, allow_nan=False)
+             for r in rows]
+    lines += [json.dumps(safe_value({"type": "skipped", "path": s.path, "reason": s.reason}), ensure_ascii=False)
+              for s in skipped]
     return "".join(line + "\n" for line in lines)
-
-
-def is_inside(path: os.PathLike, folders: Iterable[os.PathLike]) -> Optional[str]:
-    """The first of ``folders`` that contains ``path`` (resolved), or None."""
-    p = Path(path).resolve()
-    for f in folders:
-        root = Path(f).resolve()
-        if root.is_file():
-            root = root.parent
-        if p == root or root in p.parents:
-            return str(root)
-    return None

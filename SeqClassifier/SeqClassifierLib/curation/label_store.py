@@ -41,6 +41,15 @@ Concurrency and safety:
 * writes are atomic: a temporary file in the same folder is written, flushed
   and fsynced, then renamed over the store with :func:`os.replace`, then the
   folder is fsynced: a reader sees the old or the new content, never a mix;
+* the store never lies in a source: :func:`SeqClassifierLib.safe_paths.check_writable`
+  decides, for the ``sources`` given to the store (the command line's
+  inputs, a Slicer database and its file list) and for the folder of every
+  series recorded; a store path that is a folder (or not a regular file) is a
+  one-line :class:`LabelStoreError`, nothing is moved or created;
+* every value read is checked by type and range (labels known, confidence
+  and probabilities finite numbers in [0, 1], texts are text, series numbers
+  integers); the file is read only up to :data:`MAX_STORE_BYTES`, and JSON
+  nested deeper than Python can parse counts as damaged;
 * a damaged store (invalid JSON, wrong schema) is moved aside to
   ``labels.json.corrupt-<timestamp>`` and reported: with ``on_corrupt="raise"``
   as :class:`CorruptLabelStoreError`, with ``"warn"`` (default) as a
@@ -69,10 +78,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
+import math
+import stat
+
 from SeqClassifierLib.atomic import atomic_write_text, fsync_dir as _fsync_dir
 from SeqClassifierLib.config import HOME_ENV, label_store_dir, user_data_dir  # noqa: F401  (user_data_dir: API)
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
 
 SCHEMA = "seqclassifier-labels"
 SCHEMA_VERSION = 1
@@ -81,6 +94,10 @@ STORE_FILENAME = "labels.json"
 CSV_FIELDS = ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note")
 
 PathLike = Union[str, os.PathLike]
+#: A store larger than this is refused as damaged (about 200,000 series at ~1 KB each).
+MAX_STORE_BYTES = 256 * 1024 * 1024
+_TEXT_FIELDS = ("model", "predicted_at", "note", "confirmed_by", "confirmed_at", "series_dir", "description",
+                "patient_id", "study_uid", "plane", "group")
 
 
 class LabelStoreError(Exception):
@@ -96,6 +113,10 @@ class CorruptLabelStoreError(LabelStoreError):
         self.reason = reason
         where = f"; moved aside to {moved_to}" if moved_to else ""
         super().__init__(f"label store {path} is damaged ({reason}){where}")
+
+
+class LabelStoreWriteError(LabelStoreError, OSError):
+    """The store could not be written (full disk, read-only folder); the old store is untouched."""
 
 
 class LabelStoreWarning(UserWarning):
@@ -168,6 +189,9 @@ class LabelEntry:
 
     @classmethod
     def from_dict(cls, uid: str, data: Mapping[str, Any]) -> "LabelEntry":
+        """An entry from its JSON form; every field checked by type and range (ValueError naming it)."""
+        if not isinstance(uid, str) or not uid or len(uid) > 1024:
+            raise ValueError(f"series key {str(uid)[:80]!r} is not a SeriesInstanceUID")
         if not isinstance(data, Mapping):
             raise ValueError(f"entry {uid!r} is not an object")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -175,16 +199,45 @@ class LabelEntry:
         kwargs["series_uid"] = uid
         for key in ("predicted_label", "confirmed_label"):
             if kwargs.get(key) is not None:
+                if not isinstance(kwargs[key], str):
+                    raise ValueError(f"entry {uid!r}: {key} is not text")
                 kwargs[key] = _label_value(kwargs[key])  # raises ValueError on an unknown label
+        for key in _TEXT_FIELDS:
+            v = kwargs.get(key)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"entry {uid!r}: {key} is not text")
+        for key in ("model", "note", "series_dir", "description", "patient_id", "study_uid", "plane", "group"):
+            if kwargs.get(key) is None and key in kwargs:
+                kwargs[key] = ""
         probs = kwargs.get("probabilities") or {}
         if not isinstance(probs, Mapping):
             raise ValueError(f"entry {uid!r}: probabilities is not an object")
-        kwargs["probabilities"] = {str(k): (None if v is None else float(v)) for k, v in probs.items()}
+        kwargs["probabilities"] = {str(k): _unit(v, uid, f"probability of {k}") for k, v in probs.items()}
         if kwargs.get("confidence") is not None:
-            kwargs["confidence"] = float(kwargs["confidence"])
+            kwargs["confidence"] = _unit(kwargs["confidence"], uid, "confidence")
         if kwargs.get("series_number") is not None:
-            kwargs["series_number"] = int(kwargs["series_number"])
+            n = kwargs["series_number"]
+            if isinstance(n, bool) or not isinstance(n, int) or abs(n) > 2 ** 31:
+                raise ValueError(f"entry {uid!r}: series_number is not a 32-bit integer")
+        if not isinstance(kwargs.get("needs_review", False), bool):
+            raise ValueError(f"entry {uid!r}: needs_review is not true/false")
+        reasons = kwargs.get("review_reasons") or []
+        if not isinstance(reasons, list) or not all(isinstance(r, str) for r in reasons):
+            raise ValueError(f"entry {uid!r}: review_reasons is not a list of texts")
+        kwargs["review_reasons"] = list(reasons)
         return cls(**kwargs)
+
+
+def _unit(value: Any, uid: str, what: str) -> Optional[float]:
+    """A probability-like number: finite, in [0, 1] (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"entry {uid!r}: {what} is not a number")
+    v = float(value)
+    if not math.isfinite(v) or not 0.0 <= v <= 1.0:
+        raise ValueError(f"entry {uid!r}: {what} {value!r} is not in [0, 1]")
+    return v
 
 
 def _validate(data: Any) -> dict[str, LabelEntry]:
@@ -222,7 +275,10 @@ def file_lock(lock_path: PathLike, timeout: float = 30.0, poll: float = 0.05) ->
     The lock is released when the file is closed, also if the process dies.
     """
     lock_path = str(lock_path)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise LabelStoreError(f"cannot open the lock file {lock_path}: {exc.strerror or exc}") from None
     deadline = time.monotonic() + timeout
     try:
         if os.name == "nt":
@@ -282,11 +338,14 @@ class LabelStore:
     """
 
     def __init__(self, path: Optional[PathLike] = None, *, on_corrupt: str = "warn",
-                 lock_timeout: float = 30.0):
+                 lock_timeout: float = 30.0, sources: Optional[Sources] = None):
         if on_corrupt not in ("warn", "raise"):
             raise ValueError("on_corrupt must be 'warn' or 'raise'")
         self.path = Path(path).expanduser() if path else default_store_path()
         self.path = Path(os.path.abspath(self.path))
+        #: Sources of the run; the store (and its lock, temp and quarantine files beside it) never lies in one.
+        self.sources = sources if sources is not None else Sources()
+        self._check_location([])
         self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.on_corrupt = on_corrupt
         self.lock_timeout = lock_timeout
@@ -298,7 +357,11 @@ class LabelStore:
 
     # -- low level -----------------------------------------------------------------------------
     def _ensure_folder(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabelStoreError(f"label store {self.path}: cannot create its folder: "
+                                  f"{exc.strerror or exc}") from None
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -308,21 +371,46 @@ class LabelStore:
 
     def _read_raw(self) -> tuple[Optional[dict[str, LabelEntry]], Optional[str]]:
         """(entries, None) when readable, (None, reason) when damaged; missing file -> ({}, None)."""
+        self._check_kind()
         try:
             with open(self.path, "rb") as fh:
-                raw = fh.read()
+                raw = fh.read(MAX_STORE_BYTES + 1)
         except FileNotFoundError:
             return {}, None
+        except OSError as exc:
+            raise LabelStoreError(f"label store {self.path}: cannot read: {exc.strerror or exc}") from None
+        if len(raw) > MAX_STORE_BYTES:
+            return None, f"larger than {MAX_STORE_BYTES // (1024 * 1024)} MB"
         if not raw.strip():
             return None, "empty file"
         try:
             data = json.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             return None, f"invalid JSON: {exc}"
+        except RecursionError:
+            return None, "invalid JSON: nested too deeply"
         try:
             return _validate(data), None
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             return None, f"wrong schema: {exc}"
+        except RecursionError:
+            return None, "wrong schema: nested too deeply"
+
+    def _check_kind(self) -> None:
+        """The store path is a regular file or missing; anything else is a one-line error (nothing moved)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            if os.path.islink(self.path):
+                raise LabelStoreError(f"label store {self.path} is a symbolic link to a missing file") from None
+            return
+        except OSError as exc:
+            raise LabelStoreError(f"label store {self.path}: cannot open: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise LabelStoreError(f"label store {self.path} is a folder, not a file; "
+                                  f"give a file path (e.g. {self.path / STORE_FILENAME})")
+        if not stat.S_ISREG(st.st_mode):
+            raise LabelStoreError(f"label store {self.path} is not a regular file; not read")
 
     def _quarantine(self, reason: str) -> dict[str, LabelEntry]:
         """Called under the lock: move the damaged file aside and report it."""
@@ -339,6 +427,9 @@ class LabelStore:
             moved_to = str(target)
         except FileNotFoundError:
             return {}
+        except OSError as exc:
+            raise LabelStoreError(f"label store {self.path} is damaged ({reason}) and cannot be moved aside: "
+                                  f"{exc.strerror or exc}") from None
         error = CorruptLabelStoreError(str(self.path), moved_to, reason)
         self.warnings.append(error)
         if self.on_corrupt == "raise":
@@ -370,7 +461,10 @@ class LabelStore:
         with self._locked():
             entries = self._load_locked()
             result = change(entries)
-            atomic_write_text(self.path, _serialise(entries))
+            try:
+                atomic_write_text(self.path, _serialise(entries))
+            except OSError as exc:  # full disk, read-only folder ...: the old store is untouched
+                raise LabelStoreWriteError(f"label store {self.path}: cannot write: {exc.strerror or exc}") from None
             self._remove_stale_temps()
             return result
 
@@ -416,15 +510,22 @@ class LabelStore:
 
     # -- changes ---------------------------------------------------------------------------------
     def _check_location(self, folders: Iterable[str]) -> None:
-        store = Path(os.path.realpath(self.path))
+        """The one source check (:mod:`SeqClassifierLib.safe_paths`) for the store's folder.
+
+        The folder is checked (not only the file): the lock, temporary and
+        quarantine files lie beside the store.
+        """
+        sources = Sources()
+        sources.folders.update(self.sources.folders)
+        sources.files.update(self.sources.files)
         for folder in folders:
-            if not folder:
-                continue
-            root = Path(os.path.realpath(folder))
-            if _is_inside(store, root):
-                raise LabelStoreError(
-                    f"the label store {self.path} is inside the DICOM input folder {folder}; "
-                    f"SeqClassifier never writes into input folders (set {HOME_ENV} elsewhere)")
+            if folder:
+                sources.add_folder(folder, f"the DICOM input folder {folder}")
+        try:
+            check_writable(self.path.parent, sources, f"the label store {self.path} (its folder)")
+            check_writable(self.path, sources, "the label store")
+        except UnsafeTargetError as exc:
+            raise LabelStoreError(f"{exc} (set {HOME_ENV} elsewhere)") from None
 
     def record_predictions(self, rows: Sequence[ResultRow], model: Optional[str] = None) -> int:
         """Store the predictions of these result rows; confirmed labels are kept.

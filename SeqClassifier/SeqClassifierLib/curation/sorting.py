@@ -21,12 +21,25 @@
 * files keep their base names (``name_2.ext`` if two files of a series share
   one).
 
-Sources are only read: files are copied with :func:`shutil.copy2`
-(``link=True``: absolute symbolic links instead).  ``DEST`` inside a source
-folder (or containing one) is refused, as is any target that would be a
-source file; an existing
-different target file is never overwritten (it is reported as a conflict),
-an identical one (same size and modification time) is skipped.
+Sources are only read (``link=True``: absolute symbolic links instead of
+copies).  A copy is written to a temporary name beside its target
+(``.<name>.<random>.sorttmp``), fsynced, given the source's times and mode
+(as :func:`shutil.copy2`), then linked to its final name (``os.link``: fails
+instead of overwriting; ``os.replace`` where the file system has no hard
+links) and the folder fsynced: a full disk or a crash never leaves a
+truncated file under a final name.  Temporary files left by a killed run are
+removed by the next run into the same folder.
+
+Where writing is allowed is decided by the one source check,
+:func:`SeqClassifierLib.safe_paths.check_writable`: ``DEST`` inside a source
+folder (or containing one) is refused, and so is every series folder that
+resolves into a source (a symbolic link inside ``DEST``), as is any target
+that would be a source file; ``DEST`` (or a folder on the way) that is a
+file is refused in one line.  An existing different target file is never
+overwritten (it is reported as a conflict), an identical one (same size and
+modification time) is skipped.  A source file that cannot be read is listed
+in :attr:`SortSummary.failed` and the sort goes on; a destination that cannot
+be written (full disk, read-only) stops the sort with :class:`SortError`.
 """
 
 from __future__ import annotations
@@ -35,17 +48,25 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from SeqClassifierLib.labels import Plane, SequenceLabel
+from SeqClassifierLib.atomic import fsync_dir
 from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
 
 PathLike = Union[str, os.PathLike]
 UNLABELED = "unlabeled"
 _RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+TEMP_SUFFIX = ".sorttmp"
+#: Temporary copies older than this (seconds) are from a killed run and are removed.
+STALE_TEMP_SECONDS = 600
+_CHUNK = 1 << 20
 
 
 class SortError(ValueError):
@@ -105,6 +126,8 @@ class SortSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     #: target paths that exist with different content and were not overwritten.
     conflicts: list[str] = field(default_factory=list)
+    #: (source file, reason) of files that could not be read; the sort went on without them.
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def n_series(self) -> int:
@@ -187,9 +210,98 @@ def _same_file_content(a: str, b: Path) -> bool:
     return sa.st_size == sb.st_size and int(sa.st_mtime) == int(sb.st_mtime)
 
 
+class _SourceUnreadable(OSError):
+    """Reading the source failed (not the destination): the file is skipped, the sort goes on."""
+
+
+def _copy_file(src: str, target: Path) -> None:
+    """Copy ``src`` to ``target`` through a temporary file: fsync, times and mode, then link / rename.
+
+    Raises :class:`_SourceUnreadable` when the source cannot be read,
+    ``FileExistsError`` when ``target`` appeared meanwhile, other ``OSError``
+    for the destination; the temporary file never remains.
+    """
+    try:
+        fin = open(src, "rb")
+    except OSError as exc:
+        raise _SourceUnreadable(exc.errno, exc.strerror or str(exc)) from None
+    with fin:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=str(target.parent))
+        try:
+            with os.fdopen(fd, "wb") as fout:
+                while True:
+                    try:
+                        chunk = fin.read(_CHUNK)
+                    except OSError as exc:
+                        raise _SourceUnreadable(exc.errno, exc.strerror or str(exc)) from None
+                    if not chunk:
+                        break
+                    fout.write(chunk)
+                fout.flush()
+                os.fsync(fout.fileno())
+            shutil.copystat(src, tmp)
+            try:
+                os.link(tmp, target)  # never overwrites
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links here (FAT, some network shares): rename, after a last check
+                if os.path.lexists(target):
+                    raise FileExistsError(f"{target} exists") from None
+                os.replace(tmp, target)
+        finally:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    now = time.time()
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(".") and n.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return
+    for name in names:
+        p = folder / name
+        try:
+            if now - os.lstat(p).st_mtime > STALE_TEMP_SECONDS:
+                os.unlink(p)
+        except OSError:
+            pass
+
+
+def _protected(items: list["_Item"], sources: Optional[Iterable[PathLike]],
+               protected: Optional[Sources]) -> Sources:
+    """Every source of this sort: the series' folders, ``sources`` and the caller's :class:`Sources`."""
+    out = Sources()
+    folders = {os.path.dirname(os.path.abspath(f)) for it in items for f in it.files}
+    for folder in sorted(folders):
+        out.add_folder(folder, f"the source folder {_real(folder)}")
+    for s in sources or []:
+        folder = s if os.path.isdir(s) else os.path.dirname(os.path.abspath(s))
+        out.add_folder(folder, f"the source folder {_real(folder)}")
+    if protected is not None:
+        for k, v in protected.folders.items():
+            out.folders.setdefault(k, v)
+        for k, v in protected.files.items():
+            out.files.setdefault(k, v)
+    return out
+
+
+def _check_dest(dest: PathLike) -> None:
+    """DEST and the folders above it are folders (or missing): else one line."""
+    p = Path(os.path.abspath(dest))
+    for q in [p, *p.parents]:
+        if os.path.lexists(q):
+            if not os.path.isdir(q):
+                raise SortError(f"destination {dest}: {q} is a file, not a folder")
+            return
+
+
 def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, plane: Any = None,
                 link: bool = False, labels: Optional[Mapping[str, Any]] = None, *,
-                sources: Optional[Iterable[PathLike]] = None, dry_run: bool = False) -> SortSummary:
+                sources: Optional[Iterable[PathLike]] = None, protected: Optional[Sources] = None,
+                dry_run: bool = False) -> SortSummary:
     """Copy (``link=True``: symlink) the chosen series into ``DEST/<patient>/<study>/<label>_<plane>_<n>/``.
 
     ``rows``: the classifier's :class:`~SeqClassifierLib.records.ResultRow` objects (with ``files``).
@@ -197,6 +309,8 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
     ``plane``: plane(s) to keep; None keeps all.
     ``labels``: SeriesInstanceUID -> label overriding the prediction (confirmed labels).
     ``sources``: extra input folders (e.g. the command line's SRC) that DEST must not be inside.
+    ``protected``: every source of the run (:class:`~SeqClassifierLib.safe_paths.Sources`: inputs,
+    a Slicer database and its file list); nothing is written into any of them.
     ``dry_run``: plan and report, write nothing.
     See the module docstring for the tree and the safety rules.  Raises
     :class:`SortError` when DEST is inside a source folder.
@@ -209,16 +323,12 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
     summary = SortSummary(dest=str(dest_real), link=bool(link))
 
     # Safety first: DEST must not be inside a source folder, nor contain one.
-    source_folders = {_real(os.path.dirname(os.path.abspath(f))) for it in items for f in it.files}
-    source_folders |= {_real(s) if os.path.isdir(s) else _real(os.path.dirname(os.path.abspath(s)))
-                       for s in (sources or [])}
-    for folder in sorted(source_folders):
-        if _inside(dest_real, folder):
-            raise SortError(f"destination {dest} is inside the source folder {folder}; "
-                            "choose a destination outside the DICOM input")
-        if _inside(folder, dest_real):
-            raise SortError(f"destination {dest} contains the source folder {folder}; "
-                            "choose a separate destination folder outside the DICOM input")
+    guard = _protected(items, sources, protected)
+    try:
+        check_writable(dest, guard, "destination", folder=True)
+    except UnsafeTargetError as exc:
+        raise SortError(f"{exc}; choose a separate destination folder outside the DICOM input") from None
+    _check_dest(dest)
     source_files = {_real(f) for it in items for f in it.files}
 
     chosen: list[tuple[_Item, Optional[str]]] = []
@@ -259,8 +369,19 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
             if _real(target) in source_files:
                 raise SortError(f"target {target} would overwrite the source file itself")
             targets.append((f, target))
+        try:  # a symbolic link inside DEST must not lead the copies into a source (checked before mkdir)
+            check_writable(folder, guard, "series folder", folder=True)
+        except UnsafeTargetError as exc:
+            raise SortError(str(exc)) from None
         if not dry_run:
-            folder.mkdir(parents=True, exist_ok=True)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                check_writable(folder, guard, "series folder", folder=True)  # and after: no race into a source
+            except UnsafeTargetError as exc:
+                raise SortError(str(exc)) from None
+            except OSError as exc:
+                raise SortError(f"cannot create the folder {folder}: {exc.strerror or exc}") from None
+            _remove_stale_temps(folder)
         for src, target in targets:
             if target.exists() or target.is_symlink():
                 if link and target.is_symlink() and os.path.realpath(target) == os.path.realpath(src):
@@ -279,8 +400,20 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
                                         "(on Windows this needs Developer Mode or administrator rights; "
                                         "sort without --link to copy)") from exc
                 else:
-                    shutil.copy2(src, target)
+                    try:
+                        _copy_file(src, target)
+                    except _SourceUnreadable as exc:
+                        summary.failed.append((src, f"cannot read: {exc.strerror or exc}"))
+                        continue
+                    except FileExistsError:
+                        summary.conflicts.append(str(target))
+                        continue
+                    except OSError as exc:
+                        raise SortError(f"cannot copy {src} to {target}: {exc.strerror or exc} "
+                                        f"({summary.n_files} files copied so far; no partial file left)") from None
             summary.n_files += 1
+        if not dry_run and not link:
+            fsync_dir(folder)
         summary.series.append(SortedSeries(
             series_uid=it.series_uid, label=label, plane=it.plane,
             folder=str(folder.relative_to(dest_real)), n_files=len(targets),
