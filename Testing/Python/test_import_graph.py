@@ -79,7 +79,12 @@ def imports_of(name: str, path: Path, modules: dict[str, Path],
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     is_package = path.name == "__init__.py"
     local_nodes: set[int] = set()
+    typing_only: set[int] = set()
     for node in ast.walk(tree):
+        # ``if TYPE_CHECKING:`` imports never run: annotations only, no import edge
+        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+            for sub in ast.walk(node):
+                typing_only.add(id(sub))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             for sub in ast.walk(node):
                 if isinstance(sub, (ast.Import, ast.ImportFrom)):
@@ -87,6 +92,8 @@ def imports_of(name: str, path: Path, modules: dict[str, Path],
     out = []
     for node in ast.walk(tree):
         targets: list[str] = []
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

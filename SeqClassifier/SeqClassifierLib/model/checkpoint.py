@@ -37,7 +37,8 @@ from safetensors.torch import save_file as _st_save_file
 
 from SeqClassifierLib.model.backbones import sha256_file
 from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
-from SeqClassifierLib.model.ood import OodScorer, capture, stats_from_tensors, stats_to_tensors
+from SeqClassifierLib.model.ensemble import EnsembleModel
+from SeqClassifierLib.model.ood import OodScorer, stats_from_tensors, stats_to_tensors
 from SeqClassifierLib.atomic import atomic_write, atomic_write_bytes
 from SeqClassifierLib.labels import CLASS_NAMES
 
@@ -251,90 +252,6 @@ def _check_card(card: Dict[str, Any], card_path: Path) -> None:
             raise CheckpointError(f"checkpoint card {card_path} lacks {key!r}")
     if not isinstance(card["n_folds"], int) or card["n_folds"] < 1:
         raise CheckpointError(f"checkpoint card {card_path} has an invalid n_folds {card['n_folds']!r}")
-
-
-class EnsembleModel(nn.Module):
-    """The fold models of a checkpoint, averaged.
-
-    ``forward(image, meta, image_present=None, meta_present=None)`` returns the
-    mean over folds of ``softmax(logits / temperature)`` -- class
-    probabilities ``[B, num_classes]`` in :data:`CLASS_NAMES` order.  The
-    temperature comes from ``card["temperature"]`` (1 when absent).
-    """
-
-    def __init__(self, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None):
-        super().__init__()
-        if not models:
-            raise ValueError("an ensemble needs at least one model")
-        self.models = nn.ModuleList(models)
-        self.card: Dict[str, Any] = dict(card or {})
-        t = self.card.get("temperature")
-        self.temperature = float(t) if t is not None else 1.0
-        if not (math.isfinite(self.temperature) and self.temperature > 0):
-            raise ValueError(f"invalid temperature {t!r}")
-        self.classes: Tuple[str, ...] = tuple(self.card.get("classes", CLASS_NAMES))
-        #: Distance-to-training-data scorer (model.ood), when the checkpoint holds its statistics.
-        self.ood: Optional[OodScorer] = None
-
-    # Convenience: preprocessing expected by the (identical) fold models.
-    @property
-    def config(self) -> Dict[str, Any]:
-        return self.models[0].config
-
-    @property
-    def strategy(self) -> str:
-        return self.models[0].strategy
-
-    @property
-    def backbone_name(self) -> Optional[str]:
-        return self.models[0].backbone_name
-
-    @property
-    def input_size(self) -> Optional[int]:
-        return self.models[0].input_size
-
-    @property
-    def mean(self):
-        return self.models[0].mean
-
-    @property
-    def std(self):
-        return self.models[0].std
-
-    @property
-    def uses_image(self) -> bool:
-        return self.models[0].uses_image
-
-    @property
-    def uses_metadata(self) -> bool:
-        return self.models[0].uses_metadata
-
-    def forward(
-        self,
-        image: Optional[torch.Tensor],
-        meta: Optional[torch.Tensor],
-        image_present: Optional[torch.Tensor] = None,
-        meta_present: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
-        probs = None
-        for model in self.models:
-            logits = model(image, meta, image_present, meta_present)
-            p = torch.softmax(logits.float() / self.temperature, dim=1)
-            probs = p if probs is None else probs + p
-        return probs / len(self.models)
-
-    def forward_with_scores(self, image, meta, image_present=None, meta_present=None):
-        """``(probabilities [B, C], {place: distance [B]})``; no distances without OOD statistics."""
-        if self.ood is None:
-            return self.forward(image, meta, image_present, meta_present), {}
-        probs, captured = None, []
-        for model in self.models:
-            with capture(model) as cap:
-                logits = model(image, meta, image_present, meta_present)
-            captured.append(cap)
-            p = torch.softmax(logits.float() / self.temperature, dim=1)
-            probs = p if probs is None else probs + p
-        return probs / len(self.models), self.ood.scores(captured)
 
 
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, Dict[str, Any]]:

@@ -26,6 +26,7 @@ from torch import nn
 
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.model.fusion import SequenceModel
+from SeqClassifierLib.model.ood import OodScorer, capture
 
 __all__ = ["EnsembleModel", "checked_temperature"]
 
@@ -61,6 +62,8 @@ class EnsembleModel(nn.Module):
         if len(self.classes) != models[0].num_classes:
             raise ValueError(f"the card names {len(self.classes)} classes but the models predict "
                              f"{models[0].num_classes}")
+        #: Distance-to-training-data scorer (model.ood), when the checkpoint holds its statistics.
+        self.ood: Optional[OodScorer] = None
 
     # The preprocessing and description of the (identical) fold models.
     @property
@@ -143,3 +146,10 @@ class EnsembleModel(nn.Module):
         meta_present: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         return self.average(image, meta, image_present, meta_present)[0]
+
+    def forward_with_scores(self, image, meta, image_present=None, meta_present=None):
+        """``(probabilities [B, C], {place: distance [B]})``; no distances without OOD statistics."""
+        if self.ood is None:
+            return self.forward(image, meta, image_present, meta_present), {}
+        probs, captured = self.average(image, meta, image_present, meta_present, around=capture)
+        return probs, self.ood.scores(captured)

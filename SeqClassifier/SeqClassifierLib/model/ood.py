@@ -4,9 +4,11 @@ Low softmax confidence cannot catch a model that is sure and wrong.  Beside
 the probabilities, every series gets a distance to the training data in the
 model's own feature space, separately for three places of each fold model:
 
-``image``  the image branch's features (backbone output),
-``meta``   the metadata branch's embedding,
-``fused``  the input of the last linear layer (the penultimate fused features).
+``image``   the image branch's features (backbone output),
+``meta``    the metadata branch's embedding,
+``fused``   the input of the last linear layer (the penultimate fused features),
+``header``  the metadata feature vector itself (the input of the metadata branch): an
+            unusual header value the network happens to be insensitive to still counts.
 
 Method (Lee et al. 2018, "A simple unified framework for detecting
 out-of-distribution samples"): class-conditional means with one shared
@@ -30,19 +32,20 @@ import numpy as np
 import torch
 from torch import nn
 
-PLACES = ("image", "meta", "fused")
+PLACES = ("image", "meta", "fused", "header")
 SHRINKAGE = 0.1
 #: Default share of held-out (in-distribution) series flagged per place.
 TARGET_RATE = 0.01
 
 
 def _places(model: nn.Module) -> Dict[str, tuple[nn.Module, bool]]:
-    """The modules whose output (False) or last-linear input (True) is each place's feature."""
+    """The modules whose output (False) or first input (True) is each place's feature."""
     out: Dict[str, tuple[nn.Module, bool]] = {}
     if isinstance(getattr(model, "image_branch", None), nn.Module):
         out["image"] = (model.image_branch, False)
     if isinstance(getattr(model, "meta_branch", None), nn.Module):
         out["meta"] = (model.meta_branch, False)
+        out["header"] = (model.meta_branch, True)
     head = getattr(model, "head", None)
     if isinstance(head, nn.Sequential) and isinstance(head[-1], nn.Linear):
         out["fused"] = (head[-1], True)
@@ -57,7 +60,8 @@ def capture(model: nn.Module) -> Iterator[Dict[str, torch.Tensor]]:
     for name, (module, is_input) in _places(model).items():
         def hook(mod, args, output=None, name=name):
             t = args[0] if output is None else output
-            found.setdefault(name, []).append(t.detach().float())
+            if isinstance(t, torch.Tensor):  # a modality passed as None (missing for the batch) has no features
+                found.setdefault(name, []).append(t.detach().float())
         handles.append(module.register_forward_pre_hook(hook) if is_input else module.register_forward_hook(hook))
     result: Dict[str, torch.Tensor] = {}
     try:

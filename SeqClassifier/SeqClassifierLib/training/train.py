@@ -39,6 +39,11 @@ import torch
 import torch.nn.functional as F
 
 from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
+from SeqClassifierLib.model.checkpoint import save_checkpoint
+from SeqClassifierLib.model.classifier import resolve_device
+from SeqClassifierLib.model.fusion import create_model
+from SeqClassifierLib.model.lora import apply_lora
+from SeqClassifierLib.model.ood import PLACES, capture, distances, fit_statistics, threshold
 from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_variants, rates_vector
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, model_slice
@@ -332,8 +337,6 @@ def _val_loss(model, data, idx, cfg, weights) -> float:
 def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConfig, n_meta: int,
               fold: int, log: LogFn):
     """Train one fold model with early stopping on validation loss; returns (model, history)."""
-    from SeqClassifierLib.model.fusion import create_model
-    from SeqClassifierLib.model.lora import apply_lora
 
     _seed_all(cfg.seed + fold)
     dev = data.images.device
@@ -393,7 +396,6 @@ def train_one(samples_idx_train, samples_idx_val, data: _Tensors, cfg: TrainConf
 
 def fold_ood(model, data: _Tensors, trn, val, cfg: TrainConfig):
     """One fold's training-data statistics (model.ood) and its held-out samples' distances."""
-    from SeqClassifierLib.model.ood import capture, distances, fit_statistics
 
     with capture(model) as cap:
         _logits(model, data, trn, cfg)
@@ -474,9 +476,6 @@ def classification_metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: LogFn = print,
           command: str = "", data_summary: Optional[dict] = None) -> dict[str, Any]:
     """Train the K-fold ensemble on ``samples`` and save it to ``out``; returns the card."""
-    from SeqClassifierLib.model.checkpoint import save_checkpoint
-    from SeqClassifierLib.model.fusion import create_model
-    from SeqClassifierLib.model.classifier import resolve_device
 
     if len(samples) < 2:
         raise ValueError("need at least two labelled series to train")
@@ -563,7 +562,6 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
 
 def ood_summary(held_per_fold: Sequence[dict], rate: float) -> dict[str, Any]:
     """The card's ``ood`` entry: method, thresholds per place and the held-out share flagged."""
-    from SeqClassifierLib.model.ood import PLACES, threshold
 
     thresholds, flagged = {}, {}
     for place in PLACES:

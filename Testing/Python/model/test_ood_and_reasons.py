@@ -56,7 +56,7 @@ def tiny_model(tmp_path_factory):
     generate_studies(root, studies=3, seed=21, size="tiny")
     model = root.parent / "ood_model" / "m.json"
     code = cli.main(["train", "--labels", str(root / "labels.csv"), "--data", str(root), "--out", str(model),
-                     "--folds", "3", "--max-epochs", "4", "--batch-size", "16", "--quiet"])
+                     "--folds", "3", "--max-epochs", "20", "--batch-size", "16", "--quiet"])
     assert code == 0
     return root, model
 
@@ -64,10 +64,10 @@ def tiny_model(tmp_path_factory):
 def test_checkpoint_carries_hash_checked_ood_statistics(tiny_model, tmp_path):
     root, model = tiny_model
     card = json.loads(model.read_text())
-    assert set(card["ood"]["thresholds"]) == {"image", "meta", "fused"}
+    assert set(card["ood"]["thresholds"]) == {"image", "meta", "fused", "header"}
     assert all(0 <= v <= 0.1 for v in card["ood"]["held_out_flagged"].values())
     ens, _ = ckpt.load_checkpoint(model)
-    assert ens.ood is not None and ens.ood.places == ["image", "meta", "fused"]
+    assert ens.ood is not None and ens.ood.places == ["image", "meta", "fused", "header"]
     # the statistics live in the weights file: changing one byte of it is refused by the hash check
     weights = model.with_suffix(".safetensors")
     bad = tmp_path / "m.safetensors"
@@ -79,25 +79,51 @@ def test_checkpoint_carries_hash_checked_ood_statistics(tiny_model, tmp_path):
         ckpt.load_checkpoint(tmp_path / "m.json")
 
 
+def _scores(clf, records):
+    """Predictions and the per-place distances of ``records``."""
+    seen = {}
+    original = clf._model.forward_with_scores
+
+    def spy(*args, **kwargs):
+        probs, scores = original(*args, **kwargs)
+        for place, values in scores.items():
+            seen.setdefault(place, []).extend(float(v) for v in values)
+        return probs, scores
+
+    clf._model.forward_with_scores = spy
+    try:
+        preds = clf.classify(records)
+    finally:
+        clf._model.forward_with_scores = original
+    return preds, {k: np.array(v) for k, v in seen.items()}
+
+
 def test_unlike_inputs_are_flagged_and_reasons_explain_the_flag(tiny_model, monkeypatch):
     root, model = tiny_model
     clf = Classifier(model, device="cpu", precision="fp32")
     records = discover_series(root).series
-    base = clf.classify(records)
-    flagged_base = sum(p.needs_review for p in base) / len(base)
-    # An MR header over an image of pure noise and with unusual parameters: unlike anything trained on.
-    rng = np.random.default_rng(0)
+    _, base = _scores(clf, records)
+    # An MR header with parameters no series had, over an image of pure noise.
     from SeqClassifierLib.model import classifier as C
+    rng = np.random.default_rng(0)
     monkeypatch.setattr(C, "load_center_slice", lambda rec: rng.normal(1000, 300, (64, 64)).clip(0))
     odd = [dataclasses.replace(r, series_uid=r.series_uid + ".9", description="zq_unusual_name",
                                header={**r.header, "EchoTime": 900.0, "RepetitionTime": 90000.0,
                                        "FlipAngle": 179.0, "ImageType": ["ORIGINAL", "PRIMARY", "ZZZ"]})
            for r in records[:8]]
+    _, far = _scores(clf, odd)
+    for place in ("image", "header"):  # farther than the training series themselves
+        assert np.median(far[place]) > 1.3 * np.median(base[place]), place
+    # With thresholds just above the training series' own distances, every odd series is flagged
+    # "unlike training data" with its distance and threshold, and no training series is.
+    clf._model.ood.thresholds = {p: 1.05 * float(base[p].max()) for p in ("image", "header")}
     preds = clf.classify(odd)
     assert all(any(reason_kind(x) == "unlike training data" for x in p.review_reasons) for p in preds)
-    assert all(p.needs_review == bool(p.review_reasons) for p in preds + base)
     assert all(any(reason_kind(x) == "low image quality" for x in p.review_reasons) for p in preds)
-    assert flagged_base < 1.0
+    monkeypatch.undo()
+    again = clf.classify(records)
+    assert not any(reason_kind(x) == "unlike training data" for p in again for x in p.review_reasons)
+    assert all(p.needs_review == bool(p.review_reasons) for p in preds + again)
 
 
 def test_adc_typed_series_predicted_dwi_is_an_evidence_conflict(tiny_model):
