@@ -48,14 +48,21 @@ if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
      --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
 fi
 
+# 1b) held-out folds of the default model: distance thresholds, and out-of-fold scores of the real
+#     series (each predicted by the fold model that never saw its patient) apart from the synthetic ones
+if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
+  $SC held-out --model SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
+     --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --quiet > "$work/held_out.json"
+fi
+
 # 2) leave-one-study-out on the real studies (synthetic + the other real study)
 [ "${SKIP_LOSO:-0}" = 1 ] || for held in ProstateX-0000 ProstateX-0001; do
   other=$([ "$held" = ProstateX-0000 ] && echo ProstateX-0001 || echo ProstateX-0000)
   bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX/$other" \
      --out "$work/loso_without_$held.json" --folds 4 "${common[@]}"
 done
-# 3) synthetic data only
-bg $SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_only.json" --folds 4 "${common[@]}"
+# 3) synthetic data only (SKIP_SYNTH_ONLY=1 skips it: the held-out folds of 1b already score real series unseen)
+[ "${SKIP_SYNTH_ONLY:-0}" = 1 ] || bg $SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_only.json" --folds 4 "${common[@]}"
 wait
 
 echo "== leave-one-study-out =="
@@ -63,12 +70,12 @@ echo "== leave-one-study-out =="
   $SC evaluate --models "$work/loso_without_$held.json" --labels "$PROSTATEX/labels.csv" \
      --data "$PROSTATEX/$held" --name "$held" --out "$work/report_loso_$held" --device "$DEVICE"
 done
-echo "== synthetic only, scored on the real studies =="
-$SC evaluate --models "$work/synthetic_only.json" --labels "$PROSTATEX/labels.csv" --data "$PROSTATEX" \
+[ "${SKIP_SYNTH_ONLY:-0}" = 1 ] || echo "== synthetic only, scored on the real studies =="
+[ "${SKIP_SYNTH_ONLY:-0}" = 1 ] || $SC evaluate --models "$work/synthetic_only.json" --labels "$PROSTATEX/labels.csv" --data "$PROSTATEX" \
    --name prostatex --out "$work/report_synthetic_only" --device "$DEVICE"
-echo "== synthetic only, scored on the vendor samples (brain, never trained on) =="
-$SC evaluate --models "$work/synthetic_only.json" --labels "$VENDORS/labels.csv" --data "$VENDORS" \
-   --name vendors --out "$work/report_synthetic_only_vendors" --device "$DEVICE"
+echo "== default model on the vendor samples (brain, never trained on) =="
+$SC evaluate --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
+   --labels "$VENDORS/labels.csv" --data "$VENDORS" --name vendors --out "$work/report_vendors" --device "$DEVICE"
 echo "== shortcut audit of the default model (real + synthetic series) =="
 $SC audit --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
    --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --out "$work/audit.json" || true

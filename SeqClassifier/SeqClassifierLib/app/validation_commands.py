@@ -5,8 +5,9 @@ optional attribute group in turn and reports per class how many predictions
 flip (exit code 4 when a group flips more than the limit);
 ``seqclassifier families --labels L... --data D...`` holds out each protocol
 family of the labels' ``family`` column in turn.  Both write JSON with
-``--out``.  ``seqclassifier ood-fit --model M --labels ... --data ...``
-recomputes a checkpoint's distance statistics from its training data.
+``--out``.  ``seqclassifier held-out --model M --labels ... --data ...`` reruns a
+checkpoint's held-out folds (distance statistics, real and synthetic
+out-of-fold scores) from its training data.
 """
 
 from __future__ import annotations
@@ -69,12 +70,12 @@ def cmd_families(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_ood_fit(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.training.ood_fit import refit_ood  # torch: training only
+def cmd_held_out(args: argparse.Namespace) -> int:
+    from SeqClassifierLib.training.held_out import held_out_report  # torch: training only
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     try:
-        summary = refit_ood(args.model, args.labels, args.data, rate=args.rate, log=log)
+        summary = held_out_report(args.model, args.labels, args.data, rate=args.rate, log=log)
     except (OSError, ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -105,10 +106,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_families)
 
-    p = sub.add_parser("ood-fit", help="(re)compute a checkpoint's distance-to-training-data statistics")
+    p = sub.add_parser("held-out", help="recompute a checkpoint's held-out folds: distance statistics and "
+                                        "out-of-fold scores of real and synthetic series, stored in the card")
     p.add_argument("--model", required=True)
     p.add_argument("--labels", nargs="+", required=True, help="the labels the model was trained on")
     p.add_argument("--data", nargs="+", required=True)
     p.add_argument("--rate", type=float, default=0.01, help="share of held-out series flagged, per place")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_ood_fit)
+    p.set_defaults(func=cmd_held_out)

@@ -1,0 +1,101 @@
+"""What a checkpoint's held-out folds say, computed again without retraining.
+
+For an existing K-fold checkpoint and the labelled data it was trained on,
+the same patient-grouped folds are rebuilt (``group_folds`` is deterministic
+in the card's seed) and every fold model is run on its own held-out fold:
+
+* the distance-to-training-data statistics (``model.ood``) of each fold model
+  from its training folds, and the thresholds from the held-out distances
+  (use it after changing the places or the target rate);
+* out-of-fold scores **by source**: real series (labels without a ``family``
+  column) apart from synthetic ones, each series predicted by the fold model
+  that never saw its patient, through the whole classifier (study context,
+  evidence checks, image quality, distances) -- macro-F1, ECE, and how many
+  wrong and right predictions are flagged for review.
+
+The checkpoint is rewritten: weights unchanged, new statistics, new hash, the
+card's ``ood`` entry and ``metrics.held_out_by_source`` replaced.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.model.checkpoint import _RESERVED_KEYS, load_checkpoint, save_checkpoint
+from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.model.ensemble import EnsembleModel
+from SeqClassifierLib.model.ood import OodScorer
+from SeqClassifierLib.training.evaluate import review_summary
+from SeqClassifierLib.training.families import family_of, read_families
+from SeqClassifierLib.training.train import (TrainConfig, _Tensors, classification_metrics,
+                                             expected_calibration_error, fold_ood, group_folds, load_samples,
+                                             ood_summary)
+
+
+def _scores(y: np.ndarray, preds: Sequence) -> dict[str, Any]:
+    probs = np.array([[p.probabilities[c] for c in CLASS_NAMES] for p in preds])
+    m = classification_metrics(y, probs.argmax(1))
+    m["expected_calibration_error"] = round(expected_calibration_error(probs, y), 4)
+    m["review"] = review_summary(y, preds)
+    return m
+
+
+def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], roots: Sequence[os.PathLike],
+                    rate: float = 0.01, log=print, write: bool = True) -> dict[str, Any]:
+    """Recompute the held-out statistics of ``model_path`` (see the module docstring); returns them."""
+    ensemble, card = load_checkpoint(model_path, map_location="cpu")
+    size = int(card.get("preprocessing", {}).get("input_size", 128))
+    samples = load_samples(labels, roots, input_size=size, log=log)
+    if len(samples) != int(card.get("data", {}).get("n_series", len(samples))):
+        log(f"warning: {len(samples)} labelled series now, the card says {card['data']['n_series']} "
+            "(the folds may differ from training)")
+    seed = int(card.get("training", {}).get("seed", 0))
+    k = len(ensemble.models)
+    folds = np.array(group_folds([s.group for s in samples], k if k > 1 else 5, seed))
+    data = _Tensors(samples, size, "cpu")
+    cfg = TrainConfig(seed=seed)
+    stats_all, held_all = [], []
+    for i, model in enumerate(ensemble.models):
+        model.eval()
+        with torch.no_grad():
+            stats, held = fold_ood(model, data, np.nonzero(folds != i)[0], np.nonzero(folds == i)[0], cfg)
+        stats_all.append(stats)
+        held_all.append(held)
+    summary = ood_summary(held_all, rate)
+
+    by_uid, by_dir = read_families(labels)
+    synthetic = np.array([bool(family_of(s.record, by_uid, by_dir)) for s in samples])
+    clf = Classifier(model_path, device="cpu", precision="fp32")
+    preds: list = [None] * len(samples)
+    for i, model in enumerate(ensemble.models):
+        single = EnsembleModel([model], card)
+        single.ood = OodScorer([stats_all[i]], summary["thresholds"])
+        clf._model = single
+        idx = np.nonzero(folds == i)[0]
+        for j, p in zip(idx, clf.classify([samples[j].record for j in idx])):
+            preds[j] = p
+        log(f"fold {i + 1}/{k}: {len(idx)} held-out series classified")
+    y = np.array([s.label for s in samples])
+    report: dict[str, Any] = {}
+    for name, mask in (("real", ~synthetic), ("synthetic", synthetic)):
+        idx = np.nonzero(mask)[0]
+        if len(idx):
+            report[name] = _scores(y[idx], [preds[j] for j in idx])
+            report[name]["misclassified"] = [
+                {"description": samples[j].record.description, "true": CLASS_NAMES[y[j]],
+                 "predicted": preds[j].label.value, "confidence": preds[j].confidence,
+                 "review_reasons": preds[j].review_reasons}
+                for j in idx if preds[j].label.value != CLASS_NAMES[y[j]]][:50]
+    if write:
+        new_card = {key: v for key, v in card.items() if key not in _RESERVED_KEYS
+                    and key not in ("created", "torch_version")}
+        new_card["ood"] = summary
+        new_card.setdefault("metrics", {})["held_out_by_source"] = report
+        dtype = torch.float16 if str(card.get("weights_dtype", "")) == "float16" else None
+        save_checkpoint(model_path, list(ensemble.models), new_card, dtype=dtype, ood_stats=stats_all)
+    return {"ood": summary, "held_out_by_source": report}
