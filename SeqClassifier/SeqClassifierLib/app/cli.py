@@ -371,7 +371,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(strategy=args.strategy, backbone=args.backbone, pretrained=args.pretrained or False,
                       folds=args.folds, recipe=args.recipe, max_epochs=args.max_epochs, patience=args.patience,
                       batch_size=args.batch_size, seed=args.seed, device=args.device, lora_rank=args.lora_rank,
-                      head_epochs=args.head_epochs)
+                      head_epochs=args.head_epochs, min_image_quality=args.min_image_quality)
     if cfg.pretrained in ("true", "True", "1", "yes"):
         cfg.pretrained = True
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lora-rank", type=int, default=0, help="LoRA adapters of this rank on the ViT (0: off)")
+    p.add_argument("--min-image-quality", type=float, default=0.0,
+                   help="train the image branch only on slices scoring at least this (inputs.quality, 0-1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--quiet", action="store_true")

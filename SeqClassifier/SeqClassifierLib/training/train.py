@@ -46,7 +46,8 @@ from SeqClassifierLib.model.lora import apply_lora
 from SeqClassifierLib.model.ood import PLACES, capture, distances, fit_statistics, threshold
 from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_variants, rates_vector
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
-from SeqClassifierLib.inputs.image import ImageUnavailable, model_slice
+from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice
+from SeqClassifierLib.inputs.quality import image_quality
 from SeqClassifierLib.records import SeriesRecord
 from SeqClassifierLib.dicom.discovery import discover_series
 
@@ -70,6 +71,8 @@ class Sample:
     image: Optional[np.ndarray]  # inputs.image.model_slice: [S, S] float32 in [0, 1], S = model input size
     #: The metadata vector with each attribute group dropped ([V, F], training.dropout.VARIANTS).
     meta_variants: Optional[np.ndarray] = None
+    #: Quality score of the image (inputs.quality); None without an image.
+    image_quality: Optional[float] = None
 
 
 def read_labels_csv(path: os.PathLike) -> list[dict[str, str]]:
@@ -81,12 +84,14 @@ def read_labels_csv(path: os.PathLike) -> list[dict[str, str]]:
     return rows
 
 
-def _cache_image(record: SeriesRecord, size: int) -> Optional[np.ndarray]:
-    # The classifier's own image path (inputs.image.model_slice), so that training sees what inference sees.
+def _cache_image(record: SeriesRecord, size: int) -> tuple[Optional[np.ndarray], Optional[float]]:
+    """(the model's image, its quality score) -- the classifier's own image path (inputs.image),
+    so that training sees what inference sees."""
     try:
-        return model_slice(record, size)
+        raw = load_center_slice(record)
+        return square_slice(raw, size), image_quality(raw).score
     except (ImageUnavailable, Exception):
-        return None
+        return None, None
 
 
 def labelled_series(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike],
@@ -140,9 +145,10 @@ def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], in
     full, variants = metadata_variants([rec for rec, _, _ in found])
     samples = []
     for i, (rec, label, root) in enumerate(found, 1):
+        image, quality = _cache_image(rec, input_size)
         samples.append(Sample(record=rec, label=label, group=rec.patient_id or rec.study_uid, source=root,
-                              meta=full[i - 1], image=_cache_image(rec, input_size),
-                              meta_variants=variants[i - 1]))
+                              meta=full[i - 1], image=image, meta_variants=variants[i - 1],
+                              image_quality=quality))
         if progress:
             progress(i, len(found))
     return samples
@@ -226,6 +232,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     half_weights: bool = True          # store the checkpoint in float16 (half the size)
     ood_rate: float = 0.01             # share of held-out series flagged "unlike training data", per place
+    min_image_quality: float = 0.0     # images scoring below (inputs.quality) are treated as missing
     extra: dict = field(default_factory=dict)
 
     def resolved_recipe(self) -> str:
@@ -259,11 +266,12 @@ def _batches(idx: np.ndarray, bs: int, shuffle: bool, rng: np.random.Generator):
 class _Tensors:
     """All samples as tensors on the training device (small data sets)."""
 
-    def __init__(self, samples: Sequence[Sample], cache_size: int, device: str):
+    def __init__(self, samples: Sequence[Sample], cache_size: int, device: str, min_image_quality: float = 0.0):
         imgs = np.zeros((len(samples), 1, cache_size, cache_size), dtype=np.float32)
         has_img = np.zeros(len(samples), dtype=bool)
         for i, s in enumerate(samples):
-            if s.image is not None:
+            # an image below the quality floor trains the metadata branch only (filter by quality)
+            if s.image is not None and (s.image_quality is None or s.image_quality >= min_image_quality):
                 imgs[i, 0] = s.image.astype(np.float32)
                 has_img[i] = True
         self.images = torch.from_numpy(imgs).to(device)
@@ -489,7 +497,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
         if s.image is not None and s.image.shape != (size, size):
             raise ValueError(f"series {s.record.series_uid}: image cached at {s.image.shape} px but backbone "
                              f"{cfg.backbone!r} takes {size} x {size}; load the samples with input_size={size}")
-    data = _Tensors(samples, size, device)
+    data = _Tensors(samples, size, device, cfg.min_image_quality)
     groups = [s.group for s in samples]
     k = max(1, cfg.folds)
     n_groups = len(set(groups))
@@ -540,7 +548,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
             "scratch_lr": cfg.scratch_lr, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
             "batch_size": cfg.batch_size, "modality_dropout": {"meta": cfg.p_drop_meta, "image": cfg.p_drop_image},
             "attribute_group_dropout": {k: round(float(v), 4) for k, v in zip(VARIANTS, rates_vector(cfg.drop_rates))},
-            "lora_rank": cfg.lora_rank, "command": command,
+            "lora_rank": cfg.lora_rank, "min_image_quality": cfg.min_image_quality, "command": command,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "torch": torch.__version__,
         },
