@@ -78,7 +78,8 @@ $SC evaluate --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_
    --labels "$VENDORS/labels.csv" --data "$VENDORS" --name vendors --out "$work/report_vendors" --device "$DEVICE"
 echo "== shortcut audit of the default model (real + synthetic series) =="
 $SC audit --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
-   --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --out "$work/audit.json" || true
+   --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --out "$work/audit.json" --into-card || true
 echo "== leave-one-protocol-family-out (synthetic, metadata branch) =="
-$SC families --labels $synth_labels --data $synth_roots --out "$work/families.json" --quiet
+$SC families --labels $synth_labels --data $synth_roots --out "$work/families.json" --quiet \
+   --into-card SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json
 echo "total wall time $(( $(date +%s) - t0 )) s" >&2

@@ -91,7 +91,8 @@ def make_row(record: SeriesRecord, prediction: Prediction, group: str = "") -> R
 def format_table(rows: Sequence[ResultRow], untrained: bool = False) -> str:
     """A fixed-width table for people; long UIDs are shortened to their tail."""
     cols = [("patient", 14), ("study", 10), ("#", 4), ("series UID", 14), ("description", 30),
-            ("files", 5), ("plane", 8), ("label", 6), ("conf", 5)] + [(c, 5) for c in CLASS_NAMES] + [("review", 6)]
+            ("files", 5), ("plane", 8), ("label", 6), ("conf", 5)] + [(c, 5) for c in CLASS_NAMES] + [
+            ("review", 6), ("group", 26), ("why review", 0)]
     out = io.StringIO()
     if untrained:
         out.write("MODEL: UNTRAINED - no trained model is installed; labels are NOT predicted.\n")
@@ -109,7 +110,7 @@ def format_table(rows: Sequence[ResultRow], untrained: bool = False) -> str:
             tail(r["series_uid"] or "-", 14), (r["description"] or "(none)")[:30], str(r["n_files"]), r["plane"],
             r["label"] or "-", f"{r['confidence']:.2f}" if r["confidence"] is not None else "-",
         ] + [f"{probs[c]:.2f}" if probs.get(c) is not None else "-" for c in CLASS_NAMES] + [
-            "yes" if r["needs_review"] else "no"]
+            "yes" if r["needs_review"] else "no", (r["group"] or "-")[:26], "; ".join(r["review_reasons"])]
         out.write(" ".join(c.ljust(w) for c, (_, w) in zip(cells, cols)).rstrip() + "\n")
     return out.getvalue()
 

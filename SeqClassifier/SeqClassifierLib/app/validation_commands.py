@@ -44,6 +44,11 @@ def cmd_audit(args: argparse.Namespace) -> int:
         failed |= not result.passed
     if args.out:
         atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    if args.into_card:
+        from SeqClassifierLib.model.checkpoint import update_card  # torch: only with a model
+
+        for model in args.models:
+            update_card(model, shortcut_audit=report[str(model)])
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -62,11 +67,16 @@ def cmd_families(args: argparse.Namespace) -> int:
                       seed=args.seed)
     results = leave_one_family_out(samples, families, cfg, min_series=args.min_series, only=args.only, log=log)
     sys.stdout.write(family_table(results))
+    doc = {"strategy": args.strategy, "n_families": len(results),
+           "held_out_right": sum(r.correct for r in results), "held_out_series": sum(r.n for r in results),
+           "families": [{"family": r.family, "label": r.label, "n": r.n, "correct": r.correct,
+                         "accuracy": round(r.accuracy, 4), "predicted": r.predicted} for r in results]}
     if args.out:
-        atomic_write_text(args.out, json.dumps(
-            {"strategy": args.strategy, "families": [
-                {"family": r.family, "label": r.label, "n": r.n, "correct": r.correct,
-                 "accuracy": round(r.accuracy, 4), "predicted": r.predicted} for r in results]}, indent=2) + "\n")
+        atomic_write_text(args.out, json.dumps(doc, indent=2) + "\n")
+    if args.into_card:
+        from SeqClassifierLib.model.checkpoint import update_card  # torch: only with a model
+
+        update_card(args.into_card, leave_one_family_out=doc)
     return EXIT_OK
 
 
@@ -91,6 +101,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--max-flip-rate", type=float, default=0.05)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default=None, help="write the report as JSON")
+    p.add_argument("--into-card", action="store_true", help="also store the report in each model's card")
     p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("families", help="leave-one-protocol-family-out validation (labels with a 'family' column)")
@@ -103,6 +114,7 @@ def add_parsers(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--out", default=None)
+    p.add_argument("--into-card", default=None, metavar="MODEL", help="also store the table in this model's card")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_families)
 

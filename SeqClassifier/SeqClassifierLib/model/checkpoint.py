@@ -254,6 +254,23 @@ def _check_card(card: Dict[str, Any], card_path: Path) -> None:
         raise CheckpointError(f"checkpoint card {card_path} has an invalid n_folds {card['n_folds']!r}")
 
 
+def update_card(path: PathLike, **entries: Any) -> Path:
+    """Add or replace top-level entries of a checkpoint's card (e.g. an audit report), atomically.
+
+    The weights and their hash are untouched; entries written by
+    :func:`save_checkpoint` itself cannot be replaced this way.
+    """
+    card_path, _ = checkpoint_paths(path)
+    card = read_card(card_path)
+    clash = [k for k in entries if k in _RESERVED_KEYS]
+    if clash:
+        raise ValueError(f"card keys {clash} are written by save_checkpoint and cannot be replaced")
+    card.update(entries)
+    text = json.dumps(_jsonable(card), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    atomic_write_bytes(card_path, text.encode("utf-8"))
+    return card_path
+
+
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, Dict[str, Any]]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
