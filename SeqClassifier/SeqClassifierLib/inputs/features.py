@@ -46,6 +46,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from SeqClassifierLib.labels import Plane
+from SeqClassifierLib.dicom.vendors import MANUFACTURER_FAMILIES, OTHER_FAMILY, manufacturer_family
 from SeqClassifierLib.inputs.study import SeriesContext, repeats_per_location
 from SeqClassifierLib.records import SeriesRecord
 
@@ -100,14 +101,6 @@ _IMAGE_TYPES = (
 _SCANNING_SEQUENCES = ("SE", "GR", "IR", "EP", "RM")
 _SEQUENCE_VARIANTS = ("SK", "SS", "SP", "MP", "OSP", "MTC", "TRSS", "NONE")
 _SCAN_OPTIONS = ("FS", "SAT1", "SAT2", "PFP", "PFF", "IR", "FC", "SP", "EPI_GEMS", "FAST_GEMS", "TRF_GEMS", "ACC_GEMS", "PER", "CG", "RG", "PPG")
-_MANUFACTURERS = {
-    "SIEMENS": ("SIEMENS",),
-    "GE": ("GE ", "GE_", "GENERAL ELECTRIC", "GE MEDICAL"),
-    "PHILIPS": ("PHILIPS",),
-    "CANON": ("TOSHIBA", "CANON"),
-    "HITACHI": ("HITACHI", "FUJIFILM"),
-    "UIH": ("UIH", "UNITED IMAGING"),
-}
 
 
 def _log1p(v: float) -> float:
@@ -206,14 +199,6 @@ def _values(r: SeriesRecord, key: str) -> set[str]:
     return set()
 
 
-def _manufacturer(r: SeriesRecord) -> str:
-    m = (r.manufacturer or "").upper() + " "
-    for family, keys in _MANUFACTURERS.items():
-        if any(m.startswith(k) or k in m for k in keys):
-            return family
-    return "OTHER"
-
-
 def _build_names() -> list[tuple[str, str]]:
     names: list[tuple[str, str]] = []
     names += [(n, f"keyword: {desc}") for n, (_, _, desc) in _TOKEN_PATTERNS.items()]
@@ -228,7 +213,7 @@ def _build_names() -> list[tuple[str, str]]:
     names += [("b:count", "log1p(number of b-values)"), ("b:max", "log1p(max b)/7"),
               ("b:any_positive", "some b > 0"), ("b:high", "max b >= 1000"),
               ("b:multi", "several b > 0")]
-    names += [(f"mfr:{m}", f"manufacturer {m}") for m in (*_MANUFACTURERS, "OTHER")]
+    names += [(f"mfr:{m}", f"manufacturer {m}") for m in (*MANUFACTURER_FAMILIES, OTHER_FAMILY)]
     names += [(f"plane:{p.value}", f"plane {p.value}") for p in Plane]
     names += [("geo:oblique", "obliquity degrees / 45"), ("geo:multiframe", "enhanced multi-frame"),
               ("geo:mosaic", "Siemens mosaic"), ("agent", "ContrastBolusAgent present")]
@@ -284,7 +269,7 @@ def extract_features(record: SeriesRecord, context: Optional[SeriesContext] = No
             put(name, float(np.clip(val, -10.0, 10.0)))
     for name, v in _b_features(record).items():
         put(name, v)
-    put(f"mfr:{_manufacturer(record)}", 1.0)
+    put(f"mfr:{manufacturer_family(record.manufacturer)}", 1.0)
     put(f"plane:{record.plane.value}", 1.0)
     if record.obliquity_deg is not None:
         put("geo:oblique", min(record.obliquity_deg, 45.0) / 45.0)

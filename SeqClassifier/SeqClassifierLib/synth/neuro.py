@@ -11,6 +11,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.vendors import b_value_tag
 from SeqClassifierLib.labels import Plane, SequenceLabel
 from SeqClassifierLib.synth.base import _NEURO_SIZES, _pick, _rint, _study_rng, _uid
 from SeqClassifierLib.synth.geometry import _Stack, _plane_dirs
@@ -387,20 +388,18 @@ class _NeuroWriter(_WriterBase):
 
     def _b_tags(self, ds: Dataset, b: float, g) -> None:
         v = self.plan.vendor
+        if v in ("SIEMENS", "GE", "PHILIPS"):  # the b-value in the vendor's private tag (dicom.vendors)
+            e = b_value_tag(v)
+            blk = ds.private_block(e.group, e.creator, create=True)
+            blk.add_new(e.offset, e.vr, e.encode(b))
         if v == "SIEMENS":
-            blk = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
-            blk.add_new(0x0C, "IS", str(int(b)))
             blk.add_new(0x0D, "CS", "NONE" if b == 0 else ("DIRECTIONAL" if g is not None else "ISOTROPIC"))
             if g is not None and b > 0:
                 blk.add_new(0x0E, "FD", list(g))
             return
         if v == "GE":
-            blk = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
-            blk.add_new(0x39, "IS", [1_000_000_000 + int(b), 0, 0, 0])
             return
         if v == "PHILIPS":
-            blk = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
-            blk.add_new(0x03, "FL", float(b))
             blk.add_new(0x04, "CS", "0" if b == 0 else ("I" if g is None else "O"))
         ds.DiffusionBValue = float(b)
         ds.DiffusionDirectionality = "NONE" if b == 0 else ("DIRECTIONAL" if g is not None else "ISOTROPIC")

@@ -11,6 +11,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.vendors import b_value_tag
 from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.synth.base import _study_rng
 from SeqClassifierLib.synth.physics import _bssfp, _dce_concentration, _ref_level, _rician, _se, _spgr
@@ -321,10 +322,11 @@ class _ProstateWriter(_WriterBase):
         """Vendor private blocks; the b-value goes into the vendor's tag with its creator."""
         v = self.plan.vendor
         if v == "SIEMENS":
-            blk = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+            e = b_value_tag("SIEMENS")
+            blk = ds.private_block(e.group, e.creator, create=True)
             if b is not None:
-                vr = self.plan.opts["siemens_b_vr"]
-                blk.add_new(0x0C, vr, str(int(b)) if vr == "IS" else _fmt(float(b)))
+                vr = self.plan.opts["siemens_b_vr"]  # real Siemens exports carry IS or DS here
+                blk.add_new(e.offset, vr, e.encode(b) if vr == e.vr else _fmt(float(b)))
                 blk.add_new(0x0D, "CS", "ISOTROPIC" if b > 0 else "NONE")
             blk.add_new(0x0B, "DS", _fmt(round(float(sp.params["tr"]) * 45.3, 1)))
             b51 = ds.private_block(0x0051, "SIEMENS MR HEADER", create=True)
@@ -334,12 +336,13 @@ class _ProstateWriter(_WriterBase):
             g19 = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
             g19.add_new(0x9C, "LO", str(ds.get("SequenceName", "")))
             if b is not None:
-                blk = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
-                blk.add_new(0x39, "IS", [1_000_000_000 + int(b), 0, 0, 0])
+                e = b_value_tag("GE")
+                ds.private_block(e.group, e.creator, create=True).add_new(e.offset, e.vr, e.encode(b))
         else:
-            blk = ds.private_block(0x2001, "Philips Imaging DD 001", create=True)
+            e = b_value_tag("PHILIPS")
+            blk = ds.private_block(e.group, e.creator, create=True)
             if b is not None:
-                blk.add_new(0x03, "FL", float(b))
+                blk.add_new(e.offset, e.vr, e.encode(b))
                 blk.add_new(0x04, "CS", "I" if b > 0 else "0")
             blk.add_new(0x0A, "IS", str(slice_no))
 
