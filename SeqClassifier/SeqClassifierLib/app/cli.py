@@ -150,6 +150,8 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     finally:
         bar.close()
     discovery.skipped[:0] = list(skipped_inputs)
+    for w in dict.fromkeys(w for r in discovery.series for w in r.warnings):
+        _say("warning", w)
     if cache is not None:
         if cache_problem:
             _say("warning", f"header cache not saved: {cache_problem}")

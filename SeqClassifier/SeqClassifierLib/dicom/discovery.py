@@ -2,8 +2,11 @@
 
 Discovery reads each file's header up to (not including) the pixel data and
 keeps only the attributes listed in :mod:`.tags`.  Files are grouped by
-SeriesInstanceUID; each series gets its 2D images (*frames*) ordered by
-b-value / temporal position and then by position along the slice normal.
+(PatientID, StudyInstanceUID, SeriesInstanceUID) -- a UID repeated under
+another patient or study stays a series of its own, with a warning -- and a
+second file of the same SOPInstanceUID is skipped as a duplicate; each series
+gets its 2D images (*frames*) ordered by b-value / temporal position and then
+by position along the slice normal.
 
 Handled layouts:
 
@@ -291,6 +294,16 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
     )
 
 
+#: What identifies one series: a SeriesInstanceUID is unique only within its patient and study
+#: (copies and bad anonymisation repeat it under other patients / studies).
+SeriesKey = tuple[str, str, str]
+
+
+def series_key(h: Union[FileHeader, SeriesRecord]) -> SeriesKey:
+    """(PatientID, StudyInstanceUID, SeriesInstanceUID) of a file header or series record."""
+    return (h.patient_id, h.study_uid, h.series_uid)
+
+
 @dataclass
 class Discovery:
     """Result of :func:`discover_series`."""
@@ -300,7 +313,13 @@ class Discovery:
     n_files: int
 
     def by_uid(self) -> dict[str, SeriesRecord]:
+        """Records by SeriesInstanceUID; a UID found under several patients or studies
+        (see :func:`group_headers`) keeps its last record here -- use :meth:`by_key` for all."""
         return {s.series_uid: s for s in self.series}
+
+    def by_key(self) -> dict[SeriesKey, SeriesRecord]:
+        """Records by (PatientID, StudyInstanceUID, SeriesInstanceUID): every record, once."""
+        return {series_key(s): s for s in self.series}
 
 
 def _series_sort_key(s: SeriesRecord) -> tuple:
@@ -308,12 +327,59 @@ def _series_sort_key(s: SeriesRecord) -> tuple:
             s.series_number if s.series_number is not None else 1 << 30, s.series_uid)
 
 
-def group_headers(headers: Iterable[FileHeader]) -> list[SeriesRecord]:
-    """Group file headers by SeriesInstanceUID into ordered series records."""
-    groups: dict[str, list[FileHeader]] = defaultdict(list)
+def _names(values: Iterable[str]) -> str:
+    """``A and B`` / ``A, B and C`` (empty values shown as ``(none)``)."""
+    shown = [v or "(none)" for v in values]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def repeated_uid_warning(uid: str, keys: Sequence[SeriesKey]) -> str:
+    """The warning every record of a SeriesInstanceUID found under several patients or studies gets."""
+    patients = sorted({k[0] for k in keys})
+    if len(patients) > 1:
+        return f"SeriesInstanceUID {uid} repeats under patients {_names(patients)}"
+    return f"SeriesInstanceUID {uid} repeats under studies {_names(sorted({k[1] for k in keys}))}"
+
+
+def drop_duplicate_instances(headers: Iterable[FileHeader],
+                             skipped: list[SkippedFile]) -> list[FileHeader]:
+    """``headers`` without a second file of the same instance (same SOPInstanceUID in the same series).
+
+    The first file (walk order) is kept; each other one is added to ``skipped``.
+    Files without a SOPInstanceUID are all kept.
+    """
+    first: dict[tuple[SeriesKey, str], str] = {}
+    out = []
     for h in headers:
-        groups[h.series_uid].append(h)
-    return sorted((build_series(hs) for hs in groups.values()), key=_series_sort_key)
+        if h.sop_instance_uid:
+            key = (series_key(h), h.sop_instance_uid)
+            kept = first.setdefault(key, h.path)
+            if kept != h.path:
+                skipped.append(SkippedFile(h.path, f"duplicate of {kept} (same SOPInstanceUID)"))
+                continue
+        out.append(h)
+    return out
+
+
+def group_headers(headers: Iterable[FileHeader]) -> list[SeriesRecord]:
+    """Group file headers into ordered series records, one per (patient, study, SeriesInstanceUID).
+
+    The files of two patients (or studies) are never merged, even under one
+    SeriesInstanceUID; each such record gets a warning naming them all.
+    """
+    groups: dict[SeriesKey, list[FileHeader]] = defaultdict(list)
+    for h in headers:
+        groups[series_key(h)].append(h)
+    by_uid: dict[str, list[SeriesKey]] = defaultdict(list)
+    for key in groups:
+        by_uid[key[2]].append(key)
+    records = []
+    for key, hs in groups.items():
+        record = build_series(hs)
+        if len(by_uid[key[2]]) > 1:
+            record.warnings.append(repeated_uid_warning(key[2], by_uid[key[2]]))
+        records.append(record)
+    return sorted(records, key=_series_sort_key)
 
 
 # ----------------------------------------------------------------------------
@@ -489,4 +555,5 @@ def discover_series(
             headers.append(outcome)
         else:
             skipped.append(SkippedFile(path, str(outcome)))
+    headers = drop_duplicate_instances(headers, skipped)
     return Discovery(series=group_headers(headers), skipped=skipped, n_files=total)

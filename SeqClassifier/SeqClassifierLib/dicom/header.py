@@ -123,6 +123,8 @@ class FileHeader:
     frames: list[FileFrame]
     mosaic_tiles: int = 0
     header: dict[str, Any] = field(default_factory=dict)
+    #: SOPInstanceUID: the same instance found twice (a copied file) is counted once.
+    sop_instance_uid: str = ""
 
 
 def _header_values(ds: Any) -> dict[str, Any]:
@@ -335,6 +337,7 @@ def header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel_
         frames=frames,
         mosaic_tiles=mosaic_tiles(ds, image_type),
         header=header,
+        sop_instance_uid=_text(_elem_value(ds, T.SOP_INSTANCE_UID)),
     )
 
 

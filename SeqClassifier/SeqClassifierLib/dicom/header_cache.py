@@ -29,7 +29,7 @@ def _header_to_json(h: FileHeader) -> dict[str, Any]:
     d = {f: getattr(h, f) for f in (
         "series_uid", "study_uid", "patient_id", "patient_name", "study_date", "series_number",
         "instance_number", "acquisition_number", "description", "protocol_name", "manufacturer",
-        "sop_class_uid", "modality", "mosaic_tiles", "header")}
+        "sop_class_uid", "modality", "mosaic_tiles", "header", "sop_instance_uid")}
     d["frames"] = [[f.frame, f.ipp, f.iop, f.b_value, f.temporal, f.trigger_time, f.stack_position]
                    for f in h.frames]
     return d
@@ -58,7 +58,7 @@ class HeaderCache:
     """
 
     #: Bump when FileHeader, HEADER_TAGS or any value rule changes.
-    FORMAT = 1
+    FORMAT = 2
     RACY_SECONDS = 2.0
 
     def __init__(self, path: Optional[PathLike] = None, *, max_entries: int = 50_000):
