@@ -126,26 +126,68 @@ def _special_kind(path: str) -> str:
     return "not a regular file; not read"
 
 
+#: Pseudo file systems: never walked, whether given, reached through a link or met on the way
+#: (reading some of their files blocks, e.g. /proc/kmsg, and /proc/self links back into itself).
+#: Not /run: removable media are mounted under /run/media.
+PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
+#: System folders: a symbolic link into one (or to ``/``) is not followed; given as an input they are read.
+SYSTEM_FOLDERS = ("/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/snap", "/usr",
+                  "/System", "/Library")
+
+
+def _under(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _pseudo(real: str) -> bool:
+    return os.sep == "/" and any(_under(real, f) for f in PSEUDO_FILESYSTEMS)
+
+
+def link_refusal(real: str, roots: Sequence[str]) -> Optional[str]:
+    """Why a symbolic link to the folder ``real`` (a real path) is not followed; None to follow it.
+
+    Links that stay inside an input folder (``roots``: real paths) are
+    followed; a link out of them is followed too (a folder of links to the
+    series kept elsewhere), unless it leads to ``/``, into a system folder or
+    pseudo file system, or to a folder that contains an input (the walk would
+    cover the input again and everything beside it).
+    """
+    if any(_under(real, r) for r in roots):
+        return None
+    if os.sep == "/" and (real == "/" or _pseudo(real) or any(_under(real, f) for f in SYSTEM_FOLDERS)):
+        return f"symbolic link to {real}, a system folder; not followed"
+    if any(_under(r, real) for r in roots):
+        return f"symbolic link to {real}, a folder that contains the input; not followed"
+    return None
+
+
 def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterator[str]:
     """Yield every regular file under ``paths`` (files or folders), once each.
 
-    Symbolic links to folders are followed, but a folder already visited (a
-    symlink loop) is not entered twice.  Missing paths, unreadable folders,
-    broken links and special files (pipes, sockets, devices: opening a pipe
-    would block forever) are reported in ``skipped``.
+    The walk is bounded: no real folder is entered twice (symbolic link
+    loops, links to a folder already walked: silently), symbolic links to
+    folders are followed as :func:`link_refusal` says (a link refused is
+    reported in ``skipped`` with the reason), and pseudo file systems
+    (:data:`PSEUDO_FILESYSTEMS`) are never read.  Missing paths, unreadable
+    folders, broken links and special files (pipes, sockets, devices: opening
+    a pipe would block forever) are reported in ``skipped``.
     """
+    paths = [os.fspath(p) for p in paths]
+    roots = [os.path.realpath(p) for p in paths if os.path.isdir(p)]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
 
     def emit(p: str, real: Optional[str] = None) -> Iterator[str]:
         if real is None:
             real = os.path.realpath(p)
-        if real not in seen_files:
+        if _pseudo(real):
+            skipped.append(SkippedFile(p, f"{real} is in a system folder; not read"))
+        elif real not in seen_files:
             seen_files.add(real)
             yield p
 
-    for raw in paths:
-        root = os.fspath(raw)
+    for root in paths:
         if os.path.isfile(root):
             yield from emit(root)
             continue
@@ -165,6 +207,12 @@ def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterato
             if key in seen_dirs:
                 continue
             seen_dirs.add(key)
+            # realpath(folder/name) is realpath(folder)/name unless name is a link:
+            # one realpath per folder instead of one per file.
+            real_folder = os.path.realpath(folder)
+            if _pseudo(real_folder):
+                skipped.append(SkippedFile(folder, f"{real_folder} is a system folder; not read"))
+                continue
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
@@ -172,13 +220,14 @@ def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterato
                 skipped.append(SkippedFile(folder, f"cannot list folder: {exc.strerror or exc}"))
                 continue
             subdirs = []
-            # realpath(folder/name) is realpath(folder)/name unless name is a link:
-            # one realpath per folder instead of one per file.
-            real_folder = os.path.realpath(folder)
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=True):
-                        subdirs.append(entry.path)
+                        why = link_refusal(os.path.realpath(entry.path), roots) if entry.is_symlink() else None
+                        if why is None:
+                            subdirs.append(entry.path)
+                        else:
+                            skipped.append(SkippedFile(entry.path, why))
                     elif entry.is_file(follow_symlinks=True):
                         yield from emit(entry.path, None if entry.is_symlink()
                                         else os.path.join(real_folder, entry.name))
