@@ -8,9 +8,9 @@ What differs (2.4 | 3.x) and the name here that hides it:
 * element read hooks: only ``config.data_element_callback`` | also
   ``pydicom.hooks.hooks`` (``raw_element_vr`` / ``raw_element_value``) --
   :func:`element_hooks_are_default`;
-* decoding pixel data: ``Dataset.pixel_array`` (the whole array) |
-  ``pydicom.pixels.pixel_array`` (one frame, straight from the file) --
-  :func:`pixel_array`;
+* decoding pixel data: ``Dataset.pixel_array`` (the whole array; YCbCr colour
+  left as it is) | ``pydicom.pixels.pixel_array`` (one frame, straight from the
+  file; YCbCr converted to RGB) -- :func:`pixel_array` (colour always RGB);
 * user-registered private transfer syntaxes: none |
   ``uid.PrivateTransferSyntaxes`` -- :func:`private_transfer_syntaxes`;
 * the dictionary VR the file reader looks up: ``datadict.dictionary_VR`` |
@@ -71,6 +71,12 @@ def pixel_array(path: str, index: Optional[int] = None) -> Any:
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if index is not None and n_frames > 1:
         arr = arr[index]
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 3 and photometric in ("YBR_FULL", "YBR_FULL_422"):
+        # 2.4 leaves YCbCr as it is; 3.x (as_rgb) converts it to RGB: colour comes out RGB on both
+        from pydicom.pixel_data_handlers.util import convert_color_space  # 2.x only (moved in 3.x)
+
+        arr = convert_color_space(arr, photometric, "RGB")
     return arr
 
 
