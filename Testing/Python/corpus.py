@@ -350,6 +350,7 @@ def different_sizes(folder: Path) -> Case:
     big = retag(good_slice(), key)
     big.InstanceNumber = 1
     small = pydicom.dcmread(PYDICOM_FILES / "MR_small.dcm")
+    small.PatientID, small.PatientName = big.PatientID, big.PatientName  # one series: one patient, one study
     small.StudyInstanceUID = big.StudyInstanceUID
     small.SeriesInstanceUID = big.SeriesInstanceUID
     small.SOPInstanceUID = uid(key, "sop2")

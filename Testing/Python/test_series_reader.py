@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
@@ -254,3 +256,62 @@ def test_header_without_pixel_data_is_skipped(tmp_path, pydicom_test_files):
     save_as(ds, tmp_path / "header_only.dcm")
     with pytest.raises(UnusableFile, match="no pixel data"):
         read_file_header(tmp_path / "header_only.dcm")
+
+
+# -- deflated transfer syntax (1.2.840.10008.1.2.1.99) ------------------------------
+
+def _deflated_pair(tmp_path):
+    """The same generated MR image saved deflated and explicit VR little endian."""
+    import corpus
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    ds = corpus.minimal_object(corpus.MR_IMAGE, "MR", "deflated", image=True)
+    ds.SeriesDescription = "t2_tse_tra deflated"
+    paths = {}
+    for name, ts in (("deflated", DeflatedExplicitVRLittleEndian), ("plain", ExplicitVRLittleEndian)):
+        ds.file_meta.TransferSyntaxUID = ts
+        paths[name] = corpus.save(ds, tmp_path / name / "image.dcm")
+    return paths, np.arange(256, dtype=np.uint16).reshape(16, 16)
+
+
+def test_deflated_mr_image_is_read_and_classifiable(tmp_path):
+    from SeqClassifierLib.inputs.image import load_center_slice
+
+    paths, pixels = _deflated_pair(tmp_path)
+    assert pydicom.dcmread(paths["deflated"]).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1.99"
+    d = discover_series(paths["deflated"].parent)
+    assert d.skipped == []
+    (s,) = d.series
+    (plain,) = discover_series(paths["plain"].parent).series
+    same_path = dataclasses.replace(s, files=plain.files,
+                                    frames=[dataclasses.replace(f, path=plain.files[0]) for f in s.frames])
+    assert same_path == plain
+    assert np.array_equal(load_center_slice(s), pixels.astype(np.float32))
+
+
+def _deflate_body(path, body_edit):
+    """Rewrite a deflated file with its inflated data set changed by ``body_edit``."""
+    import zlib
+
+    raw = path.read_bytes()
+    meta_end = 132 + 12 + int(pydicom.dcmread(path).file_meta.FileMetaInformationGroupLength)
+    body = zlib.decompress(raw[meta_end:], -zlib.MAX_WBITS)
+    c = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    path.write_bytes(raw[:meta_end] + c.compress(body_edit(body)) + c.flush())
+
+
+def test_deflated_reasons_name_the_inflated_data_set(tmp_path, monkeypatch):
+    from SeqClassifierLib.dicom import pydicom_reader
+
+    paths, _ = _deflated_pair(tmp_path)
+    f = paths["deflated"]
+    _deflate_body(f, lambda body: body[:-100])  # pixel data cut short inside the deflated stream
+    with pytest.raises(UnusableFile, match=r"^truncated: pixel data declares 512 bytes but the file ends 100 bytes early"):
+        read_file_header(f)
+    _deflate_body(f, lambda body: body[:body.rfind(b"\xe0\x7f\x10\x00")])  # no pixel data at all
+    with pytest.raises(UnusableFile, match=r"^no pixel data \(header only\)"):
+        read_file_header(f)
+    paths, _ = _deflated_pair(tmp_path / "bomb")
+    monkeypatch.setattr(pydicom_reader, "MAX_INFLATED", 200)
+    with pytest.raises(UnusableFile, match=r"^deflated transfer syntax: the data set inflates to more than"):
+        read_file_header(paths["deflated"])

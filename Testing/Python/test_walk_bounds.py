@@ -1,11 +1,11 @@
 """Every walk is bounded: links into system folders, link loops, deep nesting (corpus form).
 
-The walk itself lives in ``dicom/discovery.iter_files`` (another part of
-the project); these cases say what a bounded walk must do.  Each runs the
-command line in a child process with a hard time limit, so an unbounded walk
-fails the test instead of hanging the suite.  Cases the current walk does
-not meet yet are marked ``xfail(strict=True)``: they turn into a failure as
-soon as the walk is fixed, so the marker gets removed then.
+The walk itself lives in ``dicom/discovery.iter_files``; these cases say
+what a bounded walk must do.  Each runs the command line in a child process
+with a hard time limit, so an unbounded walk fails the test instead of
+hanging the suite.  The in-process cases below check the walk's rules one by
+one (links inside / outside the input, into system folders, to a folder that
+contains the input, loops).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import corpus
+from SeqClassifierLib.dicom.discovery import iter_files
 
 REPO = Path(__file__).resolve().parents[2]
 _CHILD = ("import sys; sys.path.insert(0, {lib!r});"
@@ -27,9 +28,6 @@ _CHILD = ("import sys; sys.path.insert(0, {lib!r});"
 LIMIT_S = 120
 #: a bounded walk over five files ends in seconds; an unbounded one is stopped here
 SYSTEM_LINK_LIMIT_S = 20
-
-NOT_YET = pytest.mark.xfail(strict=True, reason="iter_files follows directory links anywhere (e.g. into /proc); "
-                                                "the walk is being reworked in dicom/")
 
 
 def _links_to(target: str):
@@ -68,7 +66,7 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=NOT_YET) if CASES[n][1] else n for n in CASES])
+@pytest.mark.parametrize("name", list(CASES))
 def test_walk_is_bounded(name, tmp_path):
     if not corpus.GOOD_SERIES.is_dir():
         pytest.skip(f"real test data not found at {corpus.DATA}")
@@ -94,3 +92,82 @@ def test_walk_is_bounded(name, tmp_path):
     outside = [s["path"] for s in doc["skipped"] if not s["path"].startswith(str(root))]
     assert not outside, outside[:5]
     assert len(doc["skipped"]) < 100, f"{len(doc['skipped'])} skipped: the walk left the input"
+
+
+# -- the walk's rules, in process ------------------------------------------------
+
+def _walk(*roots) -> tuple[list[str], dict[str, str]]:
+    skipped = []
+    files = list(iter_files(list(roots), skipped))
+    return files, {s.path: s.reason for s in skipped}
+
+
+def _tree(root: Path) -> Path:
+    (root / "a" / "b").mkdir(parents=True)
+    (root / "a" / "b" / "f1").write_text("x")
+    (root / "a" / "f2").write_text("x")
+    return root
+
+
+@pytest.mark.parametrize("target", ["/proc", "/sys", "/dev", "/", "/usr", "/etc"])
+def test_link_into_a_system_folder_is_reported_not_followed(tmp_path, target):
+    root = _tree(tmp_path / "in")
+    os.symlink(target, root / "link")
+    files, skipped = _walk(root)
+    assert sorted(files) == sorted([str(root / "a" / "b" / "f1"), str(root / "a" / "f2")])
+    assert skipped == {str(root / "link"): f"symbolic link to {target}, a system folder; not followed"}
+
+
+def test_link_to_a_folder_that_contains_the_input_is_not_followed(tmp_path):
+    root = _tree(tmp_path / "deep" / "in")
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "beside" / "other").write_text("x")
+    os.symlink(tmp_path, root / "up")
+    files, skipped = _walk(root)
+    assert len(files) == 2
+    assert skipped == {str(root / "up"): f"symbolic link to {os.path.realpath(tmp_path)}, "
+                                         "a folder that contains the input; not followed"}
+
+
+def test_links_inside_the_input_and_loops_are_walked_once_silently(tmp_path):
+    root = _tree(tmp_path / "in")
+    os.symlink(root / "a" / "b", root / "again")      # a second way into a folder: entered once
+    os.symlink(root, root / "a" / "b" / "to_root")    # a loop back to the input
+    os.symlink("..", root / "a" / "parent")           # a loop to the parent
+    files, skipped = _walk(root)
+    assert skipped == {}
+    assert sorted(os.path.realpath(f) for f in files) == sorted(
+        os.path.realpath(p) for p in (root / "a" / "b" / "f1", root / "a" / "f2"))
+    assert len(files) == 2
+
+
+def test_link_out_of_the_input_to_an_ordinary_folder_is_followed(tmp_path):
+    """A folder of links to series kept elsewhere is read through the links."""
+    root = _tree(tmp_path / "in")
+    elsewhere = _tree(tmp_path / "store")
+    os.symlink(elsewhere / "a", root / "linked")
+    files, skipped = _walk(root)
+    assert skipped == {}
+    assert str(root / "linked" / "f2") in files and str(root / "linked" / "b" / "f1") in files
+    assert len(files) == 4
+
+
+def test_links_between_two_inputs_read_each_file_once(tmp_path):
+    one, two = _tree(tmp_path / "one"), _tree(tmp_path / "two")
+    os.symlink(two, one / "to_two")
+    files, skipped = _walk(one, two)
+    assert skipped == {} and len(files) == 4
+
+
+def test_a_pseudo_file_system_given_as_input_is_not_read(tmp_path):
+    files, skipped = _walk("/proc")
+    assert files == [] and skipped == {"/proc": "/proc is a system folder; not read"}
+
+
+def test_file_link_into_proc_is_not_read(tmp_path):
+    root = _tree(tmp_path / "in")
+    os.symlink("/proc/self/status", root / "status.dcm")
+    files, skipped = _walk(root)
+    assert len(files) == 2
+    (reason,) = skipped.values()
+    assert reason.endswith("is in a system folder; not read") and reason.startswith("/proc/")

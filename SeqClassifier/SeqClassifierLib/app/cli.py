@@ -150,7 +150,11 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     finally:
         bar.close()
     discovery.skipped[:0] = list(skipped_inputs)
+    for w in dict.fromkeys(w for r in discovery.series for w in r.warnings):
+        _say("warning", w)
     if cache is not None:
+        for w in cache.pop_warnings():
+            _say("warning", w)
         if cache_problem:
             _say("warning", f"header cache not saved: {cache_problem}")
         else:
@@ -193,11 +197,9 @@ def _header_cache(args: argparse.Namespace, sources=None):
         cache = HeaderCache.persistent(None)
     problem = _check_target(cache.path, sources, "--cache", need_folder=False) if sources is not None else None
     if problem is None:
-        try:
-            cache.load()
-        except (RecursionError, MemoryError, OverflowError) as exc:  # a damaged cache is only a slower run
-            cache.clear()
-            _say("warning", f"header cache {cache.path} not used: {type(exc).__name__}")
+        cache.load()  # a damaged cache is only a slower run: one warning line, rebuilt on save
+    for w in cache.pop_warnings():
+        _say("warning", w)
     return cache, problem
 
 

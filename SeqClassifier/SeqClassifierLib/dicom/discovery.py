@@ -2,8 +2,11 @@
 
 Discovery reads each file's header up to (not including) the pixel data and
 keeps only the attributes listed in :mod:`.tags`.  Files are grouped by
-SeriesInstanceUID; each series gets its 2D images (*frames*) ordered by
-b-value / temporal position and then by position along the slice normal.
+(PatientID, StudyInstanceUID, SeriesInstanceUID) -- a UID repeated under
+another patient or study stays a series of its own, with a warning -- and a
+second file of the same SOPInstanceUID is skipped as a duplicate; each series
+gets its 2D images (*frames*) ordered by b-value / temporal position and then
+by position along the slice normal.
 
 Handled layouts:
 
@@ -123,26 +126,68 @@ def _special_kind(path: str) -> str:
     return "not a regular file; not read"
 
 
+#: Pseudo file systems: never walked, whether given, reached through a link or met on the way
+#: (reading some of their files blocks, e.g. /proc/kmsg, and /proc/self links back into itself).
+#: Not /run: removable media are mounted under /run/media.
+PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev")
+#: System folders: a symbolic link into one (or to ``/``) is not followed; given as an input they are read.
+SYSTEM_FOLDERS = ("/bin", "/boot", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/sbin", "/snap", "/usr",
+                  "/System", "/Library")
+
+
+def _under(path: str, folder: str) -> bool:
+    """Whether the real path ``path`` is ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _pseudo(real: str) -> bool:
+    return os.sep == "/" and any(_under(real, f) for f in PSEUDO_FILESYSTEMS)
+
+
+def link_refusal(real: str, roots: Sequence[str]) -> Optional[str]:
+    """Why a symbolic link to the folder ``real`` (a real path) is not followed; None to follow it.
+
+    Links that stay inside an input folder (``roots``: real paths) are
+    followed; a link out of them is followed too (a folder of links to the
+    series kept elsewhere), unless it leads to ``/``, into a system folder or
+    pseudo file system, or to a folder that contains an input (the walk would
+    cover the input again and everything beside it).
+    """
+    if any(_under(real, r) for r in roots):
+        return None
+    if os.sep == "/" and (real == "/" or _pseudo(real) or any(_under(real, f) for f in SYSTEM_FOLDERS)):
+        return f"symbolic link to {real}, a system folder; not followed"
+    if any(_under(r, real) for r in roots):
+        return f"symbolic link to {real}, a folder that contains the input; not followed"
+    return None
+
+
 def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterator[str]:
     """Yield every regular file under ``paths`` (files or folders), once each.
 
-    Symbolic links to folders are followed, but a folder already visited (a
-    symlink loop) is not entered twice.  Missing paths, unreadable folders,
-    broken links and special files (pipes, sockets, devices: opening a pipe
-    would block forever) are reported in ``skipped``.
+    The walk is bounded: no real folder is entered twice (symbolic link
+    loops, links to a folder already walked: silently), symbolic links to
+    folders are followed as :func:`link_refusal` says (a link refused is
+    reported in ``skipped`` with the reason), and pseudo file systems
+    (:data:`PSEUDO_FILESYSTEMS`) are never read.  Missing paths, unreadable
+    folders, broken links and special files (pipes, sockets, devices: opening
+    a pipe would block forever) are reported in ``skipped``.
     """
+    paths = [os.fspath(p) for p in paths]
+    roots = [os.path.realpath(p) for p in paths if os.path.isdir(p)]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
 
     def emit(p: str, real: Optional[str] = None) -> Iterator[str]:
         if real is None:
             real = os.path.realpath(p)
-        if real not in seen_files:
+        if _pseudo(real):
+            skipped.append(SkippedFile(p, f"{real} is in a system folder; not read"))
+        elif real not in seen_files:
             seen_files.add(real)
             yield p
 
-    for raw in paths:
-        root = os.fspath(raw)
+    for root in paths:
         if os.path.isfile(root):
             yield from emit(root)
             continue
@@ -162,6 +207,12 @@ def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterato
             if key in seen_dirs:
                 continue
             seen_dirs.add(key)
+            # realpath(folder/name) is realpath(folder)/name unless name is a link:
+            # one realpath per folder instead of one per file.
+            real_folder = os.path.realpath(folder)
+            if _pseudo(real_folder):
+                skipped.append(SkippedFile(folder, f"{real_folder} is a system folder; not read"))
+                continue
             try:
                 with os.scandir(folder) as it:
                     entries = sorted(it, key=lambda e: e.name)
@@ -169,13 +220,14 @@ def iter_files(paths: Iterable[PathLike], skipped: list[SkippedFile]) -> Iterato
                 skipped.append(SkippedFile(folder, f"cannot list folder: {exc.strerror or exc}"))
                 continue
             subdirs = []
-            # realpath(folder/name) is realpath(folder)/name unless name is a link:
-            # one realpath per folder instead of one per file.
-            real_folder = os.path.realpath(folder)
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=True):
-                        subdirs.append(entry.path)
+                        why = link_refusal(os.path.realpath(entry.path), roots) if entry.is_symlink() else None
+                        if why is None:
+                            subdirs.append(entry.path)
+                        else:
+                            skipped.append(SkippedFile(entry.path, why))
                     elif entry.is_file(follow_symlinks=True):
                         yield from emit(entry.path, None if entry.is_symlink()
                                         else os.path.join(real_folder, entry.name))
@@ -291,6 +343,16 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
     )
 
 
+#: What identifies one series: a SeriesInstanceUID is unique only within its patient and study
+#: (copies and bad anonymisation repeat it under other patients / studies).
+SeriesKey = tuple[str, str, str]
+
+
+def series_key(h: Union[FileHeader, SeriesRecord]) -> SeriesKey:
+    """(PatientID, StudyInstanceUID, SeriesInstanceUID) of a file header or series record."""
+    return (h.patient_id, h.study_uid, h.series_uid)
+
+
 @dataclass
 class Discovery:
     """Result of :func:`discover_series`."""
@@ -300,7 +362,13 @@ class Discovery:
     n_files: int
 
     def by_uid(self) -> dict[str, SeriesRecord]:
+        """Records by SeriesInstanceUID; a UID found under several patients or studies
+        (see :func:`group_headers`) keeps its last record here -- use :meth:`by_key` for all."""
         return {s.series_uid: s for s in self.series}
+
+    def by_key(self) -> dict[SeriesKey, SeriesRecord]:
+        """Records by (PatientID, StudyInstanceUID, SeriesInstanceUID): every record, once."""
+        return {series_key(s): s for s in self.series}
 
 
 def _series_sort_key(s: SeriesRecord) -> tuple:
@@ -308,12 +376,59 @@ def _series_sort_key(s: SeriesRecord) -> tuple:
             s.series_number if s.series_number is not None else 1 << 30, s.series_uid)
 
 
-def group_headers(headers: Iterable[FileHeader]) -> list[SeriesRecord]:
-    """Group file headers by SeriesInstanceUID into ordered series records."""
-    groups: dict[str, list[FileHeader]] = defaultdict(list)
+def _names(values: Iterable[str]) -> str:
+    """``A and B`` / ``A, B and C`` (empty values shown as ``(none)``)."""
+    shown = [v or "(none)" for v in values]
+    return shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def repeated_uid_warning(uid: str, keys: Sequence[SeriesKey]) -> str:
+    """The warning every record of a SeriesInstanceUID found under several patients or studies gets."""
+    patients = sorted({k[0] for k in keys})
+    if len(patients) > 1:
+        return f"SeriesInstanceUID {uid} repeats under patients {_names(patients)}"
+    return f"SeriesInstanceUID {uid} repeats under studies {_names(sorted({k[1] for k in keys}))}"
+
+
+def drop_duplicate_instances(headers: Iterable[FileHeader],
+                             skipped: list[SkippedFile]) -> list[FileHeader]:
+    """``headers`` without a second file of the same instance (same SOPInstanceUID in the same series).
+
+    The first file (walk order) is kept; each other one is added to ``skipped``.
+    Files without a SOPInstanceUID are all kept.
+    """
+    first: dict[tuple[SeriesKey, str], str] = {}
+    out = []
     for h in headers:
-        groups[h.series_uid].append(h)
-    return sorted((build_series(hs) for hs in groups.values()), key=_series_sort_key)
+        if h.sop_instance_uid:
+            key = (series_key(h), h.sop_instance_uid)
+            kept = first.setdefault(key, h.path)
+            if kept != h.path:
+                skipped.append(SkippedFile(h.path, f"duplicate of {kept} (same SOPInstanceUID)"))
+                continue
+        out.append(h)
+    return out
+
+
+def group_headers(headers: Iterable[FileHeader]) -> list[SeriesRecord]:
+    """Group file headers into ordered series records, one per (patient, study, SeriesInstanceUID).
+
+    The files of two patients (or studies) are never merged, even under one
+    SeriesInstanceUID; each such record gets a warning naming them all.
+    """
+    groups: dict[SeriesKey, list[FileHeader]] = defaultdict(list)
+    for h in headers:
+        groups[series_key(h)].append(h)
+    by_uid: dict[str, list[SeriesKey]] = defaultdict(list)
+    for key in groups:
+        by_uid[key[2]].append(key)
+    records = []
+    for key, hs in groups.items():
+        record = build_series(hs)
+        if len(by_uid[key[2]]) > 1:
+            record.warnings.append(repeated_uid_warning(key[2], by_uid[key[2]]))
+        records.append(record)
+    return sorted(records, key=_series_sort_key)
 
 
 # ----------------------------------------------------------------------------
@@ -489,4 +604,5 @@ def discover_series(
             headers.append(outcome)
         else:
             skipped.append(SkippedFile(path, str(outcome)))
+    headers = drop_duplicate_instances(headers, skipped)
     return Discovery(series=group_headers(headers), skipped=skipped, n_files=total)

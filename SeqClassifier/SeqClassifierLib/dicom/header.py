@@ -123,6 +123,8 @@ class FileHeader:
     frames: list[FileFrame]
     mosaic_tiles: int = 0
     header: dict[str, Any] = field(default_factory=dict)
+    #: SOPInstanceUID: the same instance found twice (a copied file) is counted once.
+    sop_instance_uid: str = ""
 
 
 def _header_values(ds: Any) -> dict[str, Any]:
@@ -270,22 +272,23 @@ def header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel_
     if sop_class == T.MEDIA_STORAGE_DIRECTORY or os.path.basename(path).upper() == "DICOMDIR":
         raise UnusableFile("DICOMDIR (a media index, not an image); the image files it lists are read directly")
     modality = _text(_elem_value(ds, T.MODALITY)).upper()
-    if modality and modality != "MR":
+    secondary_capture = sop_class in T.SECONDARY_CAPTURE_SOP_CLASSES
+    if modality and modality != "MR" and not (secondary_capture and modality in T.SECONDARY_CAPTURE_MODALITIES):
         raise UnusableFile(f"not an MR image (Modality {modality})")
     # A parse that ran into the end of the file before any pixel data, with the
     # image's identity incomplete, is a cut copy -- unless the SOP class (a
     # complete, registered UID) already says it is not an MR image.
     ended = len(pixel_head) < 8
     registered = sop_class in pydicom.uid.UID_dictionary
-    if ended and not (sop_class and registered and sop_class not in T.MR_SOP_CLASSES) and (
+    if ended and not (sop_class and registered and sop_class not in T.IMAGE_SOP_CLASSES) and (
         not _text(_elem_value(ds, T.SERIES_INSTANCE_UID))
         or _elem_value(ds, T.ROWS) is None or _elem_value(ds, T.COLUMNS) is None
     ):
         raise UnusableFile(f"truncated: the file ends after {size} bytes, inside the DICOM header "
                            "(no pixel data)")
-    if not modality and sop_class and sop_class not in T.MR_SOP_CLASSES:
+    if not modality and sop_class and sop_class not in T.IMAGE_SOP_CLASSES:
         raise UnusableFile(f"not an MR image (SOP class {sop_class})")
-    if sop_class and sop_class not in T.MR_SOP_CLASSES and modality == "MR":
+    if sop_class and sop_class not in T.IMAGE_SOP_CLASSES and modality == "MR":
         try:
             name = pydicom.uid.UID(sop_class).name
         except Exception:
@@ -331,10 +334,11 @@ def header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel_
         protocol_name=_text(_elem_value(ds, T.PROTOCOL_NAME)),
         manufacturer=_text(_elem_value(ds, T.MANUFACTURER)),
         sop_class_uid=sop_class,
-        modality=modality or "MR",
+        modality=modality or ("OT" if secondary_capture else "MR"),
         frames=frames,
         mosaic_tiles=mosaic_tiles(ds, image_type),
         header=header,
+        sop_instance_uid=_text(_elem_value(ds, T.SOP_INSTANCE_UID)),
     )
 
 

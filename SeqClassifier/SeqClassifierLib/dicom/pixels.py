@@ -21,7 +21,19 @@ from SeqClassifierLib.dicom.fast_header import (WANTED_WITH_PIXELS, FastPathUnsu
                                                 walk_file)
 from SeqClassifierLib.dicom.values import ValueDataset
 
-__all__ = ["FastPathUnsupported", "read_native_frame", "pixel_array"]
+__all__ = ["FastPathUnsupported", "read_native_frame", "pixel_array", "luminance"]
+
+#: ITU-R BT.601 luma weights of R, G, B (what a YBR_FULL image's Y channel holds).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def luminance(arr: np.ndarray) -> np.ndarray:
+    """The grey image (float32, rows x columns) of a colour frame (rows x columns x 3 RGB, as
+    :func:`pixel_array` gives colour on pydicom 2.4 and 3.x alike); a grey frame is returned as is."""
+    if arr.ndim != 3 or arr.shape[-1] not in (3, 4):
+        return arr
+    rgb = arr[..., :3].astype(np.float32)
+    return rgb @ np.asarray(LUMA_WEIGHTS, dtype=np.float32)
 
 
 def pixel_array(path: Any, index: Optional[int] = None) -> np.ndarray:

@@ -8,9 +8,10 @@ What differs (2.4 | 3.x) and the name here that hides it:
 * element read hooks: only ``config.data_element_callback`` | also
   ``pydicom.hooks.hooks`` (``raw_element_vr`` / ``raw_element_value``) --
   :func:`element_hooks_are_default`;
-* decoding pixel data: ``Dataset.pixel_array`` (the whole array) |
-  ``pydicom.pixels.pixel_array`` (one frame, straight from the file) --
-  :func:`pixel_array`;
+* decoding pixel data: ``Dataset.pixel_array`` (the whole array; YCbCr colour
+  left as it is) | ``pydicom.pixels.pixel_array`` (one frame, straight from the
+  file; YCbCr converted to RGB; a deflated file needs the whole data set) --
+  :func:`pixel_array` (colour always RGB);
 * user-registered private transfer syntaxes: none |
   ``uid.PrivateTransferSyntaxes`` -- :func:`private_transfer_syntaxes`;
 * the dictionary VR the file reader looks up: ``datadict.dictionary_VR`` |
@@ -34,6 +35,7 @@ from typing import Any, Optional
 
 import pydicom
 import pydicom.datadict
+import pydicom.filereader
 import pydicom.uid
 from pydicom.dataset import FileMetaDataset
 
@@ -65,13 +67,33 @@ def pixel_array(path: str, index: Optional[int] = None) -> Any:
         # Imported here: the decoders load their plugins, not needed for discovery.
         from pydicom.pixels import pixel_array as pixel_array_v3
 
-        return pixel_array_v3(path, index=index)
+        try:
+            return pixel_array_v3(path, index=index)
+        except Exception:
+            if not _is_deflated(path):
+                raise
+            # pixel_array(path) finds no pixel data in a deflated file; the data set read whole has it
+            return pixel_array_v3(pydicom.dcmread(path), index=index)
     ds = pydicom.dcmread(path)
     arr = ds.pixel_array
     n_frames = int(ds.get("NumberOfFrames", 1) or 1)
     if index is not None and n_frames > 1:
         arr = arr[index]
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if int(ds.get("SamplesPerPixel", 1) or 1) == 3 and photometric in ("YBR_FULL", "YBR_FULL_422"):
+        # 2.4 leaves YCbCr as it is; 3.x (as_rgb) converts it to RGB: colour comes out RGB on both
+        from pydicom.pixel_data_handlers.util import convert_color_space  # 2.x only (moved in 3.x)
+
+        arr = convert_color_space(arr, photometric, "RGB")
     return arr
+
+
+def _is_deflated(path: str) -> bool:
+    try:
+        meta = pydicom.filereader.read_file_meta_info(path)
+    except Exception:
+        return False
+    return getattr(meta, "TransferSyntaxUID", None) == pydicom.uid.DeflatedExplicitVRLittleEndian
 
 
 def vr_text(vr: Any) -> str:

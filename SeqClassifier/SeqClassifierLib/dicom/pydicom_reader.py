@@ -8,11 +8,14 @@ the fast reader (:mod:`.fast_header`) must give exactly the same result.
 
 from __future__ import annotations
 
+import io
 import os
 import struct
+import zlib
 from typing import Any, Union
 
 import pydicom
+import pydicom.uid
 from pydicom.errors import InvalidDicomError
 
 from SeqClassifierLib.dicom import tags as T
@@ -38,6 +41,43 @@ def _looks_like_raw_dataset(path: str) -> bool:
     return group in (0x0002, 0x0008) and elem < 0x1000
 
 
+#: A deflated data set that inflates to more than this is refused (a "zip bomb" or a damaged file).
+MAX_INFLATED = 1 << 30
+_LONG_VRS = frozenset((b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"))
+
+
+def _file_meta_end(raw: bytes) -> int:
+    """Offset of the data set: after the preamble, 'DICM' and the group 0x0002 elements
+    (always explicit VR little endian), as pydicom reads them."""
+    pos = 132 if raw[128:132] == b"DICM" else 0
+    while pos + 8 <= len(raw) and raw[pos:pos + 2] == b"\x02\x00":
+        if raw[pos + 4:pos + 6] in _LONG_VRS:
+            pos += 12 + struct.unpack_from("<I", raw, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", raw, pos + 6)[0]
+    return pos
+
+
+def _inflated(path: str, fh: Any, meta: Any, tags: list) -> tuple[Any, int, int, bytes]:
+    """:func:`_read_dataset_pydicom` for the deflated transfer syntax: the data set inflated in
+    memory, so that the pixel data's offset and length are those of the inflated stream (pydicom
+    reads deflated files the same way, but does not say where the pixel data starts)."""
+    fh.seek(0)
+    raw = fh.read()
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw[_file_meta_end(raw):], MAX_INFLATED)
+    except zlib.error as exc:
+        raise UnusableFile(f"deflated transfer syntax: the data set does not inflate ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise UnusableFile(f"deflated transfer syntax: the data set inflates to more than {MAX_INFLATED >> 20} MiB")
+    buf = io.BytesIO(body)
+    ds = pydicom.dcmread(buf, stop_before_pixels=True, specific_tags=tags, force=True)
+    ds.file_meta = meta
+    pixel_offset = buf.tell()
+    return ds, len(body), pixel_offset, buf.read(12)
+
+
 def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
     """pydicom's view of the header: (data set, file size, pixel data offset, its first 12 bytes)."""
     try:
@@ -56,6 +96,9 @@ def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
                     raise UnusableFile("not a DICOM file (no 'DICM' marker and no DICOM data set)") from None
                 fh.seek(0)
                 ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags, force=True)
+            meta = getattr(ds, "file_meta", None)
+            if getattr(meta, "TransferSyntaxUID", None) == pydicom.uid.DeflatedExplicitVRLittleEndian:
+                return _inflated(path, fh, meta, tags)
             pixel_offset = fh.tell()
             pixel_head = fh.read(12)
     except UnusableFile:

@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from SeqClassifierLib.dicom import tags as T
-from SeqClassifierLib.dicom.pixels import FastPathUnsupported, pixel_array, read_native_frame
+from SeqClassifierLib.dicom.pixels import FastPathUnsupported, luminance, pixel_array, read_native_frame
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
@@ -165,7 +165,7 @@ def read_frame(frame: FrameRef) -> np.ndarray:
             msg += f"; install a decoder: pip install {hint}"
         raise ImageUnavailable(msg) from None
     if arr.ndim == 3 and arr.shape[-1] in (3, 4) and int(ds.get("SamplesPerPixel", 1) or 1) > 1:
-        arr = arr[..., :3].mean(axis=-1)
+        arr = luminance(arr)  # colour (e.g. a Secondary Capture map): its grey image
     if arr.ndim != 2:
         raise ImageUnavailable(f"{frame.path}: unexpected pixel array shape {arr.shape}")
     if frame.mosaic_tiles > 1:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.inputs.study import SeriesContext
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import SeriesRecord
@@ -72,7 +73,7 @@ class Facts:
         return cls(image_type=it, b_max=_b_max(record), te=_num(record, "EchoTime"), tr=_num(record, "RepetitionTime"),
                    epi=epi, gradient_echo=("GR" in _scanning(record)) if record.header.get("ScanningSequence") else None,
                    time_points=time_points, context=context,
-                   secondary_capture=record.sop_class_uid == "1.2.840.10008.5.1.4.1.1.7")
+                   secondary_capture=record.sop_class_uid in T.SECONDARY_CAPTURE_SOP_CLASSES)
 
 
 Check = Callable[[SequenceLabel, Facts], Optional[str]]
