@@ -26,9 +26,9 @@ if [ $# -eq 0 ]; then
     rm -rf "$pd24"
     .venv/bin/python -m pip install -q --no-deps --target "$pd24" pydicom==2.4.4 >&2
   fi
-  core=(Testing/Python/test_series_reader.py Testing/Python/test_fast_path.py Testing/Python/test_vendors.py
-        Testing/Python/test_slicer_db.py Testing/Python/test_features.py Testing/Python/test_preprocessing.py
-        Testing/Python/test_default_model.py Testing/Python/test_cli.py)
+  core=(Testing/Python/dicom/test_discovery.py Testing/Python/dicom/test_fast_path.py Testing/Python/dicom/test_vendors.py
+        Testing/Python/dicom/test_slicer_db.py Testing/Python/inputs/test_features.py Testing/Python/inputs/test_image.py
+        Testing/Python/inputs/test_study.py Testing/Python/model/test_default_model.py Testing/Python/app/test_cli.py)
   echo "[test] core tests with pydicom 2.4.4" >&2
   set +e
   PYTHONPATH="$pd24${PYTHONPATH:+:$PYTHONPATH}" .venv/bin/python -c \

@@ -15,6 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "SeqClassifier"))
+# The tests mirror the library's packages in sub-folders; the shared corpus helpers stay here.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DATA = Path(os.environ.get("SEQCLASSIFIER_DATA", REPO.parent / "shared" / "data"))
 PROSTATEX = DATA / "prostatex"

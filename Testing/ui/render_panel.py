@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "SeqClassifier"), str(REPO / "Testing" / "Python")]
+sys.path[:0] = [str(REPO / "SeqClassifier"), str(REPO / "Testing" / "Python"), str(REPO / "Testing" / "Python" / "slicer")]
 
 
 def main(study: str, out: str) -> None:

@@ -32,7 +32,7 @@ import corpus
 from SeqClassifierLib.app import cli
 from SeqClassifierLib.model.classifier import DEFAULT_MODEL_NAME, assets_dir
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 MODEL_FILE = assets_dir() / DEFAULT_MODEL_NAME
 GOOD_UID = None  # filled by the clean run

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 UI_FILE = REPO / "SeqClassifier" / "Resources" / "UI" / "SeqClassifier.ui"
 MODULE_FILE = REPO / "SeqClassifier" / "SeqClassifier.py"
 

@@ -228,7 +228,7 @@ def test_csv_export_training_format(tmp_path):
                      "SeriesDescription": "ep2d_diff, tra", "note": ""}]
 
     # same format as the project's reference labels.csv files
-    shared = Path(__file__).resolve().parents[3] / "shared" / "data" / "prostatex" / "labels.csv"
+    shared = Path(__file__).resolve().parents[4] / "shared" / "data" / "prostatex" / "labels.csv"
     if shared.is_file():
         assert shared.read_bytes().split(b"\r\n", 1)[0] == raw.split(b"\r\n", 1)[0]
 

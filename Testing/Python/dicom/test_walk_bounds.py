@@ -21,7 +21,7 @@ import pytest
 import corpus
 from SeqClassifierLib.dicom.discovery import iter_files
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 _CHILD = ("import sys; sys.path.insert(0, {lib!r});"
           "import SeqClassifierLib.model.classifier as c; c.default_model_path = lambda: None;"
           "from SeqClassifierLib.app import cli; sys.exit(cli.main(sys.argv[1:]))")

@@ -17,7 +17,7 @@ from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.app.output import ROW_FIELDS
 from SeqClassifierLib.dicom.pydicom_compat import PYDICOM_VERSION
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def run(args, capsys):

@@ -12,7 +12,7 @@ from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.model.classifier import Classifier, default_model_path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MODEL = REPO / "SeqClassifier" / "SeqClassifierLib" / "model" / "assets" / "seqclassifier_default.json"
 
 

@@ -23,7 +23,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 import torch.nn.functional as F  # noqa: E402
 
-_LIB_PARENT = Path(__file__).resolve().parents[2] / "SeqClassifier"
+_LIB_PARENT = Path(__file__).resolve().parents[3] / "SeqClassifier"
 if str(_LIB_PARENT) not in sys.path:
     sys.path.insert(0, str(_LIB_PARENT))
 

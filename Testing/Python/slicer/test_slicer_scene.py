@@ -242,7 +242,7 @@ def test_missing_requirements(tmp_path):
 def test_shipped_requirements_are_parseable():
     from SeqClassifierSlicer.dependencies import requirement_lines
 
-    lines = requirement_lines(Path(__file__).resolve().parents[2] / "SeqClassifier" / "Resources" / "requirements.txt")
+    lines = requirement_lines(Path(__file__).resolve().parents[3] / "SeqClassifier" / "Resources" / "requirements.txt")
     assert any(line.startswith("pydicom") for line in lines) and not any(line.startswith("torch") for line in lines)
 
 
@@ -305,7 +305,7 @@ def test_bundled_pydicom_of_slicer_5_8_satisfies_the_requirements():
     """Slicer 5.8/5.10 bundle pydicom 2.4 and import it at start-up: it must not be 'missing'."""
     from SeqClassifierSlicer.dependencies import missing_requirements
 
-    reqs = Path(__file__).resolve().parents[2] / "SeqClassifier" / "Resources" / "requirements.txt"
+    reqs = Path(__file__).resolve().parents[3] / "SeqClassifier" / "Resources" / "requirements.txt"
     versions = {"pydicom": "2.4.4", "numpy": "1.26.4", "safetensors": "0.4.3", "timm": "1.0.3",
                 "open_clip_torch": "2.24.0", "tqdm": "4.66.4"}
     assert missing_requirements(reqs, version_of=versions.__getitem__) == []

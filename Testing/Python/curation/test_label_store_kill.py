@@ -25,7 +25,7 @@ import pytest
 
 from SeqClassifierLib.curation.label_store import CorruptLabelStoreError, LabelStore, LabelStoreWarning
 
-LIB = str(Path(__file__).resolve().parents[2] / "SeqClassifier")
+LIB = str(Path(__file__).resolve().parents[3] / "SeqClassifier")
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX signals")
 
 WRITER = r"""
