@@ -5,6 +5,9 @@ Subcommands::
     seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
                                    [--format table|csv|json|jsonl] [--out FILE]
     seqclassifier classify --slicer-db PATH/ctkDICOM.sql
+    seqclassifier classify ARCHIVE --format jsonl --out F [--resume] [--engine dask [--scheduler ADDR]]
+    seqclassifier idc plan [--collections ID...] --out manifest.csv
+    seqclassifier idc download manifest.csv DEST
     seqclassifier sort SRC... DEST [--only T2w,DWI,ADC] [--plane axial] [--link] [--labels]
     seqclassifier synth OUTDIR [--studies N] [--seed S] [--size tiny|small]
     seqclassifier train --labels CSV... --data ROOT... --out MODEL [--strategy ...] [--backbone ...]
@@ -18,7 +21,9 @@ Exit codes (``classify``):
 2     series classified, but some files were skipped (listed on stderr
       and in the JSON/JSONL output with their reasons)
 3     nothing classified: no MR series found in the inputs
-130   interrupted (Ctrl-C); no output file is left behind
+130   interrupted (Ctrl-C); no output file is left behind, except the
+      streamed ``--format jsonl --out F``: its rows so far stay, and
+      ``--resume`` continues from them
 ====  ===========================================================
 
 When no trained model is installed, ``classify`` still lists every series but
@@ -33,6 +38,8 @@ import os
 import sys
 import time
 from typing import Optional, Sequence
+
+from SeqClassifierLib.app import archive_cli
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -139,6 +146,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if not os.path.isdir(out_dir):
             print(f"error: --out folder does not exist: {out_dir}", file=sys.stderr)
             return EXIT_ERROR
+    problem = archive_cli.check_options(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_ERROR
+    if archive_cli.streams(args):
+        return _classify_streaming(args)
     t0 = time.perf_counter()
     result = _discover_and_classify(args, inputs, jsonl_stream)
     if result is None:
@@ -179,6 +192,19 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if code == EXIT_NOTHING:
         print("no MR series found in: " + ", ".join(map(str, args.paths or [args.slicer_db])), file=sys.stderr)
     return code
+
+
+def _classify_streaming(args: argparse.Namespace) -> int:
+    """``classify --format jsonl --out F``: rows streamed as they are classified (see archive_cli)."""
+    cache = _header_cache(args) if args.engine == "local" else None
+    try:
+        return archive_cli.classify_streaming(args, cache)
+    finally:
+        if cache is not None:
+            try:
+                cache.save(inputs=args.paths)
+            except (OSError, ValueError) as exc:
+                print(f"warning: header cache not saved: {exc}", file=sys.stderr)
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
@@ -315,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint (.json card or .safetensors); default: the shipped model")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--format", default="table", choices=("table", "csv", "json", "jsonl"))
-    p.add_argument("--out", help="write the result to this file (atomically) instead of stdout")
+    p.add_argument("--out", help="write the result to this file instead of stdout: atomically, except "
+                                 "--format jsonl, whose rows are streamed into it as they are classified")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="model arithmetic: auto = bfloat16 on a GPU or a CPU with native bfloat16 "
@@ -327,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", action="store_true", help="always draw progress bars on stderr")
     p.add_argument("--quiet", action="store_true", help="no progress, no summary on stderr")
     p.add_argument("--verbose", action="store_true", help="list every skipped file")
+    archive_cli.add_classify_options(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("sort", help="copy or link the chosen series into DEST/<patient>/<study>/<label>_<plane>_<n>/")
@@ -389,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also 3-scan trace DWI and TWIST-named per-time-point DCE in Siemens prostate studies")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_synth)
+
+    archive_cli.add_idc_parser(sub)
     return parser
 
 
