@@ -2,13 +2,16 @@
 
 An archive (10^4-10^6 series) is not read in one piece.  :func:`plan_partitions`
 walks the input folders once (names only, no file is opened) and cuts them
-into *partitions*: whole folder subtrees of at most ``unit_max_files`` files
-(a study folder, a patient folder), grouped into batches of about
-``batch_files`` files.  A folder holding more than ``unit_max_files`` files
-below it is split by its sub-folders; the files lying directly in one folder
-always stay together, so a series is never cut in two unless its files are
-spread over several sibling folders of such a big folder.  A Slicer DICOM
-database is partitioned by study (:func:`slicer_db_partitions`).
+into *units*: whole folder subtrees of at most ``batch_files`` files (a
+study folder, a patient folder); a folder holding more files than that below
+it is split by its sub-folders (a 20,000-file study into its series folders),
+and the files lying directly in one folder always stay together.  So a series
+is never cut in two unless its files are spread over several sibling folders
+of a folder bigger than ``batch_files``.  Consecutive units are grouped into
+partitions of about ``batch_files`` files; the first partitions are smaller
+(:data:`FIRST_BATCH_FILES`, doubling) so that the first rows come within
+seconds.  A Slicer DICOM database is partitioned by study
+(:func:`slicer_db_partitions`).
 
 Each partition goes through :func:`classify_partition`: ``discover_series``
 on its paths, then the classifier, then one :class:`~SeqClassifierLib.records.ResultRow`
@@ -40,12 +43,12 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Seq
 
 from SeqClassifierLib.atomic import atomic_write, fsync_dir
 from SeqClassifierLib.dicom.series_reader import discover_series
-from SeqClassifierLib.records import ResultRow, SkippedFile
+from SeqClassifierLib.records import ResultRow
 
-#: A folder whose subtree holds more files than this is split by its sub-folders.
-UNIT_MAX_FILES = 10_000
-#: Whole units are grouped into partitions of about this many files.
+#: Partitions hold about this many files; a folder with more below it is split by its sub-folders.
 BATCH_FILES = 500
+#: Size of the first partition; each next one doubles up to BATCH_FILES (first rows come early).
+FIRST_BATCH_FILES = 32
 
 
 @dataclass
@@ -96,7 +99,7 @@ def _scan(folder: str) -> tuple[list[str], list[str]]:
     return files, dirs
 
 
-def _units(folder: str, unit_max: int, seen: set) -> tuple[int, list[tuple[list[str], int]]]:
+def _units(folder: str, max_files: int, seen: set) -> tuple[int, list[tuple[list[str], int]]]:
     """(files below ``folder``, its units): the folder itself when small enough, else its pieces."""
     try:
         st = os.stat(folder)
@@ -110,10 +113,10 @@ def _units(folder: str, unit_max: int, seen: set) -> tuple[int, list[tuple[list[
     total = len(files)
     children = []
     for d in dirs:
-        n, units = _units(d, unit_max, seen)
+        n, units = _units(d, max_files, seen)
         total += n
         children.append(units)
-    if total <= unit_max:
+    if total <= max_files:
         return total, [([folder], total)]
     units = [(files, len(files))] if files else []
     for u in children:
@@ -121,14 +124,17 @@ def _units(folder: str, unit_max: int, seen: set) -> tuple[int, list[tuple[list[
     return total, units
 
 
-def _batched(units: Iterable[tuple[list[str], int]], batch_files: int) -> list[Partition]:
+def _batched(units: Iterable[tuple[list[str], int]], batch_files: int,
+             first: int = FIRST_BATCH_FILES) -> list[Partition]:
     parts: list[Partition] = []
     paths: list[str] = []
     n = 0
+    target = max(1, min(first, batch_files))
     for unit_paths, unit_n in units:
-        if paths and n + unit_n > batch_files:
+        if paths and n + unit_n > target:
             parts.append(Partition(len(parts), paths, n))
             paths, n = [], 0
+            target = min(batch_files, target * 2)
         paths.extend(unit_paths)
         n += unit_n
     if paths:
@@ -136,24 +142,26 @@ def _batched(units: Iterable[tuple[list[str], int]], batch_files: int) -> list[P
     return parts
 
 
-def plan_partitions(inputs: Sequence[os.PathLike], *, unit_max_files: int = UNIT_MAX_FILES,
-                    batch_files: int = BATCH_FILES) -> list[Partition]:
+def plan_partitions(inputs: Sequence[os.PathLike], *, batch_files: Optional[int] = None,
+                    first_batch_files: Optional[int] = None) -> list[Partition]:
     """Cut ``inputs`` (folders and/or files) into partitions, in a stable order.
 
     Files given one by one form one partition of their own (they may be the
     files of one series).  Paths that do not exist are kept, so that
     discovery reports them.
     """
+    batch_files = batch_files or BATCH_FILES
+    first_batch_files = first_batch_files or FIRST_BATCH_FILES
     seen: set = set()
     loose: list[str] = []
     units: list[tuple[list[str], int]] = []
     for raw in inputs:
         p = os.fspath(raw)
         if os.path.isdir(p):
-            units.extend(_units(p, unit_max_files, seen)[1])
+            units.extend(_units(p, batch_files, seen)[1])
         else:
             loose.append(p)
-    parts = _batched(units, batch_files)
+    parts = _batched(units, batch_files, first_batch_files)
     if loose:
         parts.append(Partition(len(parts), loose, len(loose)))
     return parts
@@ -165,7 +173,7 @@ def slicer_db_partitions(series_files: Mapping[str, list[str]], study_of: Mappin
     by_study: dict[str, list[str]] = defaultdict(list)
     for uid in sorted(series_files):
         by_study[study_of.get(uid, "") or uid].extend(series_files[uid])
-    parts = _batched(((files, len(files)) for _, files in sorted(by_study.items())), batch_files)
+    parts = _batched(((files, len(files)) for _, files in sorted(by_study.items())), batch_files, batch_files)
     for k, p in enumerate(parts):
         p.index = start + k
     return parts
@@ -260,7 +268,7 @@ class JsonlStream:
         self.done: dict[str, str] = {}
         self.seen_done: set[str] = set()
         self.replaced: set[str] = set()
-        self.n_series = 0
+        self._new = 0
         self.n_skipped = 0
         self.fsync_every_s = fsync_every_s
         self._last_sync = time.monotonic()
@@ -269,7 +277,6 @@ class JsonlStream:
         else:
             with open(self.path, "w", encoding="utf-8"):
                 pass
-        self.n_series = len(self.done)
         self._fh: Optional[IO[str]] = open(self.path, "a", encoding="utf-8", newline="\n")
 
     def _keep_done_rows(self) -> None:
@@ -284,6 +291,11 @@ class JsonlStream:
                     dst.write(line)
         atomic_write(self.path, write)
 
+    @property
+    def n_series(self) -> int:
+        """Series of this run in the file: new rows plus rows kept from the earlier run."""
+        return self._new + len(self.seen_done)
+
     def is_done(self, uid: str, stamp: str) -> bool:
         return self.done.get(uid) == stamp
 
@@ -297,7 +309,7 @@ class JsonlStream:
                 self.replaced.add(uid)
                 self.seen_done.add(uid)
             else:
-                self.n_series += 1
+                self._new += 1
             self._fh.write(json.dumps({"type": "series", "row": row, "stamp": stamp}, ensure_ascii=False) + "\n")
         for path, reason in result.skipped:
             self._fh.write(json.dumps({"type": "skipped", "path": path, "reason": reason}, ensure_ascii=False) + "\n")
@@ -322,7 +334,6 @@ class JsonlStream:
         self._fh = None
         stale = self.stale() if summary is not None else set()
         if stale:
-            self.n_series -= len(set(self.done) - self.seen_done)
             first = set(stale)
 
             def write(tmp: str) -> None:
@@ -406,7 +417,3 @@ def run_stream(results: Iterable[PartitionResult], out: JsonlStream,
         if on_result is not None:
             on_result(result)
     return {"n_files": n_files, "model": model}
-
-
-def skipped_files(results: Iterable[PartitionResult]) -> list[SkippedFile]:
-    return [SkippedFile(p, r) for res in results for p, r in res.skipped]

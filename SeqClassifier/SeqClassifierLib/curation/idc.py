@@ -254,7 +254,7 @@ def _default_client() -> Any:
 
 
 def download(manifest: os.PathLike, dest: os.PathLike, *, dry_run: bool = False,
-             client_factory: Callable[[], Any] = _default_client, chunk: int = 5000) -> tuple[int, float]:
+             client_factory: Optional[Callable[[], Any]] = None, chunk: int = 5000) -> tuple[int, float]:
     """Download the manifest's series into ``dest`` with idc-index (s5cmd); (series, MB) asked for.
 
     The series go in chunks of ``chunk`` UIDs; idc-index skips files already
@@ -264,7 +264,7 @@ def download(manifest: os.PathLike, dest: os.PathLike, *, dry_run: bool = False,
     uids = list(dict.fromkeys(r["SeriesInstanceUID"].strip() for r in rows))
     size = sum(float(r.get("series_size_MB") or 0) for r in rows)
     os.makedirs(dest, exist_ok=True)
-    client = client_factory()
+    client = (client_factory or _default_client)()
     for i in range(0, len(uids), chunk):
         client.download_from_selection(downloadDir=str(dest), seriesInstanceUID=uids[i:i + chunk],
                                        dirTemplate=DIR_TEMPLATE, dry_run=dry_run, use_s5cmd_sync=True,
