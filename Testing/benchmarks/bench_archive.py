@@ -81,7 +81,8 @@ def run_once(root: Path, engine: str, model: Optional[Path], out: Path) -> dict:
     lines = out.read_text().splitlines()
     summary = json.loads(lines[-1])
     return {"wall": wall, "first": first if first is not None else wall, "n_series": summary["n_series"],
-            "rc": proc.returncode, "err": err.strip()[-400:], "rss_mb": ru.ru_maxrss / 1024}
+            "rc": proc.returncode, "err": err.strip()[-400:], "rss_mb": ru.ru_maxrss / 1024,
+            "cpu": ru.ru_utime + ru.ru_stime}
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -115,15 +116,17 @@ def main(argv: Optional[list] = None) -> int:
             steady = (r["wall"] - r["first"]) / max(1, r["n_series"])
             print(f"{name:24} {engine:5} rc={r['rc']} series={r['n_series']} wall={r['wall']:.1f}s "
                   f"first row={r['first']:.1f}s {per * 1000:.2f} ms/series steady {steady * 1000:.2f} ms/series "
-                  f"peak RSS {r['rss_mb']:.0f} MB", flush=True)
+                  f"cpu {r['cpu'] * 1000 / max(1, r['n_series']):.2f} ms/series peak RSS {r['rss_mb']:.0f} MB", flush=True)
             if r["rc"] not in (0, 2):
                 print(r["err"], file=sys.stderr)
-    print("\n| archive | engine | series | wall (s) | first row (s) | ms / series | steady ms / series | peak RSS (MB) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("\n| archive | engine | series | wall (s) | first row (s) | ms / series | steady ms / series "
+          "| CPU ms / series | peak RSS (MB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['name']} | {r['engine']} | {r['n_series']:,} | {r['wall']:.1f} | {r['first']:.1f} | "
               f"{r['wall'] / max(1, r['n_series']) * 1000:.2f} | "
-              f"{(r['wall'] - r['first']) / max(1, r['n_series']) * 1000:.2f} | {r['rss_mb']:.0f} |")
+              f"{(r['wall'] - r['first']) / max(1, r['n_series']) * 1000:.2f} | "
+              f"{r['cpu'] / max(1, r['n_series']) * 1000:.2f} | {r['rss_mb']:.0f} |")
     for engine in args.engines.split(","):
         er = [r for r in rows if r["engine"] == engine and "one-file" in r["name"]]
         if len(er) >= 2:
