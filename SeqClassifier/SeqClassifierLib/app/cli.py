@@ -5,6 +5,9 @@ Subcommands::
     seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
                                    [--format table|csv|json|jsonl] [--out FILE]
     seqclassifier classify --slicer-db PATH/ctkDICOM.sql
+    seqclassifier classify ARCHIVE --format jsonl --out F [--resume] [--engine dask [--scheduler ADDR]]
+    seqclassifier idc plan [--collections ID...] --out manifest.csv
+    seqclassifier idc download manifest.csv DEST
     seqclassifier sort SRC... DEST [--only T2w,DWI,ADC] [--plane axial] [--link] [--labels]
     seqclassifier synth OUTDIR [--studies N] [--seed S] [--size tiny|small]
     seqclassifier train --labels CSV... --data ROOT... --out MODEL [--strategy ...] [--backbone ...]
@@ -18,7 +21,9 @@ Exit codes (``classify``):
 2     series classified, but some files were skipped (listed on stderr
       and in the JSON/JSONL output with their reasons)
 3     nothing classified: no MR series found in the inputs
-130   interrupted (Ctrl-C); no output file is left behind
+130   interrupted (Ctrl-C); no output file is left behind, except the
+      streamed ``--format jsonl --out F``: its rows so far stay, and
+      ``--resume`` continues from them
 ====  ===========================================================
 
 When no trained model is installed, ``classify`` still lists every series but
@@ -36,6 +41,7 @@ import warnings
 from typing import Optional, Sequence
 
 from SeqClassifierLib.app import validation_commands
+from SeqClassifierLib.app import archive_cli
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -228,6 +234,12 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if problem:
             _say("error", problem)
             return EXIT_ERROR
+    problem = archive_cli.check_options(args)
+    if problem:
+        _say("error", problem)
+        return EXIT_ERROR
+    if archive_cli.streams(args):
+        return _classify_streaming(args, sources)
     t0 = time.perf_counter()
     result = _discover_and_classify(args, inputs, jsonl_stream, sources, skipped_inputs)
     if result is None:
@@ -294,6 +306,19 @@ def _confirmed_labels(args: argparse.Namespace, sources):
     if not args.quiet:
         _say("", f"using {len(labels)} confirmed labels from {store.path}")
     return labels
+
+
+def _classify_streaming(args: argparse.Namespace, sources) -> int:
+    """``classify --format jsonl --out F``: rows streamed as they are classified (see archive_cli)."""
+    cache, cache_problem = _header_cache(args, sources) if args.engine == "local" else (None, None)
+    try:
+        return archive_cli.classify_streaming(args, cache)
+    finally:
+        if cache is not None and cache_problem is None:
+            try:
+                cache.save(inputs=args.paths)
+            except (OSError, ValueError) as exc:
+                _say("warning", f"header cache not saved: {exc}")
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
@@ -435,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="checkpoint (.json card or .safetensors); default: the shipped model")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--format", default="table", choices=("table", "csv", "json", "jsonl"))
-    p.add_argument("--out", help="write the result to this file (atomically) instead of stdout")
+    p.add_argument("--out", help="write the result to this file instead of stdout: atomically, except "
+                                 "--format jsonl, whose rows are streamed into it as they are classified")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="model arithmetic: auto = bfloat16 on a GPU or a CPU with native bfloat16 "
@@ -449,6 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verbose", action="store_true", help="list every skipped file")
     p.add_argument("--thumbnails", action="store_true",
                    help="with --format jsonl: add a 64x64 grey thumbnail of the center slice to each series event")
+    archive_cli.add_classify_options(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("sort", help="copy or link the chosen series into DEST/<patient>/<study>/<label>_<plane>_<n>/")
@@ -517,6 +544,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     validation_commands.add_parsers(sub)
+    archive_cli.add_idc_parser(sub)
     return parser
 
 
