@@ -41,6 +41,10 @@ WORKERS_ENV = "SEQCLASSIFIER_WORKERS"
 DATA_ENV = "SEQCLASSIFIER_DATA"
 #: scripts/test.sh only: ``0`` skips the short benchmark after the tests.
 BENCH_ENV = "SEQCLASSIFIER_BENCH"
+#: ``1``: the command line shows the traceback of an environment failure instead of one line.
+DEBUG_ENV = "SEQCLASSIFIER_DEBUG"
+#: The Slicer self-test: ``1`` runs only what needs no download (the extension build machines).
+SELFTEST_OFFLINE_ENV = "SEQCLASSIFIER_SELFTEST_OFFLINE"
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
@@ -74,6 +78,10 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar(DATA_ENV, "tests and benchmarks: folder of the real test data (read only)", "../shared/data",
            library=False),
     EnvVar(BENCH_ENV, "scripts/test.sh: 0 skips the short benchmark after the tests", "1", library=False),
+    EnvVar(DEBUG_ENV, "1: the command line shows the traceback of an unexpected environment failure "
+                      "(a full disk, a permission) instead of one line", "off"),
+    EnvVar(SELFTEST_OFFLINE_ENV, "Slicer self-test: 1 runs only what needs no download (set by the extension's "
+                                 "CMake test)", "off"),
 )
 
 
@@ -137,6 +145,16 @@ def model_override() -> Optional[Path]:
 def offline() -> bool:
     """Whether downloads of pretrained weights are disabled (``$SEQCLASSIFIER_OFFLINE``)."""
     return _env(OFFLINE_ENV).lower() in _TRUE
+
+
+def debug() -> bool:
+    """Whether to show tracebacks instead of one-line errors (``$SEQCLASSIFIER_DEBUG``)."""
+    return _env(DEBUG_ENV).lower() in _TRUE
+
+
+def selftest_offline() -> bool:
+    """Whether the Slicer self-test must not download anything (``$SEQCLASSIFIER_SELFTEST_OFFLINE``)."""
+    return _env(SELFTEST_OFFLINE_ENV) not in ("", "0")
 
 
 def fast_headers_enabled() -> bool:

@@ -22,16 +22,17 @@ from DICOMLib import DICOMUtils
 from SeqClassifierLib.curation.label_store import LabelStore
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib import config
 from SeqClassifierLib.synth import generate_studies
 from SeqClassifierSlicer import scene
 from SeqClassifierSlicer.dicom_plugin import SeqClassifierDICOMPlugin
 from SeqClassifierSlicer.options import Source
 
-OFFLINE_VARIABLE = "SEQCLASSIFIER_SELFTEST_OFFLINE"
+OFFLINE_VARIABLE = config.SELFTEST_OFFLINE_ENV
 
 
 def offline() -> bool:
-    return os.environ.get(OFFLINE_VARIABLE, "").strip() not in ("", "0")
+    return config.selftest_offline()
 
 
 def _truth(dataDir):

@@ -40,8 +40,20 @@ import time
 import warnings
 from typing import Optional, Sequence
 
-from SeqClassifierLib.app import validation_commands
-from SeqClassifierLib.app import archive_cli
+from SeqClassifierLib import __version__, config
+from SeqClassifierLib.app import archive_cli, validation_commands
+from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row, safe_text
+from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
+from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
+from SeqClassifierLib.atomic import ATOMIC, atomic_write_text, write_plan
+from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
+from SeqClassifierLib.curation.sorting import SortError, sort_series
+from SeqClassifierLib.dicom.discovery import discover_series
+from SeqClassifierLib.dicom.header_cache import HeaderCache
+from SeqClassifierLib.dicom.slicer_db import SlicerDatabaseError, database_file, series_files_from_slicer_db
+from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.records import ResultRow, SkippedFile
+from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -51,7 +63,6 @@ EXIT_INTERRUPTED = 130
 
 
 def _progress(label: str, enabled: Optional[bool], json_stage: Optional[str] = None):
-    from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
 
     if json_stage is not None:
         return JsonProgress(json_stage)
@@ -60,7 +71,6 @@ def _progress(label: str, enabled: Optional[bool], json_stage: Optional[str] = N
 
 def _say(kind: str, message: object) -> None:
     """One line on stderr (``error: ...`` / ``warning: ...``), made safe for the terminal."""
-    from SeqClassifierLib.app.output import safe_text
 
     print(f"{kind}: {safe_text(message)}" if kind else safe_text(message), file=sys.stderr)
 
@@ -91,9 +101,6 @@ def _inputs(args: argparse.Namespace):
     database that cannot be read is an :class:`InputError` when it is the only
     input, else it is reported as skipped and the run goes on.
     """
-    from SeqClassifierLib.dicom.slicer_db import SlicerDatabaseError, database_file, series_files_from_slicer_db
-    from SeqClassifierLib.records import SkippedFile
-    from SeqClassifierLib.safe_paths import Sources
 
     inputs = list(args.paths)
     sources = Sources.of(args.paths)
@@ -125,8 +132,6 @@ def _inputs(args: argparse.Namespace):
 
 def _check_target(target, sources, what: str, need_folder: bool = True) -> Optional[str]:
     """Why ``target`` (an output file) may not be written, or None: the one source check + the write rule."""
-    from SeqClassifierLib.atomic import ATOMIC, write_plan
-    from SeqClassifierLib.safe_paths import UnsafeTargetError, check_writable
 
     try:
         check_writable(target, sources, what)
@@ -145,8 +150,6 @@ def _check_target(target, sources, what: str, need_folder: bool = True) -> Optio
 def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False,
                            sources=None, skipped_inputs=()):
     """Discovery + classification shared by ``classify`` and ``sort``; None on a fatal error."""
-    from SeqClassifierLib.model.classifier import Classifier
-    from SeqClassifierLib.dicom.discovery import discover_series
 
     show = True if args.progress else (False if args.quiet else None)
     cache, cache_problem = _header_cache(args, sources)
@@ -196,7 +199,6 @@ def _header_cache(args: argparse.Namespace, sources=None):
     """
     if getattr(args, "cache", None) is None:
         return None, None
-    from SeqClassifierLib.dicom.header_cache import HeaderCache
 
     cache = HeaderCache(None if args.cache == "default" else args.cache)
     if cache.path is None:
@@ -216,9 +218,6 @@ def _exit_code(discovery) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.atomic import atomic_write_text
-    from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row
-    from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
 
     jsonl_stream = args.format == "jsonl" and args.out is None
     if not args.paths and not args.slicer_db:
@@ -290,8 +289,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
 def _confirmed_labels(args: argparse.Namespace, sources):
     """Confirmed labels of the label store for ``sort --labels``; None after a one-line error."""
-    from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
-    from SeqClassifierLib.safe_paths import UnsafeTargetError
 
     try:
         store = LabelStore(args.store, sources=sources)
@@ -322,8 +319,6 @@ def _classify_streaming(args: argparse.Namespace, sources) -> int:
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.curation.sorting import SortError, sort_series
-    from SeqClassifierLib.records import ResultRow
 
     *sources_paths, dest = args.paths
     if not sources_paths:
@@ -371,7 +366,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.synth import generate_studies
+    from SeqClassifierLib.synth import generate_studies  # the phantom and DICOM writer: only for synth
 
     bar = _progress("writing studies", None if not args.quiet else False)
     try:
@@ -392,7 +387,6 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from SeqClassifierLib.model.backbones import get_backbone_config
-    from SeqClassifierLib.app.progress import ProgressBar
     from SeqClassifierLib.training.train import TrainConfig, load_samples, train
 
     cfg = TrainConfig(strategy=args.strategy, backbone=args.backbone, pretrained=args.pretrained or False,
@@ -443,7 +437,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from SeqClassifierLib import __version__
 
     parser = argparse.ArgumentParser(
         prog="seqclassifier",
@@ -572,7 +565,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_OK
     except (OSError, RecursionError, MemoryError) as exc:
         # last guard: an environment failure not caught where it happened still ends in one line
-        if os.environ.get("SEQCLASSIFIER_DEBUG"):
+        if config.debug():
             raise
         _say("error", f"{type(exc).__name__}: {_reason(exc)}"
                       + (f" ({exc.filename})" if getattr(exc, "filename", None) else "")

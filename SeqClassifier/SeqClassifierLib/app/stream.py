@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 from SeqClassifierLib.atomic import atomic_write, fsync_dir
-from SeqClassifierLib.dicom.series_reader import discover_series
+from SeqClassifierLib.dicom.discovery import discover_series
 from SeqClassifierLib.records import ResultRow
 
 #: Partitions hold about this many files; a folder with more below it is split by its sub-folders.

@@ -17,13 +17,13 @@ import json
 import sys
 
 from SeqClassifierLib.atomic import atomic_write_text
+from SeqClassifierLib.model.classifier import Classifier
 
 EXIT_OK, EXIT_ERROR, EXIT_FAILED = 0, 1, 4
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from SeqClassifierLib.model.classifier import Classifier  # torch: only when a model runs
-    from SeqClassifierLib.training.audit import shortcut_audit
+    from SeqClassifierLib.training.audit import shortcut_audit  # torch (training.train): only for this command
     from SeqClassifierLib.training.train import labelled_series
 
     found = labelled_series(args.labels, args.data, log=lambda m: print(m, file=sys.stderr))

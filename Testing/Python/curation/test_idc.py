@@ -15,7 +15,7 @@ idc_index_data = pytest.importorskip("idc_index_data")
 
 from SeqClassifierLib.app import cli  # noqa: E402
 from SeqClassifierLib.curation import idc  # noqa: E402
-from SeqClassifierLib.dicom.series_reader import discover_series  # noqa: E402
+from SeqClassifierLib.dicom.discovery import discover_series  # noqa: E402
 
 SEVEN = {"prostatex", "prostate_mri_us_biopsy", "qin_prostate_repeatability", "prostate_diagnosis",
          "prostate_3t", "prostate_mri", "prostate_fused_mri_pathology"}
