@@ -385,14 +385,31 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _oversample(specs: Sequence[str], roots: Sequence[str]) -> dict:
+    """``ROOT=N`` pairs as {data root as given to --data: N}; ValueError naming a bad one."""
+    out = {}
+    for spec in specs or []:
+        root, _, n = spec.rpartition("=")
+        match = [r for r in roots if os.path.realpath(r) == os.path.realpath(root)]
+        if not match or not n.isdigit() or int(n) < 1:
+            raise ValueError(f"--oversample {spec}: give ROOT=N with ROOT one of the --data roots and N >= 1")
+        out[str(match[0])] = int(n)
+    return out
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from SeqClassifierLib.model.backbones import get_backbone_config
     from SeqClassifierLib.training.train import TrainConfig, load_samples, train
 
+    try:
+        oversample = _oversample(args.oversample, args.data)
+    except ValueError as exc:
+        _say("error", exc)
+        return EXIT_ERROR
     cfg = TrainConfig(strategy=args.strategy, backbone=args.backbone, pretrained=args.pretrained or False,
                       folds=args.folds, recipe=args.recipe, max_epochs=args.max_epochs, patience=args.patience,
                       batch_size=args.batch_size, seed=args.seed, device=args.device, lora_rank=args.lora_rank,
-                      head_epochs=args.head_epochs, min_image_quality=args.min_image_quality)
+                      head_epochs=args.head_epochs, min_image_quality=args.min_image_quality, oversample=oversample)
     if cfg.pretrained in ("true", "True", "1", "yes"):
         cfg.pretrained = True
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -505,6 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lora-rank", type=int, default=0, help="LoRA adapters of this rank on the ViT (0: off)")
+    p.add_argument("--oversample", nargs="*", default=[], metavar="ROOT=N",
+                   help="count the series of a --data root N times per epoch (e.g. the few real studies)")
     p.add_argument("--min-image-quality", type=float, default=0.0,
                    help="train the image branch only on slices scoring at least this (inputs.quality, 0-1)")
     p.add_argument("--seed", type=int, default=0)

@@ -233,6 +233,8 @@ class TrainConfig:
     half_weights: bool = True          # store the checkpoint in float16 (half the size)
     ood_rate: float = 0.01             # share of held-out series flagged "unlike training data", per place
     min_image_quality: float = 0.0     # images scoring below (inputs.quality) are treated as missing
+    #: data root -> how many times its series count per epoch (real series among many synthetic ones)
+    oversample: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def resolved_recipe(self) -> str:
@@ -509,7 +511,8 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
     oof_mask = np.zeros(len(samples), dtype=bool)
     for fold in range(k):
         val = np.array([i for i, f in enumerate(folds) if f == fold])
-        trn = np.array([i for i, f in enumerate(folds) if f != fold])
+        trn = np.array([i for i, f in enumerate(folds) if f != fold
+                        for _ in range(max(1, int(cfg.oversample.get(samples[i].source, 1))))])
         log(f"fold {fold + 1}/{k}: {len(trn)} training, {len(val)} validation series")
         model, hist = train_one(trn, val, data, cfg, N_FEATURES, fold, log)
         history += hist
@@ -548,7 +551,9 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
             "scratch_lr": cfg.scratch_lr, "max_epochs": cfg.max_epochs, "patience": cfg.patience,
             "batch_size": cfg.batch_size, "modality_dropout": {"meta": cfg.p_drop_meta, "image": cfg.p_drop_image},
             "attribute_group_dropout": {k: round(float(v), 4) for k, v in zip(VARIANTS, rates_vector(cfg.drop_rates))},
-            "lora_rank": cfg.lora_rank, "min_image_quality": cfg.min_image_quality, "command": command,
+            "lora_rank": cfg.lora_rank, "min_image_quality": cfg.min_image_quality,
+            "oversample": {os.path.basename(str(k).rstrip("/")): v for k, v in cfg.oversample.items()},
+            "command": command,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "torch": torch.__version__,
         },
