@@ -11,14 +11,18 @@ in the card's seed) and every fold model is run on its own held-out fold:
   column) apart from synthetic ones, each series predicted by the fold model
   that never saw its patient, through the whole classifier (study context,
   evidence checks, image quality, distances) -- macro-F1, ECE, and how many
-  wrong and right predictions are flagged for review.
+  wrong and right predictions are flagged for review;
+* the **review threshold rule**: the lowest confidence threshold that, together
+  with the other review reasons, flags :data:`TARGET_COVERAGE` of the wrong
+  held-out *synthetic* predictions (the real ones are only reported).
 
 The checkpoint is rewritten: weights unchanged, new statistics, new hash, the
-card's ``ood`` entry and ``metrics.held_out_by_source`` replaced.
+card's ``ood``, ``review_threshold`` and ``metrics.held_out_by_source`` replaced.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Sequence
 
@@ -30,11 +34,38 @@ from SeqClassifierLib.model.checkpoint import _RESERVED_KEYS, load_checkpoint, s
 from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.model.ensemble import EnsembleModel
 from SeqClassifierLib.model.ood import OodScorer
+from SeqClassifierLib.model.reasons import LOW_CONFIDENCE, reason_kind
 from SeqClassifierLib.training.evaluate import review_summary
 from SeqClassifierLib.training.families import family_of, read_families
 from SeqClassifierLib.training.train import (TrainConfig, _Tensors, classification_metrics,
                                              expected_calibration_error, fold_ood, group_folds, load_samples,
                                              ood_summary)
+
+
+#: Share of wrong held-out synthetic predictions the review flags must cover (the review threshold rule).
+TARGET_COVERAGE = 0.92
+
+
+def choose_review_threshold(confidence: np.ndarray, wrong: np.ndarray, other: np.ndarray,
+                            target: float = TARGET_COVERAGE, floor: float = 0.5, cap: float = 0.99) -> float:
+    """The lowest confidence threshold that, with the other review reasons (``other``), flags at least
+    ``target`` of the wrong predictions; fewest false alarms for that coverage."""
+    n_wrong = int(wrong.sum())
+    if n_wrong == 0:
+        return floor
+    need = int(np.ceil(target * n_wrong)) - int((wrong & other).sum())
+    if need <= 0:
+        return floor
+    rest = np.sort(confidence[wrong & ~other])
+    return float(np.clip(rest[need - 1] + 1e-4, floor, cap))
+
+
+def _with_threshold(p, threshold: float):
+    """The prediction with its low-confidence reason redone for another review threshold."""
+    reasons = [r for r in p.review_reasons if reason_kind(r) != LOW_CONFIDENCE]
+    if p.confidence is not None and p.confidence < threshold:
+        reasons.insert(0, f"{LOW_CONFIDENCE} ({p.confidence:.2f} < {threshold:.2f})")
+    return dataclasses.replace(p, review_reasons=reasons, needs_review=bool(reasons))
 
 
 def _scores(y: np.ndarray, preds: Sequence) -> dict[str, Any]:
@@ -81,7 +112,16 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
             preds[j] = p
         log(f"fold {i + 1}/{k}: {len(idx)} held-out series classified")
     y = np.array([s.label for s in samples])
-    report: dict[str, Any] = {}
+    # The review threshold rule, set on the held-out synthetic series only (the real ones are reported, not used).
+    conf = np.array([p.confidence for p in preds])
+    wrong = np.array([p.label.value != CLASS_NAMES[t] for p, t in zip(preds, y)])
+    other = np.array([any(reason_kind(r) != LOW_CONFIDENCE for r in p.review_reasons) for p in preds])
+    threshold = choose_review_threshold(conf[synthetic], wrong[synthetic], other[synthetic])
+    preds = [_with_threshold(p, threshold) for p in preds]
+    rule = {"review_threshold": round(threshold, 4), "target_coverage": TARGET_COVERAGE,
+            "rule": "lowest confidence threshold that, with the other review reasons, flags the target share of "
+                    "wrong held-out synthetic predictions; real series are not used to choose it"}
+    report: dict[str, Any] = {"review_rule": rule}
     for name, mask in (("real", ~synthetic), ("synthetic", synthetic)):
         idx = np.nonzero(mask)[0]
         if len(idx):
@@ -95,6 +135,7 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
         new_card = {key: v for key, v in card.items() if key not in _RESERVED_KEYS
                     and key not in ("created", "torch_version")}
         new_card["ood"] = summary
+        new_card["review_threshold"] = round(threshold, 4)
         new_card.setdefault("metrics", {})["held_out_by_source"] = report
         dtype = torch.float16 if str(card.get("weights_dtype", "")) == "float16" else None
         save_checkpoint(model_path, list(ensemble.models), new_card, dtype=dtype, ood_stats=stats_all)
