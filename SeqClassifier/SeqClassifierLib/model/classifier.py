@@ -208,7 +208,10 @@ class Classifier:
             try:
                 raw = load_center_slice(record)
                 quality = image_quality(raw)
-                img = standardize(square_slice(raw, size), mean, std)  # the one image path (inputs.image)
+                # A slice of too low quality (blank, pure noise, clipped) tells the image branch nothing it
+                # was trained on: the model decides from the metadata, as for a missing image.
+                if not quality.is_low:
+                    img = standardize(square_slice(raw, size), mean, std)  # the one image path (inputs.image)
             except ImageUnavailable as exc:
                 note = f"image unavailable, metadata only: {exc}"
             except Exception as exc:  # a corrupt slice must not stop the batch

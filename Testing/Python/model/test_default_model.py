@@ -27,8 +27,14 @@ def test_default_model_ships_with_a_complete_card():
     assert card["n_folds"] == 4 and card["model"]["strategy"] == "joint"
     assert "scripts/train_default.sh" in card["training"]["command"]
     assert card["training"]["wall_time_s"] > 0 and card["training"]["device"]
-    assert 0.5 <= card["review_threshold"] <= 0.95 and card["temperature"] > 0
+    assert 0.5 <= card["review_threshold"] <= 0.99 and card["temperature"] > 0
     assert card["metrics"]["out_of_fold"]["macro_f1"] >= 0.95
+    # honest validation in the card: real held-out series apart from synthetic ones, the review rule
+    held = card["metrics"]["held_out_by_source"]
+    assert held["real"]["n"] == 18 and held["synthetic"]["n"] > 900
+    assert held["review_rule"]["review_threshold"] == card["review_threshold"]
+    assert set(card["ood"]["thresholds"]) == {"image", "meta", "fused", "header"}
+    assert card["feature_schema_version"] == "2.0" and "attribute_group_dropout" in card["training"]
 
 
 def test_default_model_classifies_every_real_series_correctly(prostatex_discovery, prostatex_labels):
@@ -76,7 +82,7 @@ def test_metadata_only_when_the_image_is_unreadable(prostatex_discovery, monkeyp
     def broken(*args, **kwargs):
         raise ImageUnavailable("pixel data unreadable (test)")
 
-    monkeypatch.setattr(predict, "prepare_image", broken)
+    monkeypatch.setattr(predict, "load_center_slice", broken)
     t2 = [s for s in prostatex_discovery.series if s.description == "t2_tse_tra"]
     preds = Classifier(device="cpu").classify(t2)
     assert [p.label.value for p in preds] == ["T2w"] * len(t2)
@@ -96,3 +102,20 @@ def test_tampered_default_model_is_refused(tmp_path):
     card.write_text(json.dumps(c))
     with pytest.raises(CheckpointError, match="SHA-256|sha256|hash"):
         load_checkpoint(card)
+
+
+EXPECTED = Path(__file__).resolve().parent / "expected_prostatex.json"
+
+
+def test_default_model_matches_the_stored_result(prostatex_discovery):
+    """Refactors must not change what the shipped model says: labels, groups and reasons exactly,
+    probabilities within 1e-4 (fp32), against the result stored when the model was shipped
+    (``Testing/Python/model/expected_prostatex.json``, written by ``scripts/store_expected.py``)."""
+    expected = json.loads(EXPECTED.read_text())
+    assert expected["model_sha256"] == read_card(MODEL)["weights_sha256"], "re-run scripts/store_expected.py"
+    preds = {p.series_uid: p for p in Classifier(device="cpu", precision="fp32").classify(prostatex_discovery.series)}
+    assert set(preds) == set(expected["series"])
+    for uid, e in expected["series"].items():
+        p = preds[uid]
+        assert (p.label.value, p.group, p.review_reasons) == (e["label"], e["group"], e["review_reasons"]), uid
+        assert max(abs(p.probabilities[c] - e["probabilities"][c]) for c in CLASS_NAMES) < 1e-4, uid

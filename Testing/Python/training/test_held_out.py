@@ -16,7 +16,7 @@ def test_threshold_is_the_lowest_that_reaches_the_coverage():
     conf = np.array([0.99, 0.97, 0.90, 0.80, 0.60, 0.99, 0.98, 0.70])
     wrong = np.array([False, False, True, True, True, False, True, True])
     other = np.array([False, False, False, False, False, False, True, False])  # one wrong flagged by evidence
-    # 5 wrong; 0.92 -> 5 must be flagged; one by evidence, so the 4 wrong without a reason (0.60 0.70 0.80
+    # 5 wrong; 0.90 -> 5 must be flagged; one by evidence, so the 4 wrong without a reason (0.60 0.70 0.80
     # 0.90) must fall below the threshold
     assert choose_review_threshold(conf, wrong, other) == pytest.approx(0.9001)
     assert choose_review_threshold(conf, wrong, other, target=0.6) == pytest.approx(0.7001)
