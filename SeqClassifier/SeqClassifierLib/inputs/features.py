@@ -34,7 +34,8 @@ Groups (see :func:`schema_table` for the full list with descriptions):
 
 Schema 2.0 added ``ctx:*`` and ``num:repeats`` and dropped ``header:sparse``
 (a count of missing attributes across groups, which made every attribute a
-shortcut of every other).
+shortcut of every other); 2.1 added ``ctx:before_dynamic`` / ``ctx:after_dynamic``
+(without FlipAngle a variable-flip-angle T1 map and a DCE time point read the same).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ from SeqClassifierLib.inputs.study import SeriesContext, repeats_per_location
 from SeqClassifierLib.records import SeriesRecord
 
 #: Bump when the meaning or order of any feature changes; models record it.
-FEATURE_SCHEMA_VERSION = "2.0"
+FEATURE_SCHEMA_VERSION = "2.1"
 
 # Keyword groups: feature name -> (whole-word pattern, substring pattern,
 # description).  Short, ambiguous tokens (t2, pd, fa, ax) count only between
@@ -169,6 +170,10 @@ _CONTEXT: dict[str, tuple[Callable[[SeriesContext], float], str]] = {
                              "no b > 0 of its own, geometry + TE + TR of a diffusion series"),
     "ctx:source_b": (lambda c: _log1p(c.source_b_max) / 7.0, "log1p(b max of the linked diffusion series)/7"),
     "ctx:time_missing": (lambda c: float(c.time_missing), "no acquisition / content / series time"),
+    "ctx:before_dynamic": (lambda c: float(c.dynamic_relation == "before"),
+                           "same geometry and sequence as a dynamic group, acquired before it (pre-contrast)"),
+    "ctx:after_dynamic": (lambda c: float(c.dynamic_relation == "after"),
+                          "same geometry and sequence as a dynamic group, acquired after it (static post-contrast)"),
 }
 
 

@@ -77,6 +77,10 @@ class SeriesContext:
     source_b_max: float = 0.0
     #: Images per slice position inside this series (time points, b-values or echoes of a 4D series).
     repeats: int = 1
+    #: ``before`` / ``after``: same geometry and sequence as a dynamic group of the study, not one of its
+    #: time points, acquired before its first / after its last one (a pre-contrast T1 map or reference,
+    #: a static post-contrast scan); "" otherwise.
+    dynamic_relation: str = ""
 
     @property
     def group(self) -> str:
@@ -91,6 +95,8 @@ class SeriesContext:
             parts.append(f"diffusion set, {self.group_size} series")
         elif self.kind == "multi_echo":
             parts.append(f"multi-echo set, {self.group_size} series")
+        if self.dynamic_relation:
+            parts.append(f"acquired {self.dynamic_relation} a dynamic series of the same geometry and sequence")
         if self.diffusion_linked:
             parts.append(f"derived from a diffusion series (b up to {self.source_b_max:g})")
         if self.repeats > 1:
@@ -239,6 +245,7 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
         if len(members) < 2:
             continue
         in_group: set[str] = set()
+        chains: list[list[SeriesRecord]] = []
         # dynamic: same flip and b-values, a regular chain in time
         by_flip: dict[tuple, list[SeriesRecord]] = defaultdict(list)
         for r in members:
@@ -252,6 +259,17 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
             for rank, r in enumerate(chain):
                 fields[r.series_uid].update(kind="dynamic", group_size=len(chain), rank=rank, time_step_s=step)
                 in_group.add(r.series_uid)
+            chains.append(chain)
+        # pre- and post-dynamic series of the same signature (whatever their flip angle)
+        for chain in chains:
+            first, last = chain[0], chain[-1]
+            for r in members:
+                if r.series_uid in in_group:
+                    continue
+                before = _order_key(r, times[r.series_uid]) < _order_key(first, times[first.series_uid])
+                after = _order_key(last, times[last.series_uid]) < _order_key(r, times[r.series_uid])
+                if before or after:
+                    fields[r.series_uid]["dynamic_relation"] = "before" if before else "after"
         rest = [r for r in members if r.series_uid not in in_group]
         # flip-angle set: one series per flip angle, the rest equal
         flips = {_round(_num(r, "FlipAngle"), 0.5) for r in rest} - {None}

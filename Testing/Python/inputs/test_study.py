@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from SeqClassifierLib.inputs.attributes import drop_in_study
 from SeqClassifierLib.inputs.features import FEATURE_NAMES, extract_features
 from SeqClassifierLib.inputs.study import SeriesContext, series_time, study_contexts
 from SeqClassifierLib.labels import Plane
@@ -56,6 +57,12 @@ def test_per_time_point_dce_next_to_vfa_with_same_te_tr():
     assert all(c.kind == "flip_angle" and c.group_size == 4 for c in vfa)
     assert [c.rank for c in vfa] == [0, 1, 2, 3]
     assert ctx["t2"].kind == "" and ctx["t2"].available and ctx["t2"].n_study_series == 75
+    # the T1 maps precede the dynamic series of their geometry and sequence -- also when FlipAngle is gone,
+    # the one attribute that tells a T1 map from a DCE time point
+    assert all(c.dynamic_relation == "before" for c in vfa) and ctx["t2"].dynamic_relation == ""
+    stripped = study_contexts(drop_in_study(recs, ["flip_angle"]))
+    assert [stripped[f"vfa{i}"].dynamic_relation for i in range(4)] == ["before"] * 4
+    assert stripped["vfa0"].kind == "" and stripped["dce0"].kind == "dynamic"
     x = extract_features(recs[10], ctx["dce6"])
     assert x[FEATURE_NAMES.index("ctx:dynamic")] == 1.0 and x[FEATURE_NAMES.index("ctx:flip_set")] == 0.0
     y = extract_features(recs[0], ctx["vfa0"])
