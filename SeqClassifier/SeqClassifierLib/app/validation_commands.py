@@ -57,7 +57,8 @@ def cmd_families(args: argparse.Namespace) -> int:
     from SeqClassifierLib.training.train import TrainConfig, load_samples  # torch: training only
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    samples = load_samples(args.labels, args.data, input_size=128, log=log)
+    samples = load_samples(args.labels, args.data, input_size=128, log=log,
+                           with_images=args.strategy != "metadata")
     by_uid, by_dir = read_families(args.labels)
     families = [family_of(s.record, by_uid, by_dir) for s in samples]
     if not any(families):

@@ -134,7 +134,8 @@ def labelled_series(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike],
 
 
 def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], input_size: int,
-                 log: LogFn = print, progress: Optional[Callable[[int, int], None]] = None) -> list[Sample]:
+                 log: LogFn = print, progress: Optional[Callable[[int, int], None]] = None,
+                 with_images: bool = True) -> list[Sample]:
     """:func:`labelled_series` with each series' features and center slice cached.
 
     ``input_size``: the model's image size; the slice is cached as the classifier
@@ -145,7 +146,7 @@ def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], in
     full, variants = metadata_variants([rec for rec, _, _ in found])
     samples = []
     for i, (rec, label, root) in enumerate(found, 1):
-        image, quality = _cache_image(rec, input_size)
+        image, quality = _cache_image(rec, input_size) if with_images else (None, None)
         samples.append(Sample(record=rec, label=label, group=rec.patient_id or rec.study_uid, source=root,
                               meta=full[i - 1], image=image, meta_variants=variants[i - 1],
                               image_quality=quality))
