@@ -35,7 +35,9 @@ Groups (see :func:`schema_table` for the full list with descriptions):
 Schema 2.0 added ``ctx:*`` and ``num:repeats`` and dropped ``header:sparse``
 (a count of missing attributes across groups, which made every attribute a
 shortcut of every other); 2.1 added ``ctx:before_dynamic`` / ``ctx:after_dynamic``
-(without FlipAngle a variable-flip-angle T1 map and a DCE time point read the same).
+(without FlipAngle a variable-flip-angle T1 map and a DCE time point read the same);
+2.2 made dynamic groups stricter (time step at most 45 s, six series when no time is known) and let a
+4D series anchor ``ctx:before_dynamic`` / ``ctx:after_dynamic``.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from SeqClassifierLib.inputs.study import SeriesContext, repeats_per_location
 from SeqClassifierLib.records import SeriesRecord
 
 #: Bump when the meaning or order of any feature changes; models record it.
-FEATURE_SCHEMA_VERSION = "2.1"
+FEATURE_SCHEMA_VERSION = "2.2"
 
 # Keyword groups: feature name -> (whole-word pattern, substring pattern,
 # description).  Short, ambiguous tokens (t2, pd, fa, ax) count only between

@@ -43,12 +43,18 @@ from typing import Any, Iterable, Optional, Sequence
 
 from SeqClassifierLib.records import SeriesRecord
 
-#: Fewest series of one signature and flip angle that make a dynamic acquisition.
+#: Fewest series of one signature and flip angle that make a dynamic acquisition (times known) ...
 MIN_DYNAMIC = 3
+#: ... and when every time was removed (ordered by series number only): a variable-flip-angle set of
+#: 2-5 series whose flip angles were stripped must not read as a dynamic acquisition.
+MIN_DYNAMIC_WITHOUT_TIMES = 6
+#: Images per slice position from which a series without b-values is itself a dynamic acquisition (4D).
+MIN_4D_REPEATS = 5
 #: A gap between consecutive time points longer than this many median steps ends a dynamic chain.
 GAP_FACTOR = 3.0
-#: Longest median time step (s) of a dynamic acquisition; repeated anatomical scans are minutes apart.
-MAX_DYNAMIC_STEP = 120.0
+#: Longest median time step (s) of a dynamic acquisition (prostate DCE: a few seconds to ~30 s);
+#: repeated anatomical scans and the series of a T1-mapping set are a minute or more apart.
+MAX_DYNAMIC_STEP = 45.0
 
 
 @dataclass(frozen=True)
@@ -254,23 +260,30 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
             if len(sub) < MIN_DYNAMIC:
                 continue
             chain, step = _dynamic_chain(sub, times)
-            if len(chain) < MIN_DYNAMIC or (step is not None and step > MAX_DYNAMIC_STEP):
+            timed = all(times[r.series_uid] is not None for r in chain)
+            if len(chain) < (MIN_DYNAMIC if timed else MIN_DYNAMIC_WITHOUT_TIMES) or \
+                    (step is not None and step > MAX_DYNAMIC_STEP):
                 continue
             for rank, r in enumerate(chain):
                 fields[r.series_uid].update(kind="dynamic", group_size=len(chain), rank=rank, time_step_s=step)
                 in_group.add(r.series_uid)
             chains.append(chain)
+        # a 4D dynamic series (many images per position, no b-values) anchors its signature too
+        four_d = [r for r in members if r.series_uid not in in_group and _b_max(r) == 0
+                  and repeats_per_location(r) >= MIN_4D_REPEATS]
+        chains += [[r] for r in four_d]
+        anchors = {r.series_uid for chain in chains for r in chain}
         # pre- and post-dynamic series of the same signature (whatever their flip angle)
         for chain in chains:
             first, last = chain[0], chain[-1]
             for r in members:
-                if r.series_uid in in_group:
+                if r.series_uid in anchors:
                     continue
                 before = _order_key(r, times[r.series_uid]) < _order_key(first, times[first.series_uid])
                 after = _order_key(last, times[last.series_uid]) < _order_key(r, times[r.series_uid])
                 if before or after:
                     fields[r.series_uid]["dynamic_relation"] = "before" if before else "after"
-        rest = [r for r in members if r.series_uid not in in_group]
+        rest = [r for r in members if r.series_uid not in in_group and r not in four_d]
         # flip-angle set: one series per flip angle, the rest equal
         flips = {_round(_num(r, "FlipAngle"), 0.5) for r in rest} - {None}
         bmaxes = {_b_max(r) for r in rest}

@@ -13,7 +13,7 @@ from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
-def _series(uid, number, t, flip=15.0, te=1.4, tr=4.1, b=(), n_loc=20, reps=1, rows=192, study="S1", normal=(0, 0, 1),
+def _series(uid, number, t, flip: "float | None" = 15.0, te=1.4, tr=4.1, b=(), n_loc=20, reps=1, rows=192, study="S1", normal=(0, 0, 1),
             extra=None):
     frames = [FrameRef(f"/x/{uid}/{k}.dcm", 0, float(loc * 3), b[0] if b else None, None)
               for k in range(reps) for loc in range(n_loc)]
@@ -135,3 +135,14 @@ def test_real_prostatex_context(prostatex_discovery):
     assert all(c.available for cs in by_desc.values() for c in cs)
     assert not any(c.kind == "dynamic" for cs in by_desc.values() for c in cs)
     assert isinstance(next(iter(ctx.values())), SeriesContext)
+
+
+def test_t1_maps_without_flip_angles_or_times_are_not_dynamic():
+    """Two T1 maps and a PD reference a minute apart, FlipAngle stripped: a short set, not a dynamic series;
+    next to a 4D DCE series of the same geometry and sequence they read as acquired before it."""
+    maps = [_series(f"m{i}", 10 + i, _tm(36000 + 60 * i), flip=None) for i in range(3)]
+    dce4d = _series("dce4d", 20, _tm(36300), flip=None, reps=40)
+    ctx = study_contexts(maps + [dce4d])
+    assert all(ctx[f"m{i}"].kind == "" and ctx[f"m{i}"].dynamic_relation == "before" for i in range(3))
+    untimed = [_series(f"u{i}", 10 + i, None, flip=None) for i in range(4)]
+    assert all(c.kind == "" for c in study_contexts(untimed).values())

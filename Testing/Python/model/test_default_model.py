@@ -34,7 +34,7 @@ def test_default_model_ships_with_a_complete_card():
     assert held["real"]["n"] == 18 and held["synthetic"]["n"] > 900
     assert held["review_rule"]["review_threshold"] == card["review_threshold"]
     assert set(card["ood"]["thresholds"]) == {"image", "meta", "fused", "header"}
-    assert card["feature_schema_version"] == "2.0" and "attribute_group_dropout" in card["training"]
+    assert card["feature_schema_version"] == FEATURE_SCHEMA_VERSION and "attribute_group_dropout" in card["training"]
 
 
 def test_default_model_classifies_every_real_series_correctly(prostatex_discovery, prostatex_labels):
