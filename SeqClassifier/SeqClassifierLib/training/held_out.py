@@ -44,10 +44,13 @@ from SeqClassifierLib.training.train import (TrainConfig, _Tensors, classificati
 
 #: Share of wrong held-out synthetic predictions the review flags must cover (the review threshold rule).
 TARGET_COVERAGE = 0.90
+#: The threshold never goes below this: the panel shows confidences from 0.90 green, and a prediction
+#: below that is never loaded unlooked-at, whatever the synthetic held-out data allow.
+REVIEW_FLOOR = 0.90
 
 
 def choose_review_threshold(confidence: np.ndarray, wrong: np.ndarray, other: np.ndarray,
-                            target: float = TARGET_COVERAGE, floor: float = 0.5, cap: float = 0.99) -> float:
+                            target: float = TARGET_COVERAGE, floor: float = REVIEW_FLOOR, cap: float = 0.99) -> float:
     """The lowest confidence threshold that, with the other review reasons (``other``), flags at least
     ``target`` of the wrong predictions; fewest false alarms for that coverage."""
     n_wrong = int(wrong.sum())

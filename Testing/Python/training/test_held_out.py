@@ -18,10 +18,11 @@ def test_threshold_is_the_lowest_that_reaches_the_coverage():
     other = np.array([False, False, False, False, False, False, True, False])  # one wrong flagged by evidence
     # 5 wrong; 0.90 -> 5 must be flagged; one by evidence, so the 4 wrong without a reason (0.60 0.70 0.80
     # 0.90) must fall below the threshold
-    assert choose_review_threshold(conf, wrong, other) == pytest.approx(0.9001)
-    assert choose_review_threshold(conf, wrong, other, target=0.6) == pytest.approx(0.7001)
-    assert choose_review_threshold(conf, wrong, wrong) == 0.5          # every error has another reason
-    assert choose_review_threshold(conf, np.zeros(8, bool), other) == 0.5
+    assert choose_review_threshold(conf, wrong, other, floor=0.5) == pytest.approx(0.9001)
+    assert choose_review_threshold(conf, wrong, other, target=0.6, floor=0.5) == pytest.approx(0.7001)
+    assert choose_review_threshold(conf, wrong, other, target=0.6) == pytest.approx(0.90)  # the default floor
+    assert choose_review_threshold(conf, wrong, wrong, floor=0.5) == 0.5  # every error has another reason
+    assert choose_review_threshold(conf, np.zeros(8, bool), other) == 0.90
 
 
 def test_low_confidence_reason_redone_for_a_new_threshold():
