@@ -15,7 +15,7 @@ from SeqClassifierLib.app.stream import (JsonlStream, local_results, plan_partit
                                          series_stamp)
 from SeqClassifierLib.model.classifier import Classifier
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import archive_gen  # noqa: E402  (Testing/benchmarks: the replicated-archive generator)
 
 
