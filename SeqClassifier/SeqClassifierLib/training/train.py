@@ -543,7 +543,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
         "version": time.strftime("%Y%m%d"),
         "feature_schema_version": FEATURE_SCHEMA_VERSION,
         "preprocessing": {"input_size": int(size), "mean": list(probe.mean or (0.5,) * 3),
-                          "std": list(probe.std or (0.5,) * 3), "center_slice_rule": "see preprocessing.choose_volume",
+                          "std": list(probe.std or (0.5,) * 3), "center_slice_rule": "see inputs.image.choose_volume",
                           "intensity": "percentile 0.5-99.5 -> [0,1], pad to square, resize"},
         "training": {
             "recipe": cfg.resolved_recipe(), "strategy": cfg.strategy, "backbone": cfg.backbone,
