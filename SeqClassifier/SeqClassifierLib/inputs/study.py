@@ -181,7 +181,8 @@ def _sequence_key(record: SeriesRecord, with_te: bool = True) -> tuple:
     return (ss, te, _round(_num(record, "RepetitionTime"), 0.1))
 
 
-def _b_max(record: SeriesRecord) -> float:
+def max_b_value(record: SeriesRecord) -> float:
+    """The highest b-value of a series (0 when it has none)."""
     bs = [b for b in record.b_values if b is not None]
     return max(bs) if bs else 0.0
 
@@ -255,7 +256,7 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
         # dynamic: same flip and b-values, a regular chain in time
         by_flip: dict[tuple, list[SeriesRecord]] = defaultdict(list)
         for r in members:
-            by_flip[(_round(_num(r, "FlipAngle"), 0.5), _b_max(r))].append(r)
+            by_flip[(_round(_num(r, "FlipAngle"), 0.5), max_b_value(r))].append(r)
         for sub in by_flip.values():
             if len(sub) < MIN_DYNAMIC:
                 continue
@@ -269,7 +270,7 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
                 in_group.add(r.series_uid)
             chains.append(chain)
         # a 4D dynamic series (many images per position, no b-values) anchors its signature too
-        four_d = [r for r in members if r.series_uid not in in_group and _b_max(r) == 0
+        four_d = [r for r in members if r.series_uid not in in_group and max_b_value(r) == 0
                   and repeats_per_location(r) >= MIN_4D_REPEATS]
         chains += [[r] for r in four_d]
         anchors = {r.series_uid for chain in chains for r in chain}
@@ -286,13 +287,13 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
         rest = [r for r in members if r.series_uid not in in_group and r not in four_d]
         # flip-angle set: one series per flip angle, the rest equal
         flips = {_round(_num(r, "FlipAngle"), 0.5) for r in rest} - {None}
-        bmaxes = {_b_max(r) for r in rest}
+        bmaxes = {max_b_value(r) for r in rest}
         if len(flips) >= 2 and len(flips) == len(rest) and len(bmaxes) == 1:
             ordered = sorted(rest, key=lambda r: (_num(r, "FlipAngle") or 0.0, r.series_uid))
             for rank, r in enumerate(ordered):
                 fields[r.series_uid].update(kind="flip_angle", group_size=len(ordered), rank=rank)
         elif len(bmaxes) >= 2 and len(flips) <= 1:
-            ordered = sorted(rest, key=lambda r: (_b_max(r), r.series_uid))
+            ordered = sorted(rest, key=lambda r: (max_b_value(r), r.series_uid))
             for rank, r in enumerate(ordered):
                 fields[r.series_uid].update(kind="diffusion", group_size=len(ordered), rank=rank)
 
@@ -313,12 +314,12 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
     diffusion_by_sig: dict[tuple, float] = {}
     for r in study:
         geo = _geometry_key(r)
-        if geo is not None and _b_max(r) > 0:
+        if geo is not None and max_b_value(r) > 0:
             key = (geo, _sequence_key(r))
-            diffusion_by_sig[key] = max(diffusion_by_sig.get(key, 0.0), _b_max(r))
+            diffusion_by_sig[key] = max(diffusion_by_sig.get(key, 0.0), max_b_value(r))
     for r in study:
         geo = _geometry_key(r)
-        if geo is None or _b_max(r) > 0:
+        if geo is None or max_b_value(r) > 0:
             continue
         source = diffusion_by_sig.get((geo, _sequence_key(r)))
         if source:

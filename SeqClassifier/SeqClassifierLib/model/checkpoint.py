@@ -30,14 +30,13 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
 from safetensors import safe_open
 from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save_file as _st_save_file
 
 from SeqClassifierLib.model.backbones import sha256_file
 from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
-from SeqClassifierLib.model.ensemble import EnsembleModel
+from SeqClassifierLib.model.ensemble import EnsembleModel, checked_temperature
 from SeqClassifierLib.model.ood import OodScorer, stats_from_tensors, stats_to_tensors
 from SeqClassifierLib.atomic import atomic_write, atomic_write_bytes
 from SeqClassifierLib.labels import CLASS_NAMES
@@ -168,10 +167,7 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
     clash = [k for k in _RESERVED_KEYS if k in card]
     if clash:
         raise ValueError(f"card keys {clash} are written by save_checkpoint and cannot be given")
-    if "temperature" in card and card["temperature"] is not None:
-        t = float(card["temperature"])
-        if not (math.isfinite(t) and t > 0):
-            raise ValueError(f"temperature must be a positive finite number, got {card['temperature']!r}")
+    checked_temperature(card.get("temperature"))  # ValueError naming the value
 
     card_path, weights_path = checkpoint_paths(path)
     card_path.parent.mkdir(parents=True, exist_ok=True)

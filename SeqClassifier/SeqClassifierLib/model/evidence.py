@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from SeqClassifierLib.dicom import tags as T
-from SeqClassifierLib.inputs.study import SeriesContext
+from SeqClassifierLib.inputs.study import SeriesContext, max_b_value
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import SeriesRecord
 
@@ -35,11 +35,6 @@ def _image_type(record: SeriesRecord) -> set[str]:
 def _num(record: SeriesRecord, key: str) -> Optional[float]:
     v = record.header.get(key)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-
-def _b_max(record: SeriesRecord) -> float:
-    bs = [b for b in record.b_values if b is not None]
-    return max(bs) if bs else 0.0
 
 
 def _scanning(record: SeriesRecord) -> set[str]:
@@ -68,9 +63,9 @@ class Facts:
         it = frozenset(_image_type(record))
         seq_text = " ".join(str(record.header.get(k, "")) for k in ("SequenceName", "PulseSequenceName")).lower()
         epi = "EP" in _scanning(record) or "EPI" in it or "epi" in seq_text or "ep2d" in seq_text
-        time_points = max(int(record.temporal_positions or 1), context.repeats if _b_max(record) == 0 else 1,
+        time_points = max(int(record.temporal_positions or 1), context.repeats if max_b_value(record) == 0 else 1,
                           context.group_size if context.kind == "dynamic" else 1)
-        return cls(image_type=it, b_max=_b_max(record), te=_num(record, "EchoTime"), tr=_num(record, "RepetitionTime"),
+        return cls(image_type=it, b_max=max_b_value(record), te=_num(record, "EchoTime"), tr=_num(record, "RepetitionTime"),
                    epi=epi, gradient_echo=("GR" in _scanning(record)) if record.header.get("ScanningSequence") else None,
                    time_points=time_points, context=context,
                    secondary_capture=record.sop_class_uid in T.SECONDARY_CAPTURE_SOP_CLASSES)

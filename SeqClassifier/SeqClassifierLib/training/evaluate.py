@@ -33,19 +33,25 @@ def score(classifier: Classifier, labels_csv: os.PathLike, root: os.PathLike) ->
     preds = classifier.classify(records)
     if not classifier.is_trained:
         raise ValueError("cannot evaluate an untrained model")
-    probs = np.array([[p.probabilities[c] for c in CLASS_NAMES] for p in preds])
-    m = classification_metrics(y, probs.argmax(1))
-    m["expected_calibration_error"] = round(expected_calibration_error(probs, y), 4)
+    m, probs = prediction_scores(y, preds)
     m["misclassified"] = [
         {"series_uid": r.series_uid, "description": r.description, "folder": os.path.dirname(r.files[0]),
          "true": CLASS_NAMES[t], "predicted": p.label.value, "confidence": p.confidence}
         for r, t, p in zip(records, y, preds) if p.label.value != CLASS_NAMES[t]
     ]
-    m["review"] = review_summary(y, preds)
     m["by_image_quality"] = accuracy_by_quality(y, preds)
     m["_probs"] = probs
     m["_y"] = y
     return m
+
+
+def prediction_scores(y: np.ndarray, preds: Sequence) -> tuple[dict[str, Any], np.ndarray]:
+    """(per-class and macro metrics, ECE and the review summary; the probabilities [N, C]) of predictions."""
+    probs = np.array([[p.probabilities[c] for c in CLASS_NAMES] for p in preds])
+    m = classification_metrics(y, probs.argmax(1))
+    m["expected_calibration_error"] = round(expected_calibration_error(probs, y), 4)
+    m["review"] = review_summary(y, preds)
+    return m, probs
 
 
 def review_summary(y: np.ndarray, preds: Sequence) -> dict[str, Any]:

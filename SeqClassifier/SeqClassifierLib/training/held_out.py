@@ -35,11 +35,9 @@ from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.model.ensemble import EnsembleModel
 from SeqClassifierLib.model.ood import OodScorer
 from SeqClassifierLib.model.reasons import LOW_CONFIDENCE, reason_kind
-from SeqClassifierLib.training.evaluate import review_summary
+from SeqClassifierLib.training.evaluate import prediction_scores
 from SeqClassifierLib.training.families import family_of, read_families
-from SeqClassifierLib.training.train import (TrainConfig, _Tensors, classification_metrics,
-                                             expected_calibration_error, fold_ood, group_folds, load_samples,
-                                             ood_summary)
+from SeqClassifierLib.training.train import TrainConfig, _Tensors, fold_ood, group_folds, load_samples, ood_summary
 
 
 #: Share of wrong held-out synthetic predictions the review flags must cover (the review threshold rule).
@@ -69,14 +67,6 @@ def _with_threshold(p, threshold: float):
     if p.confidence is not None and p.confidence < threshold:
         reasons.insert(0, f"{LOW_CONFIDENCE} ({p.confidence:.2f} < {threshold:.2f})")
     return dataclasses.replace(p, review_reasons=reasons, needs_review=bool(reasons))
-
-
-def _scores(y: np.ndarray, preds: Sequence) -> dict[str, Any]:
-    probs = np.array([[p.probabilities[c] for c in CLASS_NAMES] for p in preds])
-    m = classification_metrics(y, probs.argmax(1))
-    m["expected_calibration_error"] = round(expected_calibration_error(probs, y), 4)
-    m["review"] = review_summary(y, preds)
-    return m
 
 
 def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], roots: Sequence[os.PathLike],
@@ -134,7 +124,7 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
     for name, mask in (("real", ~synthetic), ("synthetic", synthetic)):
         idx = np.nonzero(mask)[0]
         if len(idx):
-            report[name] = _scores(y[idx], [preds[j] for j in idx])
+            report[name] = prediction_scores(y[idx], [preds[j] for j in idx])[0]
             report[name]["misclassified"] = [
                 {"description": samples[j].record.description, "true": CLASS_NAMES[y[j]],
                  "predicted": preds[j].label.value, "confidence": preds[j].confidence,
