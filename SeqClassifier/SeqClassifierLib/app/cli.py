@@ -41,7 +41,7 @@ import warnings
 from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
-from SeqClassifierLib.app import archive_cli, validation_commands
+from SeqClassifierLib.app import archive_cli, by_source_cli, validation_commands
 from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row, safe_text
 from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
 from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
@@ -556,6 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     validation_commands.add_parsers(sub)
+    by_source_cli.add_parser(sub)
     archive_cli.add_idc_parser(sub)
     return parser
 

@@ -25,7 +25,9 @@ from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MO
 from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
 from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
-from SeqClassifierLib.model.evidence import evidence_conflicts
+from SeqClassifierLib.model.decision import RULES as DECISION_RULES, decide
+from SeqClassifierLib.model.evidence import Facts, evidence_conflict_items
+from SeqClassifierLib.model.review_rule import ReviewRule
 from SeqClassifierLib.model.reasons import review_reasons
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice, standardize
@@ -141,6 +143,13 @@ class Classifier:
         self.card: dict = {}
         self._model = None
         self.device = "cpu"
+        #: Names of the decision rules (model.decision) the card was validated with; None: none apply.
+        self.decision_rules: Optional[list] = None
+        #: The card's review rule (model.review_rule), fitted on real out-of-source predictions; None: the
+        #: older rule (confidence below review_threshold, every distance place, every evidence conflict).
+        self.review_rule: Optional[ReviewRule] = None
+        #: Set to a list to receive each classified series' raw distances ({place: value}), in order.
+        self.score_log: Optional[list] = None
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
@@ -158,6 +167,24 @@ class Classifier:
             if self.device.startswith("cuda"):
                 self._warm_up()
             check_feature_schema(self.card, self.model_path)
+            self._apply_card_rules()
+
+    def _apply_card_rules(self) -> None:
+        """The card's decision rules and review rule (ValueError naming the card when malformed)."""
+        rules = self.card.get("decision_rules")
+        if rules is not None:
+            unknown = [r for r in rules if r not in DECISION_RULES] if isinstance(rules, list) else [rules]
+            if unknown:
+                raise ValueError(f"{self.model_path}: unknown decision rules {unknown}")
+            self.decision_rules = list(rules)
+        if self.card.get("review_rule") is not None:
+            try:
+                self.review_rule = ReviewRule.from_dict(self.card["review_rule"])
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{self.model_path}: {exc}") from None
+            ood = getattr(self._model, "ood", None)
+            if ood is not None:  # only the places the rule names flag, at its thresholds
+                ood.thresholds = {p: float(t) for p, t in self.review_rule.distances.items()}
 
     def _warm_up(self) -> None:
         """One dummy batch at load time: CUDA context, cuDNN autotuning and kernel
@@ -192,6 +219,8 @@ class Classifier:
 
     @property
     def review_threshold(self) -> float:
+        if self.review_rule is not None:
+            return float(self.review_rule.confidence)
         return float(self.card.get("review_threshold", DEFAULT_REVIEW_THRESHOLD))
 
     def _preprocessing(self) -> tuple[int, Sequence[float], Sequence[float], bool]:
@@ -264,6 +293,9 @@ class Classifier:
                                                                     meta_present=meta_present)
                 probs = probs.float().cpu().numpy()
                 for i, (r, p, (_, _, note, quality)) in enumerate(zip(batch, probs, prepared)):
+                    if self.score_log is not None:
+                        self.score_log.append({place: float(v[i]) for place, v in scores.items()
+                                               if place != "image" or prepared[i][1] is not None})
                     unlike = self._model.ood.reasons(scores, i) if scores else []
                     # without an image the image place's distance measures the "missing" vector
                     if prepared[i][1] is None:
@@ -277,15 +309,24 @@ class Classifier:
     def _to_prediction(self, record: SeriesRecord, probs: np.ndarray, note: str,
                        context: Optional[SeriesContext] = None, quality: Optional[ImageQuality] = None,
                        unlike: Sequence[str] = ()) -> Prediction:
+        facts = Facts.of(record, context)
+        ruled = []
+        if self.decision_rules is not None:
+            probs, ruled = decide(probs, record, facts, self.decision_rules)
         k = int(np.argmax(probs))
         conf = float(probs[k])
         label = SequenceLabel(CLASS_NAMES[k])
-        reasons = review_reasons(conf, self.review_threshold, image_note=note, unlike=unlike,
-                                 conflicts=evidence_conflicts(record, label, context), quality=quality)
+        items = evidence_conflict_items(record, label, context, facts)
+        rule = self.review_rule
+        conflicts = [t for n, t in items if rule is None or n in rule.conflicts]
+        reasons = review_reasons(conf, self.review_threshold, image_note=note, unlike=unlike, conflicts=conflicts,
+                                 quality=quality if rule is None or rule.quality else None)
         notes = [note] if note else []
         if context is not None and context.note:
             notes.append(context.note)
+        notes += [f"ruled out by evidence ({name})" for name in ruled]
         notes += [r for r in reasons if not r.startswith("image unreadable")]
+        notes += [f"evidence: {t}" for n, t in items if rule is not None and n not in rule.conflicts]
         return Prediction(
             series_uid=record.series_uid,
             label=label,

@@ -158,10 +158,17 @@ CHECKS: dict[str, Check] = {
 }
 
 
+def evidence_conflict_items(record: SeriesRecord, label: Optional[SequenceLabel],
+                            context: Optional[SeriesContext] = None,
+                            facts: Optional[Facts] = None) -> list[tuple[str, str]]:
+    """``(check name, conflict in words)`` of every fact that ``label`` contradicts (empty: none)."""
+    if label is None:
+        return []
+    facts = facts if facts is not None else Facts.of(record, context)
+    return [(name, text) for name, check in CHECKS.items() if (text := check(label, facts))]
+
+
 def evidence_conflicts(record: SeriesRecord, label: Optional[SequenceLabel],
                        context: Optional[SeriesContext] = None) -> list[str]:
     """Every header or study fact that ``label`` contradicts, in words (empty: none)."""
-    if label is None:
-        return []
-    facts = Facts.of(record, context)
-    return [text for check in CHECKS.values() if (text := check(label, facts))]
+    return [text for _, text in evidence_conflict_items(record, label, context)]

@@ -1,0 +1,141 @@
+"""Leave-one-source-out: every real series predicted by a model that never saw its source.
+
+A *source* is one data root given to training (one vendor x site of the real
+corpus, ``data/real_series.csv``); synthetic roots (their labels have a
+``family`` column) are never held out.  For each real source a single model
+(one fold of the recipe, the same configuration as the shipped ensemble) is
+trained on everything else -- the synthetic studies and the other real
+sources -- and classifies the held-out source through the whole classifier
+(study context, decision rules, evidence checks, image quality, distances).
+
+The result is one row per real series with what the review rule needs
+(:mod:`~SeqClassifierLib.model.review_rule`): confidence, the raw distance of
+each place, the evidence checks the final label contradicts, low image
+quality; and per-source and pooled scores.  ``seqclassifier by-source``
+writes them as JSON, fits the review rule on them, and can store both in a
+model card (``--into-card``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from SeqClassifierLib.inputs.study import study_contexts
+from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
+from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.model.decision import RULES as DECISION_RULES
+from SeqClassifierLib.model.evidence import evidence_conflict_items
+from SeqClassifierLib.model.reasons import LOW_QUALITY, reason_kind
+from SeqClassifierLib.training.evaluate import prediction_scores
+from SeqClassifierLib.training.train import Sample, TrainConfig, classification_metrics, train
+
+LogFn = Callable[[str], None]
+
+
+def source_name(root: os.PathLike) -> str:
+    """A source's name: its data root's folder name (``/data/corpus/nibabel_siemens`` -> ``nibabel_siemens``)."""
+    return Path(str(root).rstrip("/")).name
+
+
+def prediction_row(source: str, sample: Sample, pred, distances: dict, context=None) -> dict[str, Any]:
+    """One out-of-source prediction as the review rule reads it."""
+    label = pred.label
+    conflicts = [n for n, _ in evidence_conflict_items(sample.record, label, context)] if label is not None else []
+    return {
+        "source": source, "series_uid": sample.record.series_uid, "study_uid": sample.record.study_uid,
+        "patient_id": sample.record.patient_id, "description": sample.record.description,
+        "manufacturer": sample.record.manufacturer, "true": CLASS_NAMES[sample.label],
+        "predicted": label.value if label is not None else None, "confidence": pred.confidence,
+        "probabilities": pred.probabilities, "distances": {k: round(v, 3) for k, v in distances.items()},
+        "conflicts": conflicts, "quality_low": any(reason_kind(r) == LOW_QUALITY for r in pred.review_reasons),
+        "note": pred.note,
+    }
+
+
+def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: str,
+                   rules: Optional[Sequence[str]] = None) -> tuple[list, list[dict[str, Any]]]:
+    """(predictions, rows) of ``samples`` by ``checkpoint`` with the decision rules ``rules`` (all when None)."""
+    clf = Classifier(checkpoint, device="cpu", precision="fp32")
+    clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
+    clf.review_rule = None
+    clf.score_log = []
+    records = [s.record for s in samples]
+    preds = clf.classify(records)
+    contexts = study_contexts(records)
+    rows = [prediction_row(source, s, p, d, contexts.get(s.record.series_uid))
+            for s, p, d in zip(samples, preds, clf.score_log)]
+    return preds, rows
+
+
+def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], cfg: TrainConfig,
+                         workdir: Optional[os.PathLike] = None, log: LogFn = print,
+                         rules: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Train without each real source in turn and predict it; returns ``{"rows", "per_source", "pooled"}``."""
+    real = {str(r) for r in real_roots}
+    by_root: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_root.setdefault(str(s.source), []).append(i)
+    held_roots = [r for r in by_root if r in real]
+    if not held_roots:
+        raise ValueError("leave-one-source-out: none of the real roots has labelled series")
+    cfg1 = dataclasses.replace(cfg, folds=1)
+    rows: list[dict[str, Any]] = []
+    per_source: dict[str, Any] = {}
+    all_y, all_preds = [], []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for n, root in enumerate(held_roots, 1):
+            name = source_name(root)
+            held = by_root[root]
+            keep = [samples[i] for i in range(len(samples)) if str(samples[i].source) != root]
+            t0 = time.perf_counter()
+            log(f"[{n}/{len(held_roots)}] without {name}: training on {len(keep)} series, {len(held)} held out")
+            ckpt = Path(tmp) / f"without_{name}.json"
+            train(keep, cfg1, ckpt, log=lambda m: None)
+            held_samples = [samples[i] for i in held]
+            preds, src_rows = predict_source(ckpt, held_samples, name, rules)
+            rows += src_rows
+            y = np.array([s.label for s in held_samples])
+            metrics, _ = prediction_scores(y, preds)
+            metrics["n_series"] = len(held)
+            metrics["seconds"] = round(time.perf_counter() - t0, 1)
+            per_source[name] = metrics
+            all_y += list(y)
+            all_preds += preds
+            log(f"    {name}: macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f} "
+                f"({metrics['seconds']:.0f} s)")
+    pooled, _ = prediction_scores(np.array(all_y), all_preds)
+    return {"rows": rows, "per_source": per_source, "pooled": pooled}
+
+
+def keyword_label(description: str) -> SequenceLabel:
+    """A keyword rule on SeriesDescription, the baseline a person would write first."""
+    d = (description or "").lower()
+    if any(k in d for k in ("loc", "scout", "survey", "tripilot", "3pl")):
+        return SequenceLabel.OTHER
+    if "adc" in d or "apparent" in d:
+        return SequenceLabel.ADC
+    if any(k in d for k in ("diff", "dwi", "dti", "trace", "b1000", "b800", "b1400", "b2000", "ep2d_diff")):
+        return SequenceLabel.DWI
+    if any(k in d for k in ("dce", "dyn", "twist", "vibe", "perf", "disco", "lava")) and "dsc" not in d:
+        return SequenceLabel.DCE
+    if "t2" in d and not any(k in d for k in ("flair", "map", "star", "*", "swi")):
+        return SequenceLabel.T2w
+    return SequenceLabel.OTHER
+
+
+def keyword_scores(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Macro-F1 of :func:`keyword_label` per source and pooled, on the same rows."""
+    out: dict[str, Any] = {}
+    for name in sorted({r["source"] for r in rows}) + ["pooled"]:
+        sel = [r for r in rows if name == "pooled" or r["source"] == name]
+        y = np.array([CLASS_NAMES.index(r["true"]) for r in sel])
+        p = np.array([CLASS_NAMES.index(keyword_label(r["description"]).value) for r in sel])
+        out[name] = round(float(classification_metrics(y, p)["macro_f1"]), 4)
+    return out
