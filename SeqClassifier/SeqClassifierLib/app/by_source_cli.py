@@ -101,7 +101,7 @@ def cmd_by_source(args: argparse.Namespace) -> int:
         cfg = TrainConfig(strategy=args.strategy, max_epochs=args.max_epochs, patience=args.patience,
                           device=args.device, seed=args.seed)
         try:
-            result = leave_one_source_out(samples, [str(r) for r in real], cfg, log=log)
+            result = leave_one_source_out(samples, [str(r) for r in real], cfg, log=log, n_groups=args.groups)
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
@@ -136,6 +136,8 @@ def add_parser(sub) -> None:
     p.add_argument("--data", nargs="+", default=None)
     p.add_argument("--real", nargs="*", default=None, help="data roots to hold out one at a time (default: every "
                                                            "root whose labels have no synthetic 'family' column)")
+    p.add_argument("--groups", type=int, default=None, help="hold the real sources out in this many groups "
+                   "of about equal size (default: one source at a time)")
     p.add_argument("--rows", default=None, help="refit from an earlier run's rows.json (no training)")
     p.add_argument("--out", required=True, help="folder for rows.json, report.json, risk_coverage.png")
     p.add_argument("--target", type=float, default=0.92, help="coverage of mistakes the rule is fitted for")

@@ -123,7 +123,7 @@ def _needed_threshold(conf: np.ndarray, wrong: np.ndarray, other: np.ndarray, ta
     if need <= 0:
         return lo
     rest = np.sort(conf[wrong & ~other])
-    t = float(rest[need - 1]) + 1e-4
+    t = max(lo, float(rest[need - 1]) + 1e-4)
     return t if t <= hi else None
 
 

@@ -74,10 +74,32 @@ def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: s
     return preds, rows
 
 
+def source_groups(sizes: dict[str, int], k: Optional[int]) -> list[list[str]]:
+    """The real sources in ``k`` groups of about equal series counts (None or >= sources: one group each).
+
+    Larger sources are placed first, each into the group with the fewest series
+    so far; ties by name, so the partition is deterministic.
+    """
+    names = sorted(sizes, key=lambda n: (-sizes[n], n))
+    if not k or k >= len(names):
+        return [[n] for n in names]
+    groups: list[list[str]] = [[] for _ in range(k)]
+    totals = [0] * k
+    for n in names:
+        j = min(range(k), key=lambda g: (totals[g], g))
+        groups[j].append(n)
+        totals[j] += sizes[n]
+    return groups
+
+
 def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], cfg: TrainConfig,
                          workdir: Optional[os.PathLike] = None, log: LogFn = print,
-                         rules: Optional[Sequence[str]] = None) -> dict[str, Any]:
-    """Train without each real source in turn and predict it; returns ``{"rows", "per_source", "pooled"}``."""
+                         rules: Optional[Sequence[str]] = None, n_groups: Optional[int] = None) -> dict[str, Any]:
+    """Train without each real source (or group of sources, ``n_groups``) in turn and predict it.
+
+    Returns ``{"rows", "per_source", "pooled", "groups"}``; every real series is
+    predicted by a model that saw no series of its source.
+    """
     real = {str(r) for r in real_roots}
     by_root: dict[str, list[int]] = {}
     for i, s in enumerate(samples):
@@ -85,33 +107,36 @@ def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], c
     held_roots = [r for r in by_root if r in real]
     if not held_roots:
         raise ValueError("leave-one-source-out: none of the real roots has labelled series")
+    groups = source_groups({r: len(by_root[r]) for r in held_roots}, n_groups)
     cfg1 = dataclasses.replace(cfg, folds=1)
     rows: list[dict[str, Any]] = []
     per_source: dict[str, Any] = {}
     all_y, all_preds = [], []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        for n, root in enumerate(held_roots, 1):
-            name = source_name(root)
-            held = by_root[root]
-            keep = [samples[i] for i in range(len(samples)) if str(samples[i].source) != root]
+        for n, group in enumerate(groups, 1):
+            names = [source_name(r) for r in group]
+            keep = [s for s in samples if str(s.source) not in group]
             t0 = time.perf_counter()
-            log(f"[{n}/{len(held_roots)}] without {name}: training on {len(keep)} series, {len(held)} held out")
-            ckpt = Path(tmp) / f"without_{name}.json"
+            log(f"[{n}/{len(groups)}] without {', '.join(names)}: training on {len(keep)} series, "
+                f"{sum(len(by_root[r]) for r in group)} held out")
+            ckpt = Path(tmp) / f"without_{n}.json"
             train(keep, cfg1, ckpt, log=lambda m: None)
-            held_samples = [samples[i] for i in held]
-            preds, src_rows = predict_source(ckpt, held_samples, name, rules)
-            rows += src_rows
-            y = np.array([s.label for s in held_samples])
-            metrics, _ = prediction_scores(y, preds)
-            metrics["n_series"] = len(held)
-            metrics["seconds"] = round(time.perf_counter() - t0, 1)
-            per_source[name] = metrics
-            all_y += list(y)
-            all_preds += preds
-            log(f"    {name}: macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f} "
-                f"({metrics['seconds']:.0f} s)")
+            for root, name in zip(group, names):
+                held_samples = [samples[i] for i in by_root[root]]
+                preds, src_rows = predict_source(ckpt, held_samples, name, rules)
+                rows += src_rows
+                y = np.array([s.label for s in held_samples])
+                metrics, _ = prediction_scores(y, preds)
+                metrics["n_series"] = len(held_samples)
+                metrics["held_out_with"] = names
+                per_source[name] = metrics
+                all_y += list(y)
+                all_preds += preds
+                log(f"    {name}: macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+            log(f"    ({time.perf_counter() - t0:.0f} s)")
     pooled, _ = prediction_scores(np.array(all_y), all_preds)
-    return {"rows": rows, "per_source": per_source, "pooled": pooled}
+    return {"rows": rows, "per_source": per_source, "pooled": pooled,
+            "groups": [[source_name(r) for r in g] for g in groups]}
 
 
 def keyword_label(description: str) -> SequenceLabel:
