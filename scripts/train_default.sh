@@ -4,7 +4,8 @@
 # Environment: PROSTATEX (default ../shared/data/prostatex), STUDIES (synthetic
 # studies, default 48), JOBS (parallel synth writers, default nproc), DEVICE
 # (auto), SC (command to run seqclassifier, default .venv/bin/seqclassifier),
-# SKIP_DEFAULT=1 to only measure accuracy, SKIP_LOSO=1 to skip the two leave-one-real-study-out models.
+# SKIP_DEFAULT=1 to skip the default model, SKIP_BY_SOURCE=1 to skip leave-one-source-out; REAL=DIR adds every
+# sub-folder of DIR with a labels.csv as a real source; LOSO_GROUPS (default 8) groups of sources held out.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -37,49 +38,47 @@ synth_roots=$(ls -d "$synth"/part*)
 common=(--strategy joint --backbone compact_cnn --max-epochs "$EPOCHS" --patience "${PATIENCE:-8}" --device "$DEVICE" --quiet)
 VENDORS="${VENDORS:-$(dirname "$PROSTATEX")/vendors}"
 
-# PARALLEL=1 runs the four trainings at once (a GPU machine with many cores).
-bg() { if [ "${PARALLEL:-0}" = 1 ]; then "$@" & else "$@"; fi; }
+# The real sources: the two shared folders and, with REAL=DIR, every sub-folder of DIR holding a labels.csv
+# (the corpus of data/real_series.csv, laid out by scripts/real_corpus.py build; its DICOM stays outside the repo).
+REAL="${REAL:-}"
+real_roots=("$PROSTATEX" "$VENDORS")
+if [ -n "$REAL" ]; then
+  for d in "$REAL"/*/; do [ -f "$d/labels.csv" ] && real_roots+=("${d%/}"); done
+fi
+real_labels=(); over=()
+for r in "${real_roots[@]}"; do real_labels+=("$r/labels.csv"); over+=("$r=${OVERSAMPLE:-8}"); done
+echo "real sources: ${#real_roots[@]}" >&2
+model=SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json
 
-# 1) the default model: all synthetic studies + both real studies, 4 folds by patient
+# 1) the default model: all synthetic studies + every real source, 4 folds by patient
 if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
   mkdir -p SeqClassifier/SeqClassifierLib/model/assets
-  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS PATIENCE=${PATIENCE:-8} OVERSAMPLE=${OVERSAMPLE:-8} scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras --realism; then: seqclassifier train --labels <synth>/part*/labels.csv prostatex/labels.csv --data <synth>/part* prostatex --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 ${common[*]}"
-  bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" \
-     --oversample "$PROSTATEX=${OVERSAMPLE:-8}" \
-     --out SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json --folds 4 "${common[@]}" --command-line "$cmd"
+  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS PATIENCE=${PATIENCE:-8} OVERSAMPLE=${OVERSAMPLE:-8} REAL=<corpus> scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras --realism; then: seqclassifier train --labels <synth>/part*/labels.csv <real>/*/labels.csv --data <synth>/part* <real>/* --oversample <real>/*=${OVERSAMPLE:-8} --out $model --folds 4 ${common[*]}"
+  $SC train --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
+     --oversample "${over[@]}" --out "$model" --folds 4 "${common[@]}" --command-line "$cmd"
+  # 1b) held-out folds of the default model: distance statistics, out-of-fold scores (reported only)
+  $SC held-out --model "$model" --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
+     --quiet > "$work/held_out.json"
 fi
 
-# 1b) held-out folds of the default model: distance thresholds, and out-of-fold scores of the real
-#     series (each predicted by the fold model that never saw its patient) apart from the synthetic ones
-if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
-  $SC held-out --model SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
-     --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --quiet > "$work/held_out.json"
+# 2) leave-one-source-out: every real series predicted by a model that never saw its source (the real
+#    sources held out in LOSO_GROUPS balanced groups); the review rule is fitted on those predictions and
+#    stored in the card with the per-source table, the keyword baseline and the risk-coverage curve.
+if [ "${SKIP_BY_SOURCE:-0}" != 1 ]; then
+  $SC by-source --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
+     --real "${real_roots[@]}" --groups "${LOSO_GROUPS:-8}" --oversample "${OVERSAMPLE:-8}" --max-epochs "$EPOCHS" --patience "${PATIENCE:-8}" \
+     --device "$DEVICE" --out "$work/by_source" --into-card "$model"
+  cp "$work/by_source/risk_coverage.png" docs/risk_coverage.png 2>/dev/null || true
 fi
 
-# 2) leave-one-study-out on the real studies (synthetic + the other real study)
-[ "${SKIP_LOSO:-0}" = 1 ] || for held in ProstateX-0000 ProstateX-0001; do
-  other=$([ "$held" = ProstateX-0000 ] && echo ProstateX-0001 || echo ProstateX-0000)
-  bg $SC train --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX/$other" \
-     --out "$work/loso_without_$held.json" --folds 4 "${common[@]}"
+for r in "${real_roots[@]}"; do
+  echo "== default model on $(basename "$r") (trained on it: a sanity check, not a validation) =="
+  $SC evaluate --models "$model" --labels "$r/labels.csv" --data "$r" --name "$(basename "$r")" \
+     --out "$work/report_$(basename "$r")" --device "$DEVICE" | tail -3
 done
-# 3) synthetic data only (SKIP_SYNTH_ONLY=1 skips it: the held-out folds of 1b already score real series unseen)
-[ "${SKIP_SYNTH_ONLY:-0}" = 1 ] || bg $SC train --labels $synth_labels --data $synth_roots --out "$work/synthetic_only.json" --folds 4 "${common[@]}"
-wait
-
-echo "== leave-one-study-out =="
-[ "${SKIP_LOSO:-0}" = 1 ] || for held in ProstateX-0000 ProstateX-0001; do
-  $SC evaluate --models "$work/loso_without_$held.json" --labels "$PROSTATEX/labels.csv" \
-     --data "$PROSTATEX/$held" --name "$held" --out "$work/report_loso_$held" --device "$DEVICE"
-done
-[ "${SKIP_SYNTH_ONLY:-0}" = 1 ] || echo "== synthetic only, scored on the real studies =="
-[ "${SKIP_SYNTH_ONLY:-0}" = 1 ] || $SC evaluate --models "$work/synthetic_only.json" --labels "$PROSTATEX/labels.csv" --data "$PROSTATEX" \
-   --name prostatex --out "$work/report_synthetic_only" --device "$DEVICE"
-echo "== default model on the vendor samples (brain, never trained on) =="
-$SC evaluate --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
-   --labels "$VENDORS/labels.csv" --data "$VENDORS" --name vendors --out "$work/report_vendors" --device "$DEVICE"
 echo "== shortcut audit of the default model (real + synthetic series) =="
-$SC audit --models SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json \
-   --labels $synth_labels "$PROSTATEX/labels.csv" --data $synth_roots "$PROSTATEX" --out "$work/audit.json" --into-card || true
+$SC audit --models "$model" --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
+   --out "$work/audit.json" --into-card || true
 echo "== leave-one-protocol-family-out (synthetic, metadata branch) =="
 # the protocol families that matter most (every DCE family, VFA / post-contrast, non-diffusion EPI, b0, ADC,
 # calculated b, a derived map, a T2w); FAMILIES=all holds out every family (131 here: about an hour on 2 cores)

@@ -92,14 +92,18 @@ def cmd_by_source(args: argparse.Namespace) -> int:
         from SeqClassifierLib.training.families import read_families
         from SeqClassifierLib.training.train import TrainConfig, load_samples
 
-        samples = load_samples(args.labels, args.data, input_size=128, log=log)
+        from SeqClassifierLib.model.backbones import get_backbone_config
+
+        samples = load_samples(args.labels, args.data, input_size=get_backbone_config("compact_cnn").input_size,
+                               log=log)
         real = args.real
         if not real:
             by_uid, _ = read_families(args.labels)
             real = [str(d) for d in args.data
                     if not any(s.record.series_uid in by_uid for s in samples if str(s.source) == str(d))]
         cfg = TrainConfig(strategy=args.strategy, max_epochs=args.max_epochs, patience=args.patience,
-                          device=args.device, seed=args.seed)
+                          device=args.device, seed=args.seed,
+                          oversample={str(r): args.oversample for r in real} if args.oversample > 1 else {})
         try:
             result = leave_one_source_out(samples, [str(r) for r in real], cfg, log=log, n_groups=args.groups)
         except ValueError as exc:
@@ -145,6 +149,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-epochs", type=int, default=16)
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--oversample", type=int, default=1, help="each real series counts N times per epoch, as in "
+                                                              "the recipe of the model the rule is for")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--into-card", default=None, metavar="MODEL", help="store the rule and report in this card")
     p.add_argument("--quiet", action="store_true")

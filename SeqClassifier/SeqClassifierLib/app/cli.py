@@ -397,6 +397,17 @@ def _oversample(specs: Sequence[str], roots: Sequence[str]) -> dict:
     return out
 
 
+def _source_summary(samples) -> list:
+    """The card's data sources by name (the data root's folder name, never this machine's path) with counts."""
+    from SeqClassifierLib.labels import CLASS_NAMES
+
+    by: dict = {}
+    for s in samples:
+        name = os.path.basename(str(s.source).rstrip("/\\")) or str(s.source)
+        by.setdefault(name, [0] * len(CLASS_NAMES))[s.label] += 1
+    return [{"name": n, "n_series": sum(c), "per_class": dict(zip(CLASS_NAMES, c))} for n, c in sorted(by.items())]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from SeqClassifierLib.model.backbones import get_backbone_config
     from SeqClassifierLib.training.train import TrainConfig, load_samples, train
@@ -431,7 +442,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_NOTHING
     log(f"{len(samples)} labelled series from {len({s.group for s in samples})} patients")
     command = "seqclassifier " + " ".join(sys.argv[1:]) if args.command_line is None else args.command_line
-    summary = {"labels": [str(p) for p in args.labels], "roots": [str(p) for p in args.data]}
+    summary = {"sources": _source_summary(samples)}
     try:
         train(samples, cfg, args.out, log=log, command=command, data_summary=summary)
     except (ValueError, RuntimeError) as exc:
