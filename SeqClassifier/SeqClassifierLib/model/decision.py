@@ -18,9 +18,9 @@ every class (contradictory headers), the model's probabilities stand.
 Each rule fires only on an attribute a de-identified export keeps (standard
 ImageType, ScanningSequence, SequenceName, b-values in standard or vendor
 tags), never on a description or a name, and never on an attribute's
-*absence* alone: ``no_diffusion_encoding`` needs the b-value, ImageType and
-sequence name all to say "no diffusion", and the study context to know of no
-diffusion series of the same geometry.
+*absence* alone: ``no_diffusion_encoding`` needs the b-value, ImageType,
+sequence name and study context all to say "no diffusion" *and* a read-out
+that no diffusion sequence has.
 """
 
 from __future__ import annotations
@@ -59,21 +59,38 @@ def has_diffusion_encoding(f: Facts, record: SeriesRecord) -> bool:
                 or f.context.kind == "diffusion" or f.context.diffusion_linked)
 
 
-def no_diffusion_encoding(f: Facts, record: SeriesRecord) -> Optional[frozenset]:
-    """No b-value > 0, no diffusion ImageType or sequence name, no diffusion series of its geometry: not DWI.
+def _scanning(record: SeriesRecord) -> set:
+    v = record.header.get("ScanningSequence") or []
+    return {str(x).upper() for x in v} if isinstance(v, (list, tuple)) else {str(v).upper()}
 
-    A DTI b = 0 volume stored on its own keeps DWI: it shares its geometry with
-    the diffusion series (study context) or carries a diffusion ImageType or
-    sequence name.  A b-value of 0 alone is no evidence either way (GE writes
-    one on every EPI, Philips on every image).  The rule applies only when
-    ImageType or ScanningSequence is present, so a header stripped of both is
-    left to the model.
+
+def no_diffusion_encoding(f: Facts, record: SeriesRecord) -> Optional[frozenset]:
+    """No sign of diffusion weighting, and a read-out that says so: not DWI.
+
+    "No sign" means no b-value above 0, no diffusion ImageType, no diffusion
+    sequence name, and no diffusion series of the same geometry in the study
+    (a DTI b = 0 volume stored on its own keeps DWI through the last three).
+    A b-value of 0 alone is no evidence either way (GE writes one on every EPI,
+    Philips on every image).  Absent b-values are not enough on their own: an
+    old Philips export keeps its b-value only in a private tag that
+    de-identification may remove, and its ImageType and ScanningSequence (SE)
+    then look like any spin echo.  So the rule needs one more positive fact:
+
+    * a gradient-echo read-out (ScanningSequence GR without SE: BOLD fMRI,
+      GRE field maps, B0 maps) -- no clinical diffusion sequence is one;
+    * or a Siemens sequence name that is not a diffusion one (Siemens always
+      names its diffusion sequences ``*ep_b...`` / ``*re_b...``; a spin-echo
+      EPI field map is ``epse2d1``).
     """
-    if not (f.image_type or record.header.get("ScanningSequence")):
-        return None
     if has_diffusion_encoding(f, record):
         return None
-    return frozenset({L.DWI.value})
+    scanning = _scanning(record)
+    gradient_echo = "GR" in scanning and "SE" not in scanning
+    manufacturer = str(record.manufacturer or record.header.get("Manufacturer") or "").upper()
+    siemens_named = "SIEMENS" in manufacturer and bool(str(record.header.get("SequenceName") or "").strip())
+    if gradient_echo or siemens_named:
+        return frozenset({L.DWI.value})
+    return None
 
 
 def image_type_adc(f: Facts, record: SeriesRecord) -> Optional[frozenset]:

@@ -35,7 +35,7 @@ def test_bold_fmri_called_dwi_becomes_other():
 
 
 def test_ge_private_b0_on_fmri_is_no_diffusion_encoding():
-    rec = _rec(b=(0.0,), manufacturer="GE MEDICAL SYSTEMS", seq="")
+    rec = _rec(b=(0.0,), manufacturer="GE MEDICAL SYSTEMS", seq="", ss=("EP", "GR"))
     assert "no_diffusion_encoding" in ruled_out(rec, Facts.of(rec, None))
 
 
@@ -61,6 +61,19 @@ def test_header_without_image_type_or_scanning_sequence_is_left_to_the_model():
     rec.header.pop("ScanningSequence")
     rec.header.pop("ImageType")
     assert ruled_out(rec, Facts.of(rec, None)) == {}
+
+
+def test_spin_echo_without_b_values_is_left_to_the_model():
+    """An old Philips DWI whose b-value lived in a removed private tag: ImageType M_SE, ScanningSequence SE."""
+    rec = _rec(image_type=("ORIGINAL", "SECONDARY", "M_SE", "M", "SE"), ss=("SE",), seq="", reps=1,
+               manufacturer="Philips Medical Systems")
+    assert "no_diffusion_encoding" not in ruled_out(rec, Facts.of(rec, None))
+    # the same spin echo from Siemens names its sequence: a spin-echo EPI field map is no DWI
+    se_fmap = _rec(ss=("EP",), seq="epse2d1_86", reps=1)
+    assert "no_diffusion_encoding" in ruled_out(se_fmap, Facts.of(se_fmap, None))
+    # gradient-echo EPI of any vendor (BOLD): no DWI
+    ge_bold = _rec(ss=("EP", "GR"), seq="", manufacturer="GE MEDICAL SYSTEMS")
+    assert "no_diffusion_encoding" in ruled_out(ge_bold, Facts.of(ge_bold, None))
 
 
 def test_image_type_rules_force_their_class():
