@@ -1,9 +1,12 @@
 """``seqclassifier by-source``: leave-one-source-out validation and the review rule fitted on it.
 
     seqclassifier by-source --labels L... --data D... --real R... --out DIR [--into-card MODEL]
+    seqclassifier by-source --model M --labels L... --data D... --out DIR [--into-card M]  # M: train --fold-by-source
     seqclassifier by-source --rows DIR/rows.json --out DIR [--into-card MODEL]   # refit only
 
-Trains one model without each real source (``--real``: the roots to hold out,
+With ``--model`` (an ensemble trained with ``train --fold-by-source``, whose folds
+hold each real source out whole) the out-of-fold predictions are used and
+nothing is trained.  Otherwise it trains one model without each real source (``--real``: the roots to hold out,
 default every root whose labels have no synthetic ``family`` column), predicts
 that source (``training.by_source``), fits the review rule on the pooled
 out-of-source predictions (``model.review_rule``) and writes to DIR:
@@ -88,7 +91,7 @@ def cmd_by_source(args: argparse.Namespace) -> int:
         if not (args.labels and args.data):
             print("error: by-source needs --labels and --data (or --rows to refit)", file=sys.stderr)
             return EXIT_ERROR
-        from SeqClassifierLib.training.by_source import leave_one_source_out  # torch: training only
+        from SeqClassifierLib.training.by_source import leave_one_source_out, out_of_fold  # torch: training only
         from SeqClassifierLib.training.families import read_families
         from SeqClassifierLib.training.train import TrainConfig, load_samples
 
@@ -105,8 +108,11 @@ def cmd_by_source(args: argparse.Namespace) -> int:
                           device=args.device, seed=args.seed,
                           oversample={str(r): args.oversample for r in real} if args.oversample > 1 else {})
         try:
-            result = leave_one_source_out(samples, [str(r) for r in real], cfg, log=log, n_groups=args.groups)
-        except ValueError as exc:
+            if args.model:
+                result = out_of_fold(args.model, samples, log=log)
+            else:
+                result = leave_one_source_out(samples, [str(r) for r in real], cfg, log=log, n_groups=args.groups)
+        except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
         rows = result["rows"]
@@ -142,6 +148,8 @@ def add_parser(sub) -> None:
                                                            "root whose labels have no synthetic 'family' column)")
     p.add_argument("--groups", type=int, default=None, help="hold the real sources out in this many groups "
                    "of about equal size (default: one source at a time)")
+    p.add_argument("--model", default=None, help="an ensemble trained with train --fold-by-source: its out-of-fold "
+                   "predictions are the out-of-source ones (nothing is trained)")
     p.add_argument("--rows", default=None, help="refit from an earlier run's rows.json (no training)")
     p.add_argument("--out", required=True, help="folder for rows.json, report.json, risk_coverage.png")
     p.add_argument("--target", type=float, default=0.92, help="coverage of mistakes the rule is fitted for")

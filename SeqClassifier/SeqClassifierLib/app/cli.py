@@ -420,7 +420,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(strategy=args.strategy, backbone=args.backbone, pretrained=args.pretrained or False,
                       folds=args.folds, recipe=args.recipe, max_epochs=args.max_epochs, patience=args.patience,
                       batch_size=args.batch_size, seed=args.seed, device=args.device, lora_rank=args.lora_rank,
-                      head_epochs=args.head_epochs, min_image_quality=args.min_image_quality, oversample=oversample)
+                      head_epochs=args.head_epochs, min_image_quality=args.min_image_quality, oversample=oversample,
+                      folds_by_source=tuple(sorted({os.path.basename(str(r).rstrip("/\\")) for r in args.fold_by_source})))
     if cfg.pretrained in ("true", "True", "1", "yes"):
         cfg.pretrained = True
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -533,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lora-rank", type=int, default=0, help="LoRA adapters of this rank on the ViT (0: off)")
+    p.add_argument("--fold-by-source", nargs="*", default=[], metavar="ROOT",
+                   help="real data roots (sources) each held out whole in one fold: the out-of-fold predictions "
+                        "of their series are out-of-source ones (seqclassifier by-source --model)")
     p.add_argument("--oversample", nargs="*", default=[], metavar="ROOT=N",
                    help="count the series of a --data root N times per epoch (e.g. the few real studies)")
     p.add_argument("--min-image-quality", type=float, default=0.0,

@@ -34,14 +34,10 @@ from SeqClassifierLib.model.decision import RULES as DECISION_RULES
 from SeqClassifierLib.model.evidence import evidence_conflict_items
 from SeqClassifierLib.model.reasons import LOW_QUALITY, reason_kind
 from SeqClassifierLib.training.evaluate import prediction_scores
+from SeqClassifierLib.training.folds import source_groups, source_name
 from SeqClassifierLib.training.train import Sample, TrainConfig, classification_metrics, train
 
 LogFn = Callable[[str], None]
-
-
-def source_name(root: os.PathLike) -> str:
-    """A source's name: its data root's folder name (``/data/corpus/nibabel_siemens`` -> ``nibabel_siemens``)."""
-    return Path(str(root).rstrip("/")).name
 
 
 def prediction_row(source: str, sample: Sample, pred, distances: dict, context=None) -> dict[str, Any]:
@@ -74,24 +70,6 @@ def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: s
     return preds, rows
 
 
-def source_groups(sizes: dict[str, int], k: Optional[int]) -> list[list[str]]:
-    """The real sources in ``k`` groups of about equal series counts (None or >= sources: one group each).
-
-    Larger sources are placed first, each into the group with the fewest series
-    so far; ties by name, so the partition is deterministic.
-    """
-    names = sorted(sizes, key=lambda n: (-sizes[n], n))
-    if not k or k >= len(names):
-        return [[n] for n in names]
-    groups: list[list[str]] = [[] for _ in range(k)]
-    totals = [0] * k
-    for n in names:
-        j = min(range(k), key=lambda g: (totals[g], g))
-        groups[j].append(n)
-        totals[j] += sizes[n]
-    return groups
-
-
 def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], cfg: TrainConfig,
                          workdir: Optional[os.PathLike] = None, log: LogFn = print,
                          rules: Optional[Sequence[str]] = None, n_groups: Optional[int] = None) -> dict[str, Any]:
@@ -107,7 +85,7 @@ def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], c
     held_roots = [r for r in by_root if r in real]
     if not held_roots:
         raise ValueError("leave-one-source-out: none of the real roots has labelled series")
-    groups = source_groups({r: len(by_root[r]) for r in held_roots}, n_groups)
+    groups = [g for g in source_groups({r: len(by_root[r]) for r in held_roots}, n_groups) if g]
     cfg1 = dataclasses.replace(cfg, folds=1)
     rows: list[dict[str, Any]] = []
     per_source: dict[str, Any] = {}
@@ -137,6 +115,67 @@ def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], c
     pooled, _ = prediction_scores(np.array(all_y), all_preds)
     return {"rows": rows, "per_source": per_source, "pooled": pooled,
             "groups": [[source_name(r) for r in g] for g in groups]}
+
+
+def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn = print,
+                rules: Optional[Sequence[str]] = None) -> dict[str, Any]:
+    """Out-of-source predictions from an ensemble trained with ``folds_by_source`` (``train --fold-by-source``).
+
+    The folds are rebuilt as training built them (``training.folds.sample_folds``, deterministic in the
+    card's seed); each real source lies whole in one fold, so its fold model never saw it.  Each fold
+    model alone (its own distance statistics) classifies the real series of its fold.  Same result
+    form as :func:`leave_one_source_out`, without training anything.
+    """
+    from SeqClassifierLib.model.checkpoint import load_checkpoint
+    from SeqClassifierLib.model.ensemble import EnsembleModel
+    from SeqClassifierLib.model.ood import OodScorer
+    from SeqClassifierLib.training.folds import sample_folds
+
+    ensemble, card = load_checkpoint(model_path, map_location="cpu")
+    by_source = tuple(card.get("training", {}).get("folds_by_source") or ())
+    if not by_source:
+        raise ValueError(f"{model_path}: trained without folds by source (train --fold-by-source); "
+                         "use leave-one-source-out training instead")
+    if len(samples) != int(card.get("data", {}).get("n_series", len(samples))):
+        log(f"warning: {len(samples)} labelled series now, the card says {card['data']['n_series']} "
+            "(the folds may differ from training)")
+    k = len(ensemble.models)
+    folds = sample_folds([s.group for s in samples], [s.source for s in samples], k if k > 1 else 5,
+                         int(card.get("training", {}).get("seed", 0)), by_source)
+    clf = Classifier(model_path, device="cpu", precision="fp32")
+    clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
+    clf.review_rule = None
+    rows: list[dict[str, Any]] = []
+    per_source: dict[str, Any] = {}
+    all_y, all_preds = [], []
+    groups = []
+    for i, model in enumerate(ensemble.models):
+        single = EnsembleModel([model], card)
+        if ensemble.ood is not None:
+            single.ood = OodScorer([ensemble.ood.per_fold[i]], {})
+        clf._model = single
+        names = sorted({source_name(s.source) for s, f in zip(samples, folds) if f == i} & set(by_source))
+        groups.append(names)
+        for name in names:
+            held = [s for s, f in zip(samples, folds) if f == i and source_name(s.source) == name]
+            clf.score_log = []
+            records = [s.record for s in held]
+            preds = clf.classify(records)
+            contexts = study_contexts(records)
+            rows += [prediction_row(name, s, p, d, contexts.get(s.record.series_uid))
+                     for s, p, d in zip(held, preds, clf.score_log)]
+            y = np.array([s.label for s in held])
+            metrics, _ = prediction_scores(y, preds)
+            metrics["n_series"] = len(held)
+            metrics["held_out_with"] = names
+            per_source[name] = metrics
+            all_y += list(y)
+            all_preds += preds
+        log(f"fold {i + 1}/{k}: {', '.join(names) or '(no real source)'}")
+    if not all_preds:
+        raise ValueError("out-of-fold: no labelled series of the card's real sources were found")
+    pooled, _ = prediction_scores(np.array(all_y), all_preds)
+    return {"rows": rows, "per_source": per_source, "pooled": pooled, "groups": groups}
 
 
 def keyword_label(description: str) -> SequenceLabel:

@@ -37,7 +37,8 @@ from SeqClassifierLib.model.ood import OodScorer
 from SeqClassifierLib.model.reasons import LOW_CONFIDENCE, reason_kind
 from SeqClassifierLib.training.evaluate import prediction_scores
 from SeqClassifierLib.training.families import family_of, read_families
-from SeqClassifierLib.training.train import TrainConfig, _Tensors, fold_ood, group_folds, load_samples, ood_summary
+from SeqClassifierLib.training.folds import sample_folds
+from SeqClassifierLib.training.train import TrainConfig, _Tensors, fold_ood, load_samples, ood_summary
 
 
 #: Share of wrong held-out synthetic predictions the review flags must cover (the review threshold rule).
@@ -80,7 +81,9 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
             "(the folds may differ from training)")
     seed = int(card.get("training", {}).get("seed", 0))
     k = len(ensemble.models)
-    folds = np.array(group_folds([s.group for s in samples], k if k > 1 else 5, seed))
+    by_source = tuple(card.get("training", {}).get("folds_by_source") or ())
+    folds = np.array(sample_folds([s.group for s in samples], [s.source for s in samples], k if k > 1 else 5, seed,
+                                  by_source))
     data = _Tensors(samples, size, "cpu")
     cfg = TrainConfig(seed=seed)
     stats_all, held_all = [], []

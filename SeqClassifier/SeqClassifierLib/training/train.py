@@ -44,6 +44,7 @@ from SeqClassifierLib.model.classifier import resolve_device
 from SeqClassifierLib.model.fusion import create_model
 from SeqClassifierLib.model.lora import apply_lora
 from SeqClassifierLib.model.ood import PLACES, capture, distances, fit_statistics, threshold
+from SeqClassifierLib.training.folds import group_folds, sample_folds, source_name  # noqa: F401 (group_folds: API)
 from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_variants, rates_vector
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice
@@ -155,15 +156,6 @@ def load_samples(labels: Sequence[os.PathLike], roots: Sequence[os.PathLike], in
     return samples
 
 
-def group_folds(groups: Sequence[str], k: int, seed: int) -> list[int]:
-    """Fold index of each sample; all samples of a group share a fold."""
-    uniq = sorted(set(groups))
-    rng = random.Random(seed)
-    rng.shuffle(uniq)
-    fold_of = {g: i % k for i, g in enumerate(uniq)}
-    return [fold_of[g] for g in groups]
-
-
 # ----------------------------------------------------------------------------
 # Augmentation (on batches of normalised single-channel images)
 # ----------------------------------------------------------------------------
@@ -236,6 +228,8 @@ class TrainConfig:
     min_image_quality: float = 0.0     # images scoring below (inputs.quality) are treated as missing
     #: data root -> how many times its series count per epoch (real series among many synthetic ones)
     oversample: dict = field(default_factory=dict)
+    #: Names of the real sources (data root folder names) held out whole, one fold per source (training.folds).
+    folds_by_source: tuple = ()
     extra: dict = field(default_factory=dict)
 
     def resolved_recipe(self) -> str:
@@ -506,7 +500,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
     n_groups = len(set(groups))
     if k > n_groups:
         raise ValueError(f"--folds {k} needs at least {k} patients; the data has {n_groups}")
-    folds = group_folds(groups, k if k > 1 else 5, cfg.seed)
+    folds = sample_folds(groups, [s.source for s in samples], k if k > 1 else 5, cfg.seed, cfg.folds_by_source)
     models, history, ood_stats, ood_held = [], [], [], []
     oof_logits = torch.zeros(len(samples), len(CLASS_NAMES))
     oof_mask = np.zeros(len(samples), dtype=bool)
@@ -554,6 +548,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
             "attribute_group_dropout": {k: round(float(v), 4) for k, v in zip(VARIANTS, rates_vector(cfg.drop_rates))},
             "lora_rank": cfg.lora_rank, "min_image_quality": cfg.min_image_quality,
             "oversample": {os.path.basename(str(k).rstrip("/")): v for k, v in cfg.oversample.items()},
+            "folds_by_source": sorted(cfg.folds_by_source),
             "command": command,
             "wall_time_s": round(time.perf_counter() - t_start, 1),
             "torch": torch.__version__,
