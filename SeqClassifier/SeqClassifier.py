@@ -84,7 +84,8 @@ their studies is read from the DICOM database for context). Labels are kept in a
 (JSON, in your user data folder) and can be exported in the training CSV format.
 """)
         self.parent.acknowledgementText = _("""
-Uses pydicom, PyTorch (through the PyTorch extension), timm and open_clip. Test data from the
+Uses pydicom, PyTorch (through the PyTorch extension) and safetensors (timm or open_clip only for models
+with their backbones). Test data from the
 PROSTATEx collection of The Cancer Imaging Archive (CC BY 3.0).
 """)
         iconPath = resourcePath("Icons/SeqClassifier.png")
@@ -288,7 +289,7 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onClassifyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the classification."), waitCursor=True):
             p = self._parameterNode
-            self.logic.ensureDependencies()
+            self.logic.ensureDependencies(model=p.modelPath)
             self.logic.classifySource(p.source, folder=p.inputFolder, device=p.device, model=p.modelPath)
             self.ui.statusLabel.text = _("Classifying...") + " " + self.logic.inputNote
             self.ui.progressBar.value = 0

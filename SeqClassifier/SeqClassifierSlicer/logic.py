@@ -17,7 +17,7 @@ from typing import Any
 import slicer
 from DICOMLib import DICOMUtils
 
-from SeqClassifierSlicer import compat, dependencies, loaded, review
+from SeqClassifierSlicer import compat, dependencies, installer, loaded, review
 from SeqClassifierSlicer.options import Source
 from SeqClassifierSlicer.session import ClassificationSession
 
@@ -48,6 +48,8 @@ class ModuleLogic:
         self.sceneNodeIDs: dict[str, list[str]] = {}
         #: Volumes of the scene that are not classified, and why.
         self.notClassified: list[loaded.LoadedVolume] = []
+        #: What the last :meth:`ensureDependencies` changed (:class:`.installer.InstallReport`).
+        self.lastInstallReport = None
 
     # Session state, for the panel
     store = property(lambda self: self.session.store)
@@ -66,75 +68,42 @@ class ModuleLogic:
         return self.session.store.pop_warnings()
 
     # -- dependencies ----------------------------------------------------------------------------
-    def requirementsPath(self) -> str:
-        return os.path.join(self.moduleDir, "Resources", "requirements.txt")
+    def requirementLines(self, model=None) -> list[str]:
+        """What the chosen model needs on this Python (Resources/requirements*.txt, see
+        :mod:`.dependencies`): never timm/open_clip for the shipped model."""
+        return dependencies.model_requirements(self.moduleDir, model)
 
-    def missingRequirements(self) -> list[str]:
-        """Lines of Resources/requirements.txt not installed (or in a version outside the range)."""
-        return dependencies.missing_requirements(self.requirementsPath())
+    def missingRequirements(self, model=None) -> list[str]:
+        """The requirement lines not installed (or in a version outside the range)."""
+        return dependencies.missing_requirements(self.requirementLines(model))
 
     @staticmethod
     def torchInstalled() -> bool:
         return importlib.util.find_spec("torch") is not None
 
-    def ensureDependencies(self, askConfirmation: bool = True) -> list[str]:
-        """Install what the classifier needs: called at the first Classify, never at import or setup.
+    def ensureDependencies(self, askConfirmation: bool = True, model=None) -> list[str]:
+        """Install what the chosen model needs: called at the first Classify, never at import or setup.
 
-        torch first, from the PyTorch extension (PyTorchUtils picks the build matching the GPU
-        driver), else PyPI's default build after asking.  Then the missing lines of
-        Resources/requirements.txt: ``slicer.packaging.pip_ensure`` where it exists (5.12: it asks
-        and prompts for the restart itself), else ``slicer.util.pip_install`` after asking, and a
-        warning that Slicer must be restarted when a package it has already imported was updated.
-        Returns the requirement lines installed.
+        torch first, from the PyTorch extension (:func:`.installer.install_torch`), then the missing
+        requirement lines (:func:`.installer.install`: the same constraints, progress and report on
+        5.8, 5.10 and 5.12).  Every package whose version changed is logged and, when asking,
+        shown with the restart notice.  Returns the requirement lines installed.
         """
         prompt = askConfirmation and not slicer.app.testingEnabled()
+        before = installer.installed_versions()
         if not self.torchInstalled():
-            self._installTorch(prompt)
-        missing = self.missingRequirements()
-        if not missing:
-            return []
-        imported = dependencies.already_imported(missing)
-        pipEnsure = compat.pip_ensure_function(slicer)
-        if pipEnsure is not None:
-            pipEnsure(missing, prompt_install=prompt, prompt_restart=prompt, requester="SeqClassifier",
-                      skip_in_testing=False)
+            installer.install_torch(slicer, prompt)
+        missing = self.missingRequirements(model)
+        if missing:
+            report = installer.install(slicer, missing, prompt, before=before)
         else:
-            if prompt:
-                text = ("SeqClassifier needs these Python packages, which will be downloaded and installed now "
-                        "(this may take a few minutes):\n\n" + "\n".join(missing))
-                if imported:
-                    text += "\n\n" + dependencies.restart_message(imported)
-                if not slicer.util.confirmOkCancelDisplay(text, windowTitle="Install Python packages"):
-                    raise RuntimeError("Python packages required by SeqClassifier were not installed.")
-            slicer.util.pip_install(missing)
-        still = self.missingRequirements()
+            report = installer.report_since(before)
+        self.lastInstallReport = report
+        installer.report_changes(slicer, report, prompt)
+        still = self.missingRequirements(model)
         if still:
             raise RuntimeError("Could not install: " + ", ".join(still))
-        if imported and pipEnsure is None:
-            message = dependencies.restart_message(imported)
-            log.warning("SeqClassifier: %s", message)
-            if prompt:
-                slicer.util.warningDisplay(message, windowTitle="Restart Slicer")
         return missing
-
-    @staticmethod
-    def _installTorch(prompt: bool) -> None:
-        try:
-            import PyTorchUtils  # the PyTorch extension (a dependency of this extension)
-        except ImportError:
-            PyTorchUtils = None
-        if PyTorchUtils is not None:
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                if torchLogic.installTorch(askConfirmation=prompt, torchVersionRequirement=">=2.1") is None:
-                    raise RuntimeError("PyTorch is required; its installation was cancelled.")
-            return
-        if prompt and not slicer.util.confirmOkCancelDisplay(
-                "SeqClassifier needs PyTorch and the PyTorch extension is not installed. Install the default "
-                "PyTorch build from PyPI now? (Install the 'PyTorch' extension instead to get a build matched "
-                "to your GPU.)", windowTitle="Install PyTorch"):
-            raise RuntimeError("PyTorch is required; its installation was cancelled.")
-        slicer.util.pip_install("torch>=2.1")
 
     # -- inputs ----------------------------------------------------------------------------------
     @staticmethod
