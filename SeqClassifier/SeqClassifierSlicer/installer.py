@@ -73,7 +73,8 @@ def is_imported(distribution: str, modules: Optional[Mapping[str, Any]] = None,
     return any(m in modules for m in top_level(distribution))
 
 
-def changed_versions(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, Optional[str], Optional[str]]]:
+def changed_versions(before: Mapping[str, str],
+                     after: Mapping[str, str]) -> list[tuple[str, Optional[str], Optional[str]]]:
     """``(name, old, new)`` of every distribution installed, removed or of another version."""
     names = sorted(set(before) | set(after))
     return [(n, before.get(n), after.get(n)) for n in names if before.get(n) != after.get(n)]

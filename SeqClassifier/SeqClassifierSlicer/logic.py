@@ -115,6 +115,12 @@ class ModuleLogic:
             raise RuntimeError("The DICOM database is not open: open the DICOM module and choose a database.")
         return db
 
+    def databaseFile(self) -> str:
+        """The open database's ``ctkDICOM.sql`` (ctkDICOMDatabase's ``databaseFilename``), "" when
+        it has none on disk (an in-memory database)."""
+        name = str(getattr(self.database(), "databaseFilename", "") or "")
+        return name if name and os.path.isfile(name) else ""
+
     def allDatabaseSeriesUIDs(self) -> list[str]:
         db = self.database()
         return [series for patient in db.patients() for study in db.studiesForPatient(patient)
@@ -151,7 +157,7 @@ class ModuleLogic:
                                         self.database(required=False))
 
     def _withStudyContext(self, seriesUIDs, what: str):
-        files, wanted, added = loaded.study_context(self.database(), seriesUIDs)
+        files, wanted, added = loaded.study_context(self.database(), seriesUIDs, known=self.session.series_files)
         shown = [u for u in seriesUIDs if u in files]
         if not shown:
             raise InputError(f"The {what} have no files in the DICOM database.")
@@ -173,6 +179,10 @@ class ModuleLogic:
                 raise InputError("Choose an existing DICOM folder.")
             files, note = [str(folder)], f"folder {folder}"
         elif source is Source.DATABASE:
+            dbFile = self.databaseFile()
+            if dbFile:  # the classifier process reads ctkDICOM.sql itself: no query per series here
+                return self.classifyFiles([], device, model, blocking, onEvent,
+                                          note="every series of the DICOM database", slicerDb=dbFile)
             files = self.seriesFilesFromDatabase(self.allDatabaseSeriesUIDs())
             if not files:
                 raise InputError("The DICOM database holds no series.")
@@ -209,18 +219,19 @@ class ModuleLogic:
         return dict(os.environ)
 
     def classifyFiles(self, files, device="auto", model=None, blocking=False, onEvent=None, wanted=None,
-                      note: str = ""):
+                      note: str = "", slicerDb=None):
         """Classify DICOM files in a background process (``python -m SeqClassifierLib.app.cli classify``).
 
         ``files``: paths or SeriesInstanceUID -> files; ``wanted``: the series to show (the others
-        are study context).  ``blocking=True`` waits and returns the review rows; otherwise returns
-        the BackgroundProcess and the panel calls :meth:`pollProcess` from a QTimer.
+        are study context); ``slicerDb``: also every series of this ``ctkDICOM.sql``.
+        ``blocking=True`` waits and returns the review rows; otherwise returns the
+        BackgroundProcess and the panel calls :meth:`pollProcess` from a QTimer.
         """
         python = self.pythonExecutable()
         self.session.python = python
         self.session.env = self.childEnvironment(python)
         run = self.session.run if blocking else self.session.start
-        result = run(files, device, model, onEvent, wanted)
+        result = run(files, device, model, onEvent, wanted, slicerDb)
         self.session.input_note = note
         return result
 
@@ -258,7 +269,7 @@ class ModuleLogic:
         return result
 
     def _retagLoaded(self, seriesUIDs) -> None:
-        entries = self.store.load()
+        entries = self.session.writes.entries()
         for uid in seriesUIDs:
             for nodeID in self.sceneNodeIDs.get(uid, []):
                 node = slicer.mrmlScene.GetNodeByID(nodeID)
@@ -267,7 +278,21 @@ class ModuleLogic:
                 row, label, confirmed = review.label_to_load(uid, self.rows.get(uid), entries.get(uid))
                 loaded.tag_with_row(node, uid, row, label, confirmed)
 
+    def flushStoreWrites(self) -> int:
+        """Retry the label-store writes that wait for the lock (the panel's QTimer); returns how many
+        still wait.  The loaded volumes of series whose label was saved are tagged again."""
+        waiting = {uid for uid in self.session.writes.provisional}
+        left = self.session.writes.flush()
+        if not left and waiting:
+            self._retagLoaded(sorted(waiting))
+        return left
+
+    def storeWaitingText(self) -> str:
+        return self.session.writes.waiting_text()
+
     def exportLabels(self, path, confirmedOnly=False):
+        if self.session.writes.flush():
+            raise RuntimeError(self.session.writes.waiting_text())
         return self.session.export_labels(path, confirmed_only=confirmedOnly)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -280,7 +305,7 @@ class ModuleLogic:
         Returns uid -> volume nodes.
         """
         db = self.database()
-        entries = self.store.load()
+        entries = self.session.writes.entries()
         result = {}
         for uid in seriesUIDs:
             nodes = [slicer.mrmlScene.GetNodeByID(i) for i in self.sceneNodeIDs.get(uid, [])]
