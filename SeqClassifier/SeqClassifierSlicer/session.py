@@ -128,7 +128,7 @@ class ClassificationSession:
             raise ValueError("nothing to classify: no files")
         if sum(len(p) + 1 for p in paths) > MAX_ARGV_CHARS:
             paths = sorted({os.path.dirname(p) if are_files or os.path.isfile(p) else p for p in paths})
-        argv = self.command(paths, device, model, slicer_db)
+        argv = self.command(paths, device, model, slicer_db) if slicer_db else self.command(paths, device, model)
         self.rows = {}
         self._pending = []
         self._wanted = wanted

@@ -124,8 +124,8 @@ def test_review_table_columns(loaded_ui):
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
     assert headers == ["Image", "#", "Description", "Plane", "Group", "Predicted", "Confidence", "Review", "Label",
                        "Load"]
-    # the module's column constants follow the same order
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    # the table's column constants follow the same order
+    tree = ast.parse((REPO / "SeqClassifier" / "SeqClassifierSlicer" / "review_table.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
             cols = [t.id for t in node.targets[0].elts]

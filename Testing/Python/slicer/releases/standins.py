@@ -117,8 +117,10 @@ class DICOMDatabase:
     """The query part of ``ctkDICOMDatabase`` over real DICOM files (read with pydicom)."""
 
     isOpen = True
+    databaseFilename = ""  # ctkDICOMDatabase.h Q_PROPERTY databaseFilename ("" here: in memory)
 
     def __init__(self, roots):
+        self.calls = {"filesForSeries": 0}
         self._files = {}       # path -> dataset (header only)
         for root in roots:
             for dirpath, _dirs, names in os.walk(root):
@@ -150,6 +152,7 @@ class DICOMDatabase:
         return self.study_of.get(series, "")
 
     def filesForSeries(self, series, hits=-1):
+        self.calls["filesForSeries"] += 1
         files = list(self.series.get(series, []))
         return files if hits < 0 else files[:hits]
 

@@ -384,3 +384,41 @@ def test_browser_source_reads_the_study(release, db, monkeypatch):
     browser.dicomBrowser.dicomTableManager().series = []
     with pytest.raises(logic_module.InputError, match="Select series"):
         logic.classifySource(Source.BROWSER)
+
+
+def test_database_source_hands_the_database_file_to_the_classifier(release, db, monkeypatch, tmp_path):
+    """Every series of the database: the classifier process reads ctkDICOM.sql; no filesForSeries
+    per series on the GUI thread (in-memory databases, without a file, still are listed here)."""
+    from SeqClassifierSlicer import logic as logic_module
+    from SeqClassifierSlicer.options import Source
+
+    logic = logic_module.ModuleLogic("/nonexistent")
+    calls = {}
+    monkeypatch.setattr(logic, "classifyFiles", lambda files, *a, slicerDb=None, **k: calls.update(
+        files=files, slicerDb=slicerDb))
+    sql = tmp_path / "ctkDICOM.sql"
+    sql.write_bytes(b"SQLite format 3\x00")
+    monkeypatch.setattr(db, "databaseFilename", str(sql), raising=False)
+    before = db.calls["filesForSeries"]
+    logic.classifySource(Source.DATABASE)
+    assert calls == {"files": [], "slicerDb": str(sql)} and db.calls["filesForSeries"] == before
+    argv = logic.session.command([], "cpu", None, str(sql))
+    assert argv[argv.index("--slicer-db") + 1] == str(sql)
+    monkeypatch.setattr(db, "databaseFilename", "", raising=False)
+    logic.classifySource(Source.DATABASE)
+    assert calls["slicerDb"] is None and set(calls["files"]) == set(db.series)
+
+
+def test_study_context_reads_each_series_once(release, db, monkeypatch):
+    from SeqClassifierSlicer import logic as logic_module
+    from SeqClassifierSlicer.options import Source
+
+    logic = logic_module.ModuleLogic("/nonexistent")
+    monkeypatch.setattr(logic, "classifyFiles", lambda *a, **k: None)
+    study = db.studiesForPatient(db.patients()[0])[0]
+    series = db.seriesForStudy(study)
+    before = db.calls["filesForSeries"]
+    logic.classifySource(Source.BROWSER, seriesUIDs=series[:3])  # three series of one study
+    assert db.calls["filesForSeries"] - before == len(series)  # each sibling once, not once per wanted
+    logic.classifySource(Source.BROWSER, seriesUIDs=series[1:2])
+    assert db.calls["filesForSeries"] - before == len(series)  # known files are not asked again
