@@ -269,6 +269,9 @@ class ModuleLogic:
         return result
 
     def _retagLoaded(self, seriesUIDs) -> None:
+        seriesUIDs = [uid for uid in seriesUIDs if self.sceneNodeIDs.get(uid)]
+        if not seriesUIDs:
+            return  # none of them is loaded: the label store is not read
         entries = self.session.writes.entries()
         for uid in seriesUIDs:
             for nodeID in self.sceneNodeIDs.get(uid, []):

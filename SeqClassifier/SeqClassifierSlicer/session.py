@@ -265,12 +265,13 @@ class ClassificationSession:
         value = _ls._label_value(label)
         if info.get("series_dir"):
             self.store._check_location([info["series_dir"]])
-        provisional = confirmed_entry(self.writes.entries().get(series_uid), series_uid, value, who, _ls._now(),
-                                      **info)
-        done, entry = self.writes.submit(f"{label or 'no label'} for series {series_uid}",
-                                         lambda: self.store.confirm(series_uid, value, user=who, **info),
-                                         {series_uid: provisional})
-        entry = entry if done else provisional
+        when = _ls._now()
+        done, entry = self.writes.submit(
+            f"{label or 'no label'} for series {series_uid}",
+            lambda: self.store.confirm(series_uid, value, user=who, **info),
+            lambda: {series_uid: confirmed_entry(self.writes.entries().get(series_uid), series_uid, value, who, when,
+                                                 **info)})
+        entry = entry if done else self.writes.provisional[series_uid]
         if series_uid in self.rows:
             self.rows[series_uid].apply_entry(entry)
         return entry
@@ -283,9 +284,12 @@ class ClassificationSession:
         uids = list(series_uids)
         labels = {u: self.rows[u].label for u in uids if u in self.rows and self.rows[u].label}
         if labels:
-            who, now, current = user or _ls._current_user(), _ls._now(), self.writes.entries()
-            provisional = {u: confirmed_entry(current.get(u), u, _ls._label_value(v), who, now)
-                           for u, v in labels.items()}
+            who, now = user or _ls._current_user(), _ls._now()
+
+            def provisional():
+                current = self.writes.entries()
+                return {u: confirmed_entry(current.get(u), u, _ls._label_value(v), who, now) for u, v in labels.items()}
+
             self.writes.submit(f"{len(labels)} confirmations", lambda: self.store.confirm_many(labels, user=who),
                                provisional)
         entries = self.writes.entries()

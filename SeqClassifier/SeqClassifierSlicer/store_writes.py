@@ -43,17 +43,18 @@ class StoreWrites:
             store.lock_timeout = old
 
     def submit(self, what: str, write: Callable[[], Any],
-               provisional: Optional[Mapping[str, LabelEntry]] = None) -> tuple[bool, Any]:
+               provisional: Optional[Callable[[], Mapping[str, LabelEntry]]] = None) -> tuple[bool, Any]:
         """Do ``write`` now (returns (True, its result)) or queue it while the store is locked
-        (returns (False, None)); ``provisional``: the entries it will write, shown meanwhile."""
+        (returns (False, None)); ``provisional()``: the entries it will write, shown meanwhile
+        (computed only when the write has to wait)."""
         if not self.pending:
             try:
                 with self._no_wait():
                     return True, write()
             except LockTimeout:
                 pass
+        self.provisional.update(provisional() if provisional is not None else {})
         self.pending.append((what, write))
-        self.provisional.update(provisional or {})
         return False, None
 
     def flush(self) -> int:
