@@ -216,3 +216,30 @@ def test_scripts_still_wait_for_the_lock(tmp_path):
     entry = session.confirm_label("1.2.9", "DCE", user="rad")
     assert entry.confirmed_label == "DCE" and store.get("1.2.9").confirmed_label == "DCE"
     assert not session.writes.pending
+
+
+def test_a_long_file_list_becomes_folders_without_asking_the_disk(tmp_path, monkeypatch):
+    """Past MAX_ARGV_CHARS the database's files are passed as their folders; files listed by the
+    database are known to be files, so no file is stat'ed on the GUI thread."""
+    from SeqClassifierSlicer import session as session_module
+
+    started = {}
+
+    class Process:
+        def __init__(self, argv, env=None, success_codes=()):
+            started["argv"] = argv
+
+        def start(self):
+            return self
+
+    monkeypatch.setattr(session_module, "BackgroundProcess", Process)
+    stats = []
+    real_isfile = session_module.os.path.isfile
+    monkeypatch.setattr(session_module.os.path, "isfile", lambda p: stats.append(p) or real_isfile(p))
+    files = {f"1.2.{s}": [f"/db/dicom/series{s:03d}/{'x' * 40}{i:04d}.dcm" for i in range(100)] for s in range(10)}
+    assert sum(len(f) + 1 for fs in files.values() for f in fs) > session_module.MAX_ARGV_CHARS
+    session = ClassificationSession(LabelStore(tmp_path / "labels.json"))
+    session.start(files)
+    argv = started["argv"]
+    folders = argv[argv.index("classify") + 1:argv.index("--format")]
+    assert folders == [f"/db/dicom/series{s:03d}" for s in range(10)] and stats == []
