@@ -31,14 +31,13 @@ except ImportError:  # Slicer < 5.4
     def translate(context, text):
         return text
 
-from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierSlicer import compat, dicom_plugin, options, review, selftest
+from SeqClassifierSlicer import compat, dicom_plugin, options, selftest
 from SeqClassifierSlicer.logic import ModuleLogic
 from SeqClassifierSlicer.options import Preset, Source
+from SeqClassifierSlicer.review_table import COL_DESCRIPTION, ReviewTable
+from SeqClassifierSlicer.session import row_shown
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-COL_THUMB, COL_NUMBER, COL_DESCRIPTION, COL_PLANE, COL_GROUP, COL_PREDICTED, COL_CONFIDENCE, COL_REVIEW, \
-    COL_LABEL, COL_LOAD = range(10)
 
 # Shown texts (translated); the parameter node stores the Enum names.
 options.set_labels({
@@ -84,7 +83,8 @@ their studies is read from the DICOM database for context). Labels are kept in a
 (JSON, in your user data folder) and can be exported in the training CSV format.
 """)
         self.parent.acknowledgementText = _("""
-Uses pydicom, PyTorch (through the PyTorch extension), timm and open_clip. Test data from the
+Uses pydicom, PyTorch (through the PyTorch extension) and safetensors (timm or open_clip only for models
+with their backbones). Test data from the
 PROSTATEx collection of The Cancer Imaging Archive (CC BY 3.0).
 """)
         iconPath = resourcePath("Icons/SeqClassifier.png")
@@ -141,8 +141,8 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._connectedTableManager = None
         self._thumbnailQueue = []
-        self._updatingTable = False
         self._sourceChosen = False
+        self.table = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -151,6 +151,8 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = SeqClassifierLogic()
+        self.logic.session.writes.wait = False  # GUI thread: never wait for the label store's lock
+        self.table = ReviewTable(qt, self.ui.seriesTable, self.onRowLabelChanged, _)
 
         self.ui.seriesTable.setHorizontalHeaderLabels(
             [_("Image"), "#", _("Description"), _("Plane"), _("Group"), _("Predicted"), _("Confidence"),
@@ -167,6 +169,9 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.thumbnailTimer.setSingleShot(True)
         self.thumbnailTimer.setInterval(0)
         self.thumbnailTimer.timeout.connect(self.onThumbnailTimer)
+        self.storeRetryTimer = qt.QTimer()  # label-store writes that found the store locked
+        self.storeRetryTimer.setInterval(1000)
+        self.storeRetryTimer.timeout.connect(self.onStoreRetryTimer)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -188,6 +193,7 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.removeObservers()
         self.pollTimer.stop()
         self.thumbnailTimer.stop()
+        self.storeRetryTimer.stop()
         self.disconnectDICOMBrowser()
         if self.logic:
             self.logic.cancel()
@@ -288,7 +294,7 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onClassifyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the classification."), waitCursor=True):
             p = self._parameterNode
-            self.logic.ensureDependencies()
+            self.logic.ensureDependencies(model=p.modelPath)
             self.logic.classifySource(p.source, folder=p.inputFolder, device=p.device, model=p.modelPath)
             self.ui.statusLabel.text = _("Classifying...") + " " + self.logic.inputNote
             self.ui.progressBar.value = 0
@@ -306,6 +312,7 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     self.ui.statusLabel.text = f"{self.logic.statusText} ({self.logic.inputNote})"
                     self.updateReviewTable()
                     self.showStoreWarnings()
+                    self.noteStoreWaiting()
         finally:
             if not self.logic.isRunning:
                 self.pollTimer.stop()
@@ -325,60 +332,16 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return self.logic.reviewRows(self._parameterNode.onlyLabels if self._parameterNode else "")
 
     def updateReviewTable(self) -> None:
-        """Fill the table from the logic's rows (keeps the Load ticks of rows still shown)."""
-        table = self.ui.seriesTable
-        checked = self.checkedSeriesUIDs()
+        """Fill the table from the logic's rows (a new result set; keeps the Load ticks)."""
         rows = self.shownRows()
-        self._updatingTable = True
-        try:
-            table.setRowCount(len(rows))
-            for i, row in enumerate(rows):
-                self._fillRow(i, row, row.series_uid in checked)
-        finally:
-            self._updatingTable = False
+        self.table.fill(rows)
         self.ui.modelStatusLabel.text = self.logic.modelStatusText()
         self._thumbnailQueue = [(r.series_uid, r.thumbnail) for r in rows if r.thumbnail is not None]
         self.thumbnailTimer.start()
         self.updateButtonStates()
 
-    def _item(self, text, uid=None, tooltip=""):
-        item = qt.QTableWidgetItem(text)
-        item.setFlags(qt.Qt.ItemIsEnabled | qt.Qt.ItemIsSelectable)
-        if uid is not None:
-            item.setData(qt.Qt.UserRole, uid)
-        if tooltip:
-            item.setToolTip(tooltip)
-        return item
-
-    def _fillRow(self, i, row, checked) -> None:
-        table = self.ui.seriesTable
-        table.setItem(i, COL_THUMB, self._item("", row.series_uid))
-        table.setItem(i, COL_NUMBER, self._item("" if row.series_number is None else str(row.series_number)))
-        table.setItem(i, COL_DESCRIPTION, self._item(row.description, tooltip=f"{row.description}\n{row.folder}"))
-        table.setItem(i, COL_PLANE, self._item(row.plane))
-        table.setItem(i, COL_GROUP, self._item(row.group, tooltip=row.group))
-        table.setItem(i, COL_PREDICTED, self._item(row.predicted_label or _("none")))
-        confidence = self._item(review.format_confidence(row.confidence), tooltip="\n".join(
-            f"{k}: {v:.3f}" for k, v in row.probabilities.items() if v is not None))
-        confidence.setBackground(qt.QBrush(qt.QColor(review.confidence_color(row.confidence, row.needs_review))))
-        confidence.setForeground(qt.QBrush(qt.QColor("white")))
-        table.setItem(i, COL_CONFIDENCE, confidence)
-        table.setItem(i, COL_REVIEW, self._item(review.review_text(row), tooltip=review.review_tooltip(row)))
-        combo = qt.QComboBox()
-        combo.addItems([""] + list(CLASS_NAMES))
-        combo.setCurrentText(row.label or "")
-        combo.setToolTip(_("Pick the right label: it is recorded as confirmed."))
-        combo.currentTextChanged.connect(lambda text, uid=row.series_uid: self.onRowLabelChanged(uid, text))
-        table.setCellWidget(i, COL_LABEL, combo)
-        load = self._item("", row.series_uid)
-        load.setFlags(qt.Qt.ItemIsEnabled | qt.Qt.ItemIsUserCheckable)
-        load.setCheckState(qt.Qt.Checked if checked else qt.Qt.Unchecked)
-        table.setItem(i, COL_LOAD, load)
-
     def checkedSeriesUIDs(self):
-        table = self.ui.seriesTable
-        items = [table.item(i, COL_LOAD) for i in range(table.rowCount)]
-        return [it.data(qt.Qt.UserRole) for it in items if it is not None and it.checkState() == qt.Qt.Checked]
+        return self.table.checked()
 
     def onShowLabelsEdited(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to filter the table.")):
@@ -390,23 +353,39 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self._thumbnailQueue:
                 return
             uid, pixels = self._thumbnailQueue.pop(0)
-            table = self.ui.seriesTable
-            for i in range(table.rowCount):
-                item = table.item(i, COL_THUMB)
-                if item is not None and item.data(qt.Qt.UserRole) == uid:
-                    item.setIcon(thumbnailIcon(pixels))
-                    break
+            self.table.set_thumbnail(uid, thumbnailIcon, pixels)
             if self._thumbnailQueue:
                 self.thumbnailTimer.start()
 
     def onRowLabelChanged(self, seriesUID, text) -> None:
-        if self._updatingTable:
-            return
+        """One row changes: its cells are updated in place, or it leaves the table when the label
+        filter no longer shows it (later: the combo box that emitted this signal is in it)."""
         with slicer.util.tryWithErrorDisplay(_("Failed to record the label.")):
             self.logic.confirmLabel(seriesUID, text or None, user=self._parameterNode.reviewer or None)
             self.showStoreWarnings()
-            # Rebuild later: the combo box that emitted this signal is replaced by the rebuild.
-            qt.QTimer.singleShot(0, self.onShowLabelsEdited)
+            self.noteStoreWaiting()
+            row = self.logic.rows.get(seriesUID)
+            if row is not None and row_shown(row, self._parameterNode.onlyLabels):
+                self.table.update_row(row)
+            else:
+                qt.QTimer.singleShot(0, lambda: self.table.remove_row(seriesUID))
+            self.ui.modelStatusLabel.text = self.logic.modelStatusText()
+
+    def noteStoreWaiting(self) -> None:
+        """Writes that found the label store locked are retried by a timer (never waited for)."""
+        waiting = self.logic.storeWaitingText()
+        if waiting:
+            self.ui.statusLabel.text = waiting
+            self.storeRetryTimer.start()
+
+    def onStoreRetryTimer(self) -> None:
+        try:
+            with slicer.util.tryWithErrorDisplay(_("Failed to save to the label store.")):
+                if self.logic.flushStoreWrites() == 0:
+                    self.ui.statusLabel.text = _("Label store saved.")
+        finally:
+            if not self.logic.storeWaitingText():
+                self.storeRetryTimer.stop()
 
     def onConfirmAllButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to confirm the labels.")):
@@ -416,16 +395,12 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 " " + _("{m} series without a label were left unconfirmed.").format(m=unlabeled)
                 if unlabeled else "")
             self.showStoreWarnings()
+            self.noteStoreWaiting()
             self.updateReviewTable()
 
     def onApplyPresetButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to apply the preset.")):
-            chosen = self.logic.presetSelection(self._parameterNode.preset)
-            table = self.ui.seriesTable
-            for i in range(table.rowCount):
-                item = table.item(i, COL_LOAD)
-                if item is not None:
-                    item.setCheckState(qt.Qt.Checked if item.data(qt.Qt.UserRole) in chosen else qt.Qt.Unchecked)
+            self.table.check_only(self.logic.presetSelection(self._parameterNode.preset))
 
     def onLoadButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the series."), waitCursor=True):

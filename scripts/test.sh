@@ -8,6 +8,16 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 scripts/setup_venv.sh test
 export QT_QPA_PLATFORM=offscreen
+# Static check that the whole code base runs on Python 3.9 (Slicer 5.8's Python): vermin
+# (test extra) lists every construct, stdlib module or call newer than 3.9; any fails the run.
+# SEQCLASSIFIER_VERMIN may name another vermin command (e.g. one installed aside).
+vermin_cmd=(${SEQCLASSIFIER_VERMIN:-.venv/bin/vermin})
+echo "[test] Python 3.9 compatibility (vermin)" >&2
+if ! "${vermin_cmd[@]}" -q -t=3.9- --no-tips --violations --eval-annotations --no-parse-comments \
+    SeqClassifier scripts Testing; then
+  echo "error: code that needs a Python newer than 3.9 (Slicer 5.8); see the lines above" >&2
+  exit 1
+fi
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 code=$?

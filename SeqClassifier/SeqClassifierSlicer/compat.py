@@ -24,9 +24,20 @@ visual browser flag on                ``useExpertimental-        ``Modules/Scrip
                                       5.8/5.10,                  5.12.3 l. 159-160)
                                       ``useVisualDICOMBrowser``
                                       5.12
-visual browser selection              5.12 only                  ``ctkDICOMVisualBrowserWidget.h``
+visual browser selection              5.12                       ``ctkDICOMVisualBrowserWidget.h``
 ``patientView().selectedSeries-                                  (5056664a l. 289) and ``ctkDICOMPatientView.h``
-InstanceUIDs()``                                                 l. 120; the 5.8/5.10 widget exposes none
+InstanceUIDs()``                                                 l. 120
+visual browser selection:             5.8, 5.10                  ``ctkDICOMVisualBrowserWidget.h`` l. 263
+``patientsTabWidget().currentWidget()``                          (82cae578; dd4caeae l. 262),
+-> ``studyItemWidgetsList()`` ->                                 ``ctkDICOMPatientItemWidget.h`` l. 171,
+``seriesListTableWidget()`` selected                             ``ctkDICOMStudyItemWidget.h`` l. 183-186,
+cells -> ``seriesInstanceUID``                                   ``ctkDICOMSeriesItemWidget.h`` l. 49 (what
+                                                                 ``ctkDICOMVisualBrowserWidget.cpp`` l. 961-975
+                                                                 reads for its own load action)
+visual browser shown only once        5.8, 5.10, 5.12            ``DICOM.py`` calls ``toggleBrowsers`` when the
+``toggleBrowsers`` ran (the flag                                 DICOM layout is shown (5.12.3 l. 476), not on
+attribute is created there)                                      the dock-panel path: the classic table is
+                                                                 read until then
 ``slicer.packaging.pip_ensure``       5.12 only                  ``Base/Python/slicer/packaging.py`` l. 329
 (restart prompt included)                                        (absent at v5.8.1/v5.10.0: only
                                                                  ``slicer.util.pip_install``)
@@ -100,25 +111,65 @@ def _series_of_studies(db: Any, studies: Iterable[str]) -> list[str]:
     return [str(se) for st in studies for se in db.seriesForStudy(st)]
 
 
+def _value(obj: Any, name: str) -> Any:
+    """A Qt property (PythonQt: attribute) or getter of a CTK object."""
+    value = getattr(obj, name, None)
+    return value() if callable(value) else value
+
+
+def _visual_selection_512(visual: Any) -> Optional[list[str]]:
+    view = visual.patientView() if hasattr(visual, "patientView") else None
+    if view is None or not hasattr(view, "selectedSeriesInstanceUIDs"):
+        return None
+    return [str(s) for s in view.selectedSeriesInstanceUIDs()]
+
+
+def _visual_selection_58(visual: Any) -> Optional[list[str]]:
+    """5.8/5.10: the selected cells of each study's series table in the current patient tab."""
+    tabs = visual.patientsTabWidget() if hasattr(visual, "patientsTabWidget") else None
+    if tabs is None:
+        return None
+    patient = tabs.currentWidget()
+    if patient is None or not hasattr(patient, "studyItemWidgetsList"):
+        return []
+    series: list[str] = []
+    for study in patient.studyItemWidgetsList() or []:
+        if study is None:
+            continue
+        table = study.seriesListTableWidget()
+        for index in table.selectedIndexes():
+            cell = table.cellWidget(index.row(), index.column())
+            uid = str(_value(cell, "seriesInstanceUID") or "") if cell is not None else ""
+            if uid and uid not in series:
+                series.append(uid)
+    return series
+
+
+def visual_browser_selection(visual: Any) -> Optional[list[str]]:
+    """The series selected in the visual browser (5.12, else 5.8/5.10's widgets), None if unreadable."""
+    if visual is None:
+        return None
+    found = _visual_selection_512(visual)
+    return found if found is not None else _visual_selection_58(visual)
+
+
 def browser_selection(browser_widget: Any, db: Any) -> Selection:
     """The series selected in the DICOM browser of any supported release.
 
     Classic browser: the table manager's ``currentSeriesSelection()``, else every series of
     ``currentStudiesSelection()``, else of ``currentPatientsSelection()`` (same API in the CTK
-    of 5.8, 5.10 and 5.12).  Visual browser: ``patientView().selectedSeriesInstanceUIDs()``
-    (5.12); the visual browser of 5.8/5.10 exposes no selection (``available`` False).
+    of 5.8, 5.10 and 5.12).  Visual browser (once ``toggleBrowsers`` showed it): see
+    :func:`visual_browser_selection`.
     """
     if browser_widget is None:
         return Selection(available=False, note="The DICOM browser has not been opened yet.")
     if uses_visual_browser(browser_widget):
-        visual = getattr(browser_widget, "dicomVisualBrowser", None)
-        patient_view = visual.patientView() if visual is not None and hasattr(visual, "patientView") else None
-        if patient_view is not None and hasattr(patient_view, "selectedSeriesInstanceUIDs"):
-            series = list(patient_view.selectedSeriesInstanceUIDs())
+        series = visual_browser_selection(getattr(browser_widget, "dicomVisualBrowser", None))
+        if series is not None:
             return Selection(series, "series" if series else "")
         return Selection(available=False, note=(
-            "The visual DICOM browser of this Slicer version does not tell its selection: switch to the "
-            "classic browser, or classify the loaded series, a folder or the whole database."))
+            "The visual DICOM browser does not tell its selection here: switch to the classic browser, "
+            "or classify the loaded series, a folder or the whole database."))
     dicom_browser = getattr(browser_widget, "dicomBrowser", None)
     manager = dicom_browser.dicomTableManager() if dicom_browser is not None else None
     if manager is None:

@@ -14,7 +14,7 @@ Duck-typed on MRML/CTK objects (no ``qt``/``ctk`` import); tested on a real MRML
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from SeqClassifierSlicer import scene as sc
 
@@ -99,19 +99,30 @@ def _nodes(mrml_scene: Any, node_class: str) -> list:
     return [collection.GetItemAsObject(i) for i in range(collection.GetNumberOfItems())]
 
 
-def study_context(db: Any, series_uids: Iterable[str]) -> tuple[dict[str, list[str]], set[str], int]:
+def study_context(db: Any, series_uids: Iterable[str], known: Optional[Mapping[str, list]] = None
+                  ) -> tuple[dict[str, list[str]], set[str], int]:
     """Files of every series of the studies of ``series_uids``, the wanted set, and how many
-    series were added for study context (the classifier compares sibling series)."""
+    series were added for study context (the classifier compares sibling series).
+
+    Each study is listed once (``seriesForStudy``) and ``filesForSeries`` is asked only for the
+    series ``known`` (SeriesInstanceUID -> files read before) does not hold.
+    """
+    known = known or {}
     wanted = [str(u) for u in series_uids if u]
     files: dict[str, list[str]] = {}
+    studies: dict[str, list[str]] = {}
     for uid in wanted:
         study = db.studyForSeries(uid)
-        siblings = list(db.seriesForStudy(study)) if study else []
-        for se in siblings or [uid]:
-            if se not in files:
+        if study and study not in studies:
+            studies[study] = list(db.seriesForStudy(study))
+        for se in (studies.get(study) if study else None) or [uid]:
+            if se in files:
+                continue
+            fs = known.get(se)
+            if not fs:
                 fs = [f for f in db.filesForSeries(se) if f]
-                if fs:
-                    files[se] = fs
+            if fs:
+                files[se] = list(fs)
     added = len([u for u in files if u not in set(wanted)])
     return files, set(wanted), added
 

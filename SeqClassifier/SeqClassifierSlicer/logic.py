@@ -17,7 +17,7 @@ from typing import Any
 import slicer
 from DICOMLib import DICOMUtils
 
-from SeqClassifierSlicer import compat, dependencies, loaded, review
+from SeqClassifierSlicer import compat, dependencies, installer, loaded, review
 from SeqClassifierSlicer.options import Source
 from SeqClassifierSlicer.session import ClassificationSession
 
@@ -48,6 +48,8 @@ class ModuleLogic:
         self.sceneNodeIDs: dict[str, list[str]] = {}
         #: Volumes of the scene that are not classified, and why.
         self.notClassified: list[loaded.LoadedVolume] = []
+        #: What the last :meth:`ensureDependencies` changed (:class:`.installer.InstallReport`).
+        self.lastInstallReport = None
 
     # Session state, for the panel
     store = property(lambda self: self.session.store)
@@ -66,75 +68,42 @@ class ModuleLogic:
         return self.session.store.pop_warnings()
 
     # -- dependencies ----------------------------------------------------------------------------
-    def requirementsPath(self) -> str:
-        return os.path.join(self.moduleDir, "Resources", "requirements.txt")
+    def requirementLines(self, model=None) -> list[str]:
+        """What the chosen model needs on this Python (Resources/requirements*.txt, see
+        :mod:`.dependencies`): never timm/open_clip for the shipped model."""
+        return dependencies.model_requirements(self.moduleDir, model)
 
-    def missingRequirements(self) -> list[str]:
-        """Lines of Resources/requirements.txt not installed (or in a version outside the range)."""
-        return dependencies.missing_requirements(self.requirementsPath())
+    def missingRequirements(self, model=None) -> list[str]:
+        """The requirement lines not installed (or in a version outside the range)."""
+        return dependencies.missing_requirements(self.requirementLines(model))
 
     @staticmethod
     def torchInstalled() -> bool:
         return importlib.util.find_spec("torch") is not None
 
-    def ensureDependencies(self, askConfirmation: bool = True) -> list[str]:
-        """Install what the classifier needs: called at the first Classify, never at import or setup.
+    def ensureDependencies(self, askConfirmation: bool = True, model=None) -> list[str]:
+        """Install what the chosen model needs: called at the first Classify, never at import or setup.
 
-        torch first, from the PyTorch extension (PyTorchUtils picks the build matching the GPU
-        driver), else PyPI's default build after asking.  Then the missing lines of
-        Resources/requirements.txt: ``slicer.packaging.pip_ensure`` where it exists (5.12: it asks
-        and prompts for the restart itself), else ``slicer.util.pip_install`` after asking, and a
-        warning that Slicer must be restarted when a package it has already imported was updated.
-        Returns the requirement lines installed.
+        torch first, from the PyTorch extension (:func:`.installer.install_torch`), then the missing
+        requirement lines (:func:`.installer.install`: the same constraints, progress and report on
+        5.8, 5.10 and 5.12).  Every package whose version changed is logged and, when asking,
+        shown with the restart notice.  Returns the requirement lines installed.
         """
         prompt = askConfirmation and not slicer.app.testingEnabled()
+        before = installer.installed_versions()
         if not self.torchInstalled():
-            self._installTorch(prompt)
-        missing = self.missingRequirements()
-        if not missing:
-            return []
-        imported = dependencies.already_imported(missing)
-        pipEnsure = compat.pip_ensure_function(slicer)
-        if pipEnsure is not None:
-            pipEnsure(missing, prompt_install=prompt, prompt_restart=prompt, requester="SeqClassifier",
-                      skip_in_testing=False)
+            installer.install_torch(slicer, prompt)
+        missing = self.missingRequirements(model)
+        if missing:
+            report = installer.install(slicer, missing, prompt, before=before)
         else:
-            if prompt:
-                text = ("SeqClassifier needs these Python packages, which will be downloaded and installed now "
-                        "(this may take a few minutes):\n\n" + "\n".join(missing))
-                if imported:
-                    text += "\n\n" + dependencies.restart_message(imported)
-                if not slicer.util.confirmOkCancelDisplay(text, windowTitle="Install Python packages"):
-                    raise RuntimeError("Python packages required by SeqClassifier were not installed.")
-            slicer.util.pip_install(missing)
-        still = self.missingRequirements()
+            report = installer.report_since(before)
+        self.lastInstallReport = report
+        installer.report_changes(slicer, report, prompt)
+        still = self.missingRequirements(model)
         if still:
             raise RuntimeError("Could not install: " + ", ".join(still))
-        if imported and pipEnsure is None:
-            message = dependencies.restart_message(imported)
-            log.warning("SeqClassifier: %s", message)
-            if prompt:
-                slicer.util.warningDisplay(message, windowTitle="Restart Slicer")
         return missing
-
-    @staticmethod
-    def _installTorch(prompt: bool) -> None:
-        try:
-            import PyTorchUtils  # the PyTorch extension (a dependency of this extension)
-        except ImportError:
-            PyTorchUtils = None
-        if PyTorchUtils is not None:
-            torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-            if not torchLogic.torchInstalled():
-                if torchLogic.installTorch(askConfirmation=prompt, torchVersionRequirement=">=2.1") is None:
-                    raise RuntimeError("PyTorch is required; its installation was cancelled.")
-            return
-        if prompt and not slicer.util.confirmOkCancelDisplay(
-                "SeqClassifier needs PyTorch and the PyTorch extension is not installed. Install the default "
-                "PyTorch build from PyPI now? (Install the 'PyTorch' extension instead to get a build matched "
-                "to your GPU.)", windowTitle="Install PyTorch"):
-            raise RuntimeError("PyTorch is required; its installation was cancelled.")
-        slicer.util.pip_install("torch>=2.1")
 
     # -- inputs ----------------------------------------------------------------------------------
     @staticmethod
@@ -145,6 +114,12 @@ class ModuleLogic:
                 return None
             raise RuntimeError("The DICOM database is not open: open the DICOM module and choose a database.")
         return db
+
+    def databaseFile(self) -> str:
+        """The open database's ``ctkDICOM.sql`` (ctkDICOMDatabase's ``databaseFilename``), "" when
+        it has none on disk (an in-memory database)."""
+        name = str(getattr(self.database(), "databaseFilename", "") or "")
+        return name if name and os.path.isfile(name) else ""
 
     def allDatabaseSeriesUIDs(self) -> list[str]:
         db = self.database()
@@ -182,7 +157,7 @@ class ModuleLogic:
                                         self.database(required=False))
 
     def _withStudyContext(self, seriesUIDs, what: str):
-        files, wanted, added = loaded.study_context(self.database(), seriesUIDs)
+        files, wanted, added = loaded.study_context(self.database(), seriesUIDs, known=self.session.series_files)
         shown = [u for u in seriesUIDs if u in files]
         if not shown:
             raise InputError(f"The {what} have no files in the DICOM database.")
@@ -204,6 +179,10 @@ class ModuleLogic:
                 raise InputError("Choose an existing DICOM folder.")
             files, note = [str(folder)], f"folder {folder}"
         elif source is Source.DATABASE:
+            dbFile = self.databaseFile()
+            if dbFile:  # the classifier process reads ctkDICOM.sql itself: no query per series here
+                return self.classifyFiles([], device, model, blocking, onEvent,
+                                          note="every series of the DICOM database", slicerDb=dbFile)
             files = self.seriesFilesFromDatabase(self.allDatabaseSeriesUIDs())
             if not files:
                 raise InputError("The DICOM database holds no series.")
@@ -240,18 +219,19 @@ class ModuleLogic:
         return dict(os.environ)
 
     def classifyFiles(self, files, device="auto", model=None, blocking=False, onEvent=None, wanted=None,
-                      note: str = ""):
+                      note: str = "", slicerDb=None):
         """Classify DICOM files in a background process (``python -m SeqClassifierLib.app.cli classify``).
 
         ``files``: paths or SeriesInstanceUID -> files; ``wanted``: the series to show (the others
-        are study context).  ``blocking=True`` waits and returns the review rows; otherwise returns
-        the BackgroundProcess and the panel calls :meth:`pollProcess` from a QTimer.
+        are study context); ``slicerDb``: also every series of this ``ctkDICOM.sql``.
+        ``blocking=True`` waits and returns the review rows; otherwise returns the
+        BackgroundProcess and the panel calls :meth:`pollProcess` from a QTimer.
         """
         python = self.pythonExecutable()
         self.session.python = python
         self.session.env = self.childEnvironment(python)
         run = self.session.run if blocking else self.session.start
-        result = run(files, device, model, onEvent, wanted)
+        result = run(files, device, model, onEvent, wanted, slicerDb)
         self.session.input_note = note
         return result
 
@@ -289,7 +269,10 @@ class ModuleLogic:
         return result
 
     def _retagLoaded(self, seriesUIDs) -> None:
-        entries = self.store.load()
+        seriesUIDs = [uid for uid in seriesUIDs if self.sceneNodeIDs.get(uid)]
+        if not seriesUIDs:
+            return  # none of them is loaded: the label store is not read
+        entries = self.session.writes.entries()
         for uid in seriesUIDs:
             for nodeID in self.sceneNodeIDs.get(uid, []):
                 node = slicer.mrmlScene.GetNodeByID(nodeID)
@@ -298,7 +281,21 @@ class ModuleLogic:
                 row, label, confirmed = review.label_to_load(uid, self.rows.get(uid), entries.get(uid))
                 loaded.tag_with_row(node, uid, row, label, confirmed)
 
+    def flushStoreWrites(self) -> int:
+        """Retry the label-store writes that wait for the lock (the panel's QTimer); returns how many
+        still wait.  The loaded volumes of series whose label was saved are tagged again."""
+        waiting = {uid for uid in self.session.writes.provisional}
+        left = self.session.writes.flush()
+        if not left and waiting:
+            self._retagLoaded(sorted(waiting))
+        return left
+
+    def storeWaitingText(self) -> str:
+        return self.session.writes.waiting_text()
+
     def exportLabels(self, path, confirmedOnly=False):
+        if self.session.writes.flush():
+            raise RuntimeError(self.session.writes.waiting_text())
         return self.session.export_labels(path, confirmed_only=confirmedOnly)
 
     # -- loading ---------------------------------------------------------------------------------
@@ -311,7 +308,7 @@ class ModuleLogic:
         Returns uid -> volume nodes.
         """
         db = self.database()
-        entries = self.store.load()
+        entries = self.session.writes.entries()
         result = {}
         for uid in seriesUIDs:
             nodes = [slicer.mrmlScene.GetNodeByID(i) for i in self.sceneNodeIDs.get(uid, [])]

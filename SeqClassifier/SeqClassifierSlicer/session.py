@@ -19,10 +19,12 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
 from SeqClassifierLib.app import thumbnails
 from SeqClassifierLib.app.background import BackgroundProcess, State
+from SeqClassifierLib.curation import label_store as _ls
 from SeqClassifierLib.curation.label_store import LabelStore
 from SeqClassifierLib.records import ResultRow
 
 from . import review
+from .store_writes import StoreWrites, confirmed_entry
 
 #: Return codes of ``seqclassifier classify`` that produced a result (2: some files skipped,
 #: 3: no MR series found).
@@ -75,6 +77,9 @@ class ClassificationSession:
         self.thumbnails: dict[str, Any] = {}
         #: One line about the run's input for the panel (e.g. the study context read).
         self.input_note = ""
+        #: Label-store writes; the panel sets ``writes.wait = False`` (GUI thread: never wait
+        #: for the lock, retry from a QTimer, see :mod:`.store_writes`).
+        self.writes = StoreWrites(lambda: self.store, wait=True)
 
     # -- running the classifier ------------------------------------------------------------------
     def environment(self) -> dict[str, str]:
@@ -84,9 +89,12 @@ class ClassificationSession:
         env["PYTHONIOENCODING"] = "utf-8"
         return env
 
-    def command(self, paths: Sequence[str], device: str = "auto", model: Any = None) -> list[str]:
+    def command(self, paths: Sequence[str], device: str = "auto", model: Any = None,
+                slicer_db: Optional[str] = None) -> list[str]:
         argv = [self.python, "-u", "-m", CLI_MODULE, "classify", *[str(p) for p in paths],
                 "--format", "jsonl", "--thumbnails", "--device", device or "auto", "--cache"]
+        if slicer_db:
+            argv += ["--slicer-db", str(slicer_db)]
         if not _is_empty_path(model):
             argv += ["--model", str(model)]
         return argv
@@ -97,11 +105,13 @@ class ClassificationSession:
 
     def start(self, files: Union[Sequence[str], Mapping[str, Sequence[str]]], device: str = "auto",
               model: Any = None, on_event: Optional[Callable[[dict], None]] = None,
-              wanted: Optional[Iterable[str]] = None) -> BackgroundProcess:
+              wanted: Optional[Iterable[str]] = None, slicer_db: Optional[str] = None) -> BackgroundProcess:
         """Start classifying; ``files``: paths (files/folders) or SeriesInstanceUID -> files.
 
         ``wanted``: the series to show (default: the keys of ``files``, or every series); the
         others in ``files`` are classified as study context only (sibling series of a study).
+        ``slicer_db``: a ``ctkDICOM.sql`` whose every series the classifier process reads itself
+        (the whole database, without one query per series here).
         """
         if self.is_running:
             raise RuntimeError("a classification is already running")
@@ -110,13 +120,15 @@ class ClassificationSession:
             wanted = wanted if wanted is not None else set(files)
             self.series_files.update({uid: list(fs) for uid, fs in files.items()})
             paths = [str(f) for fs in files.values() for f in fs]
+            are_files = True  # the database lists files: no need to ask the disk
         else:
             paths = [str(f) for f in files]
-        if not paths:
+            are_files = False
+        if not paths and not slicer_db:
             raise ValueError("nothing to classify: no files")
         if sum(len(p) + 1 for p in paths) > MAX_ARGV_CHARS:
-            paths = sorted({os.path.dirname(p) if os.path.isfile(p) else p for p in paths})
-        argv = self.command(paths, device, model)
+            paths = sorted({os.path.dirname(p) if are_files or os.path.isfile(p) else p for p in paths})
+        argv = self.command(paths, device, model, slicer_db) if slicer_db else self.command(paths, device, model)
         self.rows = {}
         self._pending = []
         self._wanted = wanted
@@ -133,9 +145,9 @@ class ClassificationSession:
 
     def run(self, files: Union[Sequence[str], Mapping[str, Sequence[str]]], device: str = "auto",
             model: Any = None, on_event: Optional[Callable[[dict], None]] = None,
-            wanted: Optional[Iterable[str]] = None) -> list[review.ReviewRow]:
+            wanted: Optional[Iterable[str]] = None, slicer_db: Optional[str] = None) -> list[review.ReviewRow]:
         """Classify and wait (scripts, tests); returns the rows or raises :class:`ClassificationFailed`."""
-        process = self.start(files, device, model, on_event, wanted)
+        process = self.start(files, device, model, on_event, wanted, slicer_db)
         process.wait(on_event=self.handle_event)
         self._raise_if_failed()
         return list(self.rows.values())
@@ -193,10 +205,11 @@ class ClassificationSession:
         state = event.get("state")
         if state == State.COMPLETED.value:
             if self._pending:
-                self.store.record_predictions(self._pending)
+                results = list(self._pending)
+                self.writes.submit(f"{len(results)} predictions", lambda: self.store.record_predictions(results))
             if self.model_trained is None and self._pending:
                 self.model_trained = any(r.label is not None for r in self._pending)
-            entries = self.store.load()
+            entries = self.writes.entries()
             self.rows = {}
             for row in self._pending:
                 r = review.ReviewRow.from_result_row(row, entries.get(row.series_uid),
@@ -216,7 +229,7 @@ class ClassificationSession:
     # -- review ----------------------------------------------------------------------------------
     def show_stored(self, series_uids: Iterable[str]) -> list[review.ReviewRow]:
         """Rows for these series from the label store alone (no model run)."""
-        entries = self.store.load()
+        entries = self.writes.entries()
         self.rows = {uid: review.ReviewRow.from_store_entry(entries[uid]) for uid in series_uids if uid in entries}
         for uid, row in self.rows.items():
             row.thumbnail = self.thumbnails.get(uid)
@@ -226,9 +239,7 @@ class ClassificationSession:
 
     def review_rows(self, only_labels: str = "") -> list[review.ReviewRow]:
         """Rows, optionally only those whose label is in the comma-separated ``only_labels``."""
-        wanted = {s.strip().lower() for s in (only_labels or "").split(",") if s.strip()}
-        rows = list(self.rows.values())
-        return [r for r in rows if (r.label or "").lower() in wanted] if wanted else rows
+        return [r for r in self.rows.values() if row_shown(r, only_labels)]
 
     def model_status_text(self) -> str:
         rows = list(self.rows.values())
@@ -247,8 +258,20 @@ class ClassificationSession:
                 "study_uid": row.study_uid, "series_number": row.series_number, "plane": row.plane}
 
     def confirm_label(self, series_uid: str, label: Any, user: Optional[str] = None):
-        """Record a person's label (None withdraws the confirmation); returns the store entry."""
-        entry = self.store.confirm(series_uid, label, user=user, **self._series_info(series_uid))
+        """Record a person's label (None withdraws the confirmation); returns the store entry
+        (the provisional one while the store is locked and the write waits, see ``writes``)."""
+        info = self._series_info(series_uid)
+        who = user or _ls._current_user()
+        value = _ls._label_value(label)
+        if info.get("series_dir"):
+            self.store._check_location([info["series_dir"]])
+        when = _ls._now()
+        done, entry = self.writes.submit(
+            f"{label or 'no label'} for series {series_uid}",
+            lambda: self.store.confirm(series_uid, value, user=who, **info),
+            lambda: {series_uid: confirmed_entry(self.writes.entries().get(series_uid), series_uid, value, who, when,
+                                                 **info)})
+        entry = entry if done else self.writes.provisional[series_uid]
         if series_uid in self.rows:
             self.rows[series_uid].apply_entry(entry)
         return entry
@@ -260,11 +283,19 @@ class ClassificationSession:
         """
         uids = list(series_uids)
         labels = {u: self.rows[u].label for u in uids if u in self.rows and self.rows[u].label}
-        n = self.store.confirm_many(labels, user=user) if labels else 0
-        entries = self.store.load()
+        if labels:
+            who, now = user or _ls._current_user(), _ls._now()
+
+            def provisional():
+                current = self.writes.entries()
+                return {u: confirmed_entry(current.get(u), u, _ls._label_value(v), who, now) for u, v in labels.items()}
+
+            self.writes.submit(f"{len(labels)} confirmations", lambda: self.store.confirm_many(labels, user=who),
+                               provisional)
+        entries = self.writes.entries()
         for uid in labels:
             self.rows[uid].apply_entry(entries[uid])
-        return n, len(uids) - len(labels)
+        return len(labels), len(uids) - len(labels)
 
     def export_labels(self, path: str, confirmed_only: bool = False) -> int:
         """CSV in the training format, or JSON when ``path`` ends in ``.json``."""
@@ -276,5 +307,11 @@ class ClassificationSession:
         row = self.rows.get(series_uid)
         if row is not None:
             return row.label
-        entry = self.store.get(series_uid)
+        entry = self.writes.entries().get(series_uid)
         return entry.label if entry is not None else None
+
+
+def row_shown(row: review.ReviewRow, only_labels: str = "") -> bool:
+    """Whether the panel shows ``row`` under the label filter ``only_labels`` ("T2w,DWI"; empty: all)."""
+    wanted = {s.strip().lower() for s in (only_labels or "").split(",") if s.strip()}
+    return not wanted or (row.label or "").lower() in wanted

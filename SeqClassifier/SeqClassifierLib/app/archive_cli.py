@@ -156,11 +156,24 @@ def add_idc_parser(sub: Any) -> None:
     d.set_defaults(func=cmd_idc_download)
 
 
+def idc_extra_missing(exc: BaseException) -> Optional[str]:
+    """The one line for an optional dependency of the idc commands that is not installed (an
+    ImportError, or an IDCUnavailable raised from one), else None."""
+    missing = exc if isinstance(exc, ImportError) else exc.__cause__
+    if not isinstance(missing, ImportError):
+        return None
+    name = (getattr(missing, "name", None) or str(missing)).split(".")[0]
+    return f'error: the idc commands need the "idc" extra ({name} is not installed): pip install "seqclassifier[idc]"'
+
+
 def cmd_idc_plan(args: argparse.Namespace) -> int:
     try:
         rows = idc.plan(args.collections, modality=args.modality or None)
         idc.write_manifest(rows, args.out)
-    except (idc.IDCUnavailable, ValueError, OSError) as exc:
+    except (ImportError, idc.IDCUnavailable) as exc:
+        print(idc_extra_missing(exc) or f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     sys.stdout.write(idc.format_summary(idc.summarize(rows)))
@@ -173,7 +186,10 @@ def cmd_idc_plan(args: argparse.Namespace) -> int:
 def cmd_idc_download(args: argparse.Namespace) -> int:
     try:
         n, mb = idc.download(args.manifest, args.dest, dry_run=args.dry_run)
-    except (idc.IDCUnavailable, ValueError, OSError) as exc:
+    except (ImportError, idc.IDCUnavailable) as exc:
+        print(idc_extra_missing(exc) or f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except Exception as exc:  # idc-index / s5cmd / network failures

@@ -291,23 +291,33 @@ def test_thumbnail_encoding_round_trip():
     assert thumbnails.decode({**data, "data": "not base64!"}) is None
 
 
-def test_already_imported_packages_need_a_restart():
-    from SeqClassifierSlicer.dependencies import already_imported, import_name, restart_message
+def test_restart_notice_names_every_changed_package():
+    from SeqClassifierSlicer.dependencies import already_imported, import_name
+    from SeqClassifierSlicer.installer import InstallReport, changed_versions, restart_notice
 
     assert import_name("open_clip_torch") == "open_clip" and import_name("pydicom") == "pydicom"
     modules = {"pydicom": object(), "numpy": object()}
     assert already_imported(["pydicom>=2.4,<4", "timm>=0.9", "open_clip_torch>=2.23"], modules) == ["pydicom"]
-    assert already_imported(["open_clip_torch>=2.23"], {"open_clip": 1}) == ["open_clip_torch"]
-    assert "Restart Slicer" in restart_message(["pydicom"]) and "pydicom was" in restart_message(["pydicom"])
+    changes = changed_versions({"numpy": "1.26.4", "pydicom": "2.4.4"},
+                               {"numpy": "2.0.2", "pydicom": "2.4.4", "safetensors": "0.7.0"})
+    assert changes == [("numpy", "1.26.4", "2.0.2"), ("safetensors", None, "0.7.0")]
+    text = restart_notice(InstallReport(changes, loaded=["numpy"]))
+    assert "numpy 1.26.4 -> 2.0.2 (already loaded)" in text and "safetensors (new) -> 0.7.0;" not in text
+    assert "safetensors (new) -> 0.7.0." in text and "Restart Slicer before classifying: numpy was" in text
+    quiet = restart_notice(InstallReport(changes[1:], loaded=[]))
+    assert "safetensors" in quiet and "Restart" not in quiet
+    assert restart_notice(InstallReport([], [])) == ""
 
 
-def test_bundled_pydicom_of_slicer_5_8_satisfies_the_requirements():
-    """Slicer 5.8/5.10 bundle pydicom 2.4 and import it at start-up: it must not be 'missing'."""
-    from SeqClassifierSlicer.dependencies import missing_requirements
+@pytest.mark.parametrize("python", ["3.9.10", "3.12.10"])
+def test_bundled_pydicom_satisfies_the_requirements(python, monkeypatch):
+    """Slicer 5.8/5.10 bundle pydicom 2.4.4 and import it at start-up: it must not be 'missing'."""
+    from SeqClassifierSlicer import dependencies
 
+    monkeypatch.setattr(dependencies, "running_python", lambda: python)
     reqs = Path(__file__).resolve().parents[3] / "SeqClassifier" / "Resources" / "requirements.txt"
-    versions = {"pydicom": "2.4.4", "numpy": "1.26.4", "safetensors": "0.4.3", "timm": "1.0.3",
-                "open_clip_torch": "2.24.0", "tqdm": "4.66.4"}
-    assert missing_requirements(reqs, version_of=versions.__getitem__) == []
+    versions = {"pydicom": "2.4.4", "numpy": "1.26.4", "safetensors": "0.4.3"}
+    assert dependencies.missing_requirements(reqs, version_of=versions.__getitem__) == []
     versions["pydicom"] = "2.3.1"
-    assert missing_requirements(reqs, version_of=versions.__getitem__) == ["pydicom>=2.4,<4"]
+    missing = dependencies.missing_requirements(reqs, version_of=versions.__getitem__)
+    assert [dependencies.distribution_name(m) for m in missing] == ["pydicom"]

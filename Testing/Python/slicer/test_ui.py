@@ -124,8 +124,8 @@ def test_review_table_columns(loaded_ui):
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
     assert headers == ["Image", "#", "Description", "Plane", "Group", "Predicted", "Confidence", "Review", "Label",
                        "Load"]
-    # the module's column constants follow the same order
-    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    # the table's column constants follow the same order
+    tree = ast.parse((REPO / "SeqClassifier" / "SeqClassifierSlicer" / "review_table.py").read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
             cols = [t.id for t in node.targets[0].elts]
@@ -151,8 +151,26 @@ def test_resources_exist():
     icon = REPO / "SeqClassifier" / "Resources" / "Icons" / "SeqClassifier.png"
     with Image.open(icon) as im:
         assert im.size == (128, 128)
-    reqs = [l.strip() for l in (REPO / "SeqClassifier" / "Resources" / "requirements.txt").read_text().splitlines()
-            if l.strip() and not l.startswith("#")]
-    names = {r.split(">")[0].split("<")[0].split("=")[0].strip().lower() for r in reqs}
-    assert names == {"pydicom", "numpy", "safetensors", "timm", "open_clip_torch", "tqdm"}
-    assert "torch" not in names and all(any(op in r for op in (">", "<", "~")) and "==" not in r for r in reqs)
+    from packaging.requirements import Requirement
+
+    resources = REPO / "SeqClassifier" / "Resources"
+
+    def reqs(name):
+        lines = [l.split("#", 1)[0].strip() for l in (resources / name).read_text().splitlines()]
+        return [Requirement(l) for l in lines if l]
+
+    base = reqs("requirements.txt")
+    # the shipped model (compact_cnn) needs neither timm, open_clip_torch nor tqdm
+    assert {r.name for r in base} == {"pydicom", "numpy", "safetensors"}
+    assert {r.name for r in reqs("requirements-timm.txt")} == {"timm"}
+    assert {r.name for r in reqs("requirements-open_clip.txt")} == {"timm", "open_clip_torch"}
+    every = base + reqs("requirements-timm.txt") + reqs("requirements-open_clip.txt")
+    assert all(r.specifier and not any(s.operator == "==" for s in r.specifier) for r in every)
+    assert not any(r.name in ("torch", "tqdm") for r in every)
+    # each base package has one line for Python 3.9 (Slicer 5.8) and one for 3.10+ (5.10, 5.12)
+    for python in ("3.9", "3.12"):
+        names = [r.name for r in base if r.marker is None or r.marker.evaluate({"python_version": python})]
+        assert sorted(names) == ["numpy", "pydicom", "safetensors"], python
+    # every requirements file is installed with the extension
+    cmake = (REPO / "SeqClassifier" / "CMakeLists.txt").read_text()
+    assert all(f"Resources/{p.name}" in cmake for p in resources.glob("requirements*.txt"))

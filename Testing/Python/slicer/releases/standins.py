@@ -16,7 +16,20 @@ Written from reading Slicer's and CTK's sources at the releases named (no Slicer
 * ``ctkDICOMTableManager.h``: ``currentPatientsSelection``/``currentStudiesSelection``/
   ``currentSeriesSelection`` at all three CTK commits.
 * ``ctkDICOMVisualBrowserWidget.h``: ``patientView()`` (-> ``ctkDICOMPatientView.selectedSeriesInstanceUIDs``)
-  only at 5056664a; ``patientsTabWidget()`` before.
+  only at 5056664a; before (82cae578, dd4caeae): ``patientsTabWidget()`` (a QTabWidget of
+  ``ctkDICOMPatientItemWidget``: ``studyItemWidgetsList()``), ``ctkDICOMStudyItemWidget``
+  (``seriesListTableWidget()``: a QTableWidget whose cells are ``ctkDICOMSeriesItemWidget``s with
+  the Q_PROPERTY ``seriesInstanceUID``; PythonQt shows a property as an attribute).
+* ``DICOMUtils.selectHighestConfidenceLoadables`` / ``loadLoadables`` (v5.8.1 l. 223 / 846, same at
+  v5.12.3): per series only the highest-confidence loadables stay selected; the last plugin with a
+  selected loadable loads it.
+* ``slicer.util.pip_install(requirements)`` (5.8.1 l. 3899, 5.10.0 l. 3991: ``python -m pip install``
+  through ``launchConsoleProcess``, output to the log, no progress), ``slicer.packaging`` (5.12.3
+  only: ``pip_ensure(requirements, constraints, skip_packages, prompt_install, prompt_restart,
+  requester, skip_in_testing, show_progress)`` l. 329) and ``PyTorchUtils.PyTorchUtilsLogic``
+  (fepegar/SlicerPyTorch: ``torchInstalled()`` static, ``installTorch(askConfirmation,
+  forceComputationBackend, torchVersionRequirement, torchvisionVersionRequirement)``), over a
+  pretend site-packages (:class:`PythonEnvironment`) and a pretend package index.
 * ``ctkDICOMDatabase.h``: the query methods below (same at every commit), here over real files read
   with pydicom.
 """
@@ -104,8 +117,10 @@ class DICOMDatabase:
     """The query part of ``ctkDICOMDatabase`` over real DICOM files (read with pydicom)."""
 
     isOpen = True
+    databaseFilename = ""  # ctkDICOMDatabase.h Q_PROPERTY databaseFilename ("" here: in memory)
 
     def __init__(self, roots):
+        self.calls = {"filesForSeries": 0}
         self._files = {}       # path -> dataset (header only)
         for root in roots:
             for dirpath, _dirs, names in os.walk(root):
@@ -137,6 +152,7 @@ class DICOMDatabase:
         return self.study_of.get(series, "")
 
     def filesForSeries(self, series, hits=-1):
+        self.calls["filesForSeries"] += 1
         files = list(self.series.get(series, []))
         return files if hits < 0 else files[:hits]
 
@@ -205,13 +221,99 @@ class PatientView:
         return list(self.series)
 
 
+class _Index:
+    def __init__(self, row, column):
+        self._rc = (row, column)
+
+    def row(self):
+        return self._rc[0]
+
+    def column(self):
+        return self._rc[1]
+
+
+class SeriesItemWidget:
+    """``ctkDICOMSeriesItemWidget``: Q_PROPERTY seriesInstanceUID (an attribute in PythonQt)."""
+
+    def __init__(self, uid):
+        self.seriesInstanceUID = uid
+
+
+class SeriesListTable:
+    """The QTableWidget of a study item: series widgets in cells, 3 per row; selected cells."""
+
+    def __init__(self, uids):
+        self.cells = {(i // 3, i % 3): SeriesItemWidget(u) for i, u in enumerate(uids)}
+        self.selected = []
+
+    def cellWidget(self, row, column):
+        return self.cells.get((row, column))
+
+    def selectedIndexes(self):
+        return [_Index(*rc) for rc in self.selected]
+
+
+class StudyItemWidget:
+    def __init__(self, study, uids):
+        self.studyInstanceUID = study
+        self._table = SeriesListTable(uids)
+        self._series = list(self._table.cells.values())
+
+    def seriesListTableWidget(self):
+        return self._table
+
+    def seriesItemWidgetsList(self):
+        return list(self._series)
+
+
+class PatientItemWidget:
+    def __init__(self, patient, studies):
+        self.patientID = patient
+        self._studies = studies
+
+    def studyItemWidgetsList(self):
+        return list(self._studies)
+
+
+class PatientsTabWidget:
+    def __init__(self):
+        self.tabs, self.current = [], -1
+
+    def currentWidget(self):
+        return self.tabs[self.current] if 0 <= self.current < len(self.tabs) else None
+
+    @property
+    def count(self):
+        return len(self.tabs)
+
+
 class VisualBrowser:
     def __init__(self, release: str):
+        self.release = release
         if release == "5.12":
             self._view = PatientView()
             self.patientView = lambda: self._view
         else:
-            self.patientsTabWidget = lambda: None
+            self._tabs = PatientsTabWidget()
+            self.patientsTabWidget = lambda: self._tabs
+
+    def show_patients(self, db):
+        """5.8/5.10 ``onShowPatients``: one tab per patient, one study item per study."""
+        self._tabs.tabs = [PatientItemWidget(p, [StudyItemWidget(st, db.seriesForStudy(st))
+                                                 for st in db.studiesForPatient(p)]) for p in db.patients()]
+        self._tabs.current = 0 if self._tabs.tabs else -1
+
+    def select(self, uids):
+        """What clicking these series does in this release's visual browser."""
+        if self.release == "5.12":
+            self._view.series = list(uids)
+            return
+        for i, patient in enumerate(self._tabs.tabs):
+            for study in patient.studyItemWidgetsList():
+                table = study.seriesListTableWidget()
+                table.selected = [rc for rc, w in table.cells.items() if w.seriesInstanceUID in uids]
+                if table.selected:
+                    self._tabs.current = i
 
 
 class SlicerDICOMBrowser:
@@ -227,6 +329,35 @@ class SlicerDICOMBrowser:
             self.useVisualDICOMBrowser = visual
         else:
             self.useExpertimentalVisualDICOMBrowser = visual
+
+
+def select_highest_confidence_loadables(db, loadablesByPlugin):
+    """``DICOMUtils.selectHighestConfidenceLoadables`` (v5.8.1 l. 223)."""
+    bySeries = {}
+    for plugin in loadablesByPlugin:
+        for loadable in loadablesByPlugin[plugin]:
+            bySeries.setdefault(db.fileValue(loadable.files[0], "0020,000E"), []).append(loadable)
+    for loadables in bySeries.values():
+        highest = max(ld.confidence for ld in loadables)
+        for ld in loadables:
+            ld.selected = ld.confidence == highest
+
+
+def load_loadables(loadablesByPlugin):
+    """``DICOMUtils.loadLoadables`` (v5.8.1 l. 846): the last plugin with a selected loadable loads it;
+    returns the loaded nodes (Slicer collects node IDs by observing the scene)."""
+    chosen = {}
+    for plugin in loadablesByPlugin:
+        for loadable in loadablesByPlugin[plugin]:
+            if loadable.selected:
+                chosen[loadable] = plugin
+    nodes = []
+    for loadable, plugin in chosen.items():
+        node = plugin.load(loadable)
+        loadable.loadSuccess = bool(node)
+        if node:
+            nodes.append(node)
+    return nodes
 
 
 def series_dirs(root: Path) -> list[Path]:

@@ -129,6 +129,7 @@ def test_stand_ins_follow_the_sources(release):
     browser = standins.SlicerDICOMBrowser(release)
     assert hasattr(browser.dicomBrowser, "selectedItems") == (release == "5.12")
     assert hasattr(browser.dicomVisualBrowser, "patientView") == (release == "5.12")
+    assert hasattr(browser.dicomVisualBrowser, "patientsTabWidget") == (release != "5.12")
 
 
 def test_plugin_examines_real_series_on_every_release(release, db, tmp_path):
@@ -209,18 +210,98 @@ def test_browser_selection_on_every_release(release, db, level):
 
 
 def test_visual_browser_selection(release, db):
+    """The visual browser's selection is read on every release: 5.12's patientView, 5.8/5.10's
+    patient tab -> study items -> selected cells of their series tables."""
     from SeqClassifierSlicer import compat
 
     browser = standins.SlicerDICOMBrowser(release)
-    _select(browser, db, "series")
+    classic = _select(browser, db, "series")
+    visual = browser.dicomVisualBrowser
+    if release != "5.12":
+        visual.show_patients(db)  # what toggleBrowsers does when the tabs are empty (5.8.1 l. 155)
+    browser.toggleBrowsers(True)
+    assert compat.browser_selection(browser, db).series == []  # nothing clicked in the visual browser
+    patient = db.patients()[-1]
+    study = db.studiesForPatient(patient)[0]
+    wanted = db.seriesForStudy(study)[1:4]
+    visual.select(wanted)
+    sel = compat.browser_selection(browser, db)
+    assert sel.available and sel.level == "series" and sorted(sel.series) == sorted(wanted)
+    assert classic[0] not in sel.series
+    browser.toggleBrowsers(False)  # back to the classic table
+    assert compat.browser_selection(browser, db).series == classic
+    assert compat.table_manager(browser) is browser.dicomBrowser.dicomTableManager()
+
+
+def test_visual_browser_before_toggle_reads_the_classic_table(release, db):
+    """The flag exists only once toggleBrowsers ran (DICOM.py calls it when the DICOM layout is
+    shown, not on the dock-panel path): until then the classic table is what is shown and read."""
+    from SeqClassifierSlicer import compat
+
+    browser = standins.SlicerDICOMBrowser(release)
+    classic = _select(browser, db, "series")
+    if release != "5.12":
+        browser.dicomVisualBrowser.show_patients(db)
+    browser.dicomVisualBrowser.select(db.seriesForStudy(db.studiesForPatient(db.patients()[-1])[0])[:1])
+    assert not compat.uses_visual_browser(browser)
+    assert compat.browser_selection(browser, db).series == classic
+
+
+def test_visual_browser_without_readable_widgets(release, db):
+    from SeqClassifierSlicer import compat
+
+    browser = standins.SlicerDICOMBrowser(release)
+    browser.dicomVisualBrowser = object()  # neither patientView nor patientsTabWidget
     browser.toggleBrowsers(True)
     sel = compat.browser_selection(browser, db)
-    if release == "5.12":
-        browser.dicomVisualBrowser.patientView().series = ["1.2.3"]
-        assert compat.browser_selection(browser, db).series == ["1.2.3"]
-    else:
-        assert not sel.available and sel.series == [] and "visual DICOM browser" in sel.note
-    assert compat.table_manager(browser) is browser.dicomBrowser.dicomTableManager()
+    assert not sel.available and "visual DICOM browser" in sel.note
+
+
+def test_default_loading_prefers_the_volume_plugin(release, db, tmp_path):
+    """DICOMUtils.loadSeriesByUID: selectHighestConfidenceLoadables + loadLoadables load each series
+    once, by the volume plugin; SeqClassifier's loadables (confidence < 0.5) are offered, not chosen."""
+    from SeqClassifierSlicer.dicom_plugin import SeqClassifierDICOMPlugin
+
+    loaded = []
+
+    class ScalarPlugin:
+        loadType = "Scalar Volume"
+
+        def examineFiles(self, files):
+            ld = standins.DICOMLoadable()
+            ld.files, ld.selected, ld.confidence, ld.name = files, True, 0.5, "scalar"
+            return [ld]
+
+        def examine(self, fileLists):
+            return [ld for files in fileLists for ld in self.examineFiles(files)]
+
+        def examineForImport(self, fileLists):
+            return self.examine(fileLists)
+
+        def load(self, loadable):
+            loaded.append(("scalar", loadable.files[0]))
+            return slicer.util.addVolumeFromArray(np.zeros((2, 4, 4), dtype=np.int16), name="raw")
+
+    slicer.modules.dicomPlugins = {"DICOMScalarVolumePlugin": ScalarPlugin}
+    ours = SeqClassifierDICOMPlugin()
+    ours.store = _store_with_labels(tmp_path, db, {"t2_tse_tra": "T2w"})
+    scalar = ScalarPlugin()
+    uids = sorted(db.series)[:3]
+    fileLists = [db.filesForSeries(u) for u in uids]
+    byPlugin = {p: standins.get_loadables_from_file_lists(p, fileLists) for p in (scalar, ours)}
+    assert len(byPlugin[ours]) == len(byPlugin[scalar]) == 3
+    standins.select_highest_confidence_loadables(db, byPlugin)
+    assert all(ld.selected for ld in byPlugin[scalar]) and not any(ld.selected for ld in byPlugin[ours])
+    nodes = standins.load_loadables(byPlugin)
+    assert len(nodes) == 3 and [k for k, _f in loaded] == ["scalar"] * 3
+    # the user picks SeqClassifier's loadable instead: it loads (and tags) that series
+    for ld in byPlugin[scalar]:
+        ld.selected = False
+    byPlugin[ours][0].selected = True
+    nodes = standins.load_loadables(byPlugin)
+    from SeqClassifierSlicer import scene as sc
+
+    assert len(nodes) == 1 and sc.read_tags(nodes[0])[sc.ATTR_SERIES_UID] == uids[0]
 
 
 def test_module_imports_and_registers_its_plugin(release):
@@ -303,3 +384,41 @@ def test_browser_source_reads_the_study(release, db, monkeypatch):
     browser.dicomBrowser.dicomTableManager().series = []
     with pytest.raises(logic_module.InputError, match="Select series"):
         logic.classifySource(Source.BROWSER)
+
+
+def test_database_source_hands_the_database_file_to_the_classifier(release, db, monkeypatch, tmp_path):
+    """Every series of the database: the classifier process reads ctkDICOM.sql; no filesForSeries
+    per series on the GUI thread (in-memory databases, without a file, still are listed here)."""
+    from SeqClassifierSlicer import logic as logic_module
+    from SeqClassifierSlicer.options import Source
+
+    logic = logic_module.ModuleLogic("/nonexistent")
+    calls = {}
+    monkeypatch.setattr(logic, "classifyFiles", lambda files, *a, slicerDb=None, **k: calls.update(
+        files=files, slicerDb=slicerDb))
+    sql = tmp_path / "ctkDICOM.sql"
+    sql.write_bytes(b"SQLite format 3\x00")
+    monkeypatch.setattr(db, "databaseFilename", str(sql), raising=False)
+    before = db.calls["filesForSeries"]
+    logic.classifySource(Source.DATABASE)
+    assert calls == {"files": [], "slicerDb": str(sql)} and db.calls["filesForSeries"] == before
+    argv = logic.session.command([], "cpu", None, str(sql))
+    assert argv[argv.index("--slicer-db") + 1] == str(sql)
+    monkeypatch.setattr(db, "databaseFilename", "", raising=False)
+    logic.classifySource(Source.DATABASE)
+    assert calls["slicerDb"] is None and set(calls["files"]) == set(db.series)
+
+
+def test_study_context_reads_each_series_once(release, db, monkeypatch):
+    from SeqClassifierSlicer import logic as logic_module
+    from SeqClassifierSlicer.options import Source
+
+    logic = logic_module.ModuleLogic("/nonexistent")
+    monkeypatch.setattr(logic, "classifyFiles", lambda *a, **k: None)
+    study = db.studiesForPatient(db.patients()[0])[0]
+    series = db.seriesForStudy(study)
+    before = db.calls["filesForSeries"]
+    logic.classifySource(Source.BROWSER, seriesUIDs=series[:3])  # three series of one study
+    assert db.calls["filesForSeries"] - before == len(series)  # each sibling once, not once per wanted
+    logic.classifySource(Source.BROWSER, seriesUIDs=series[1:2])
+    assert db.calls["filesForSeries"] - before == len(series)  # known files are not asked again
