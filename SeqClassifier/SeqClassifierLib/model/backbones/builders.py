@@ -66,7 +66,11 @@ class Backbone(nn.Module):
 def _build_body(config: BackboneConfig) -> nn.Module:
     kwargs = dict(config.kwargs)
     if config.family == "timm":
-        import timm  # lazy: only needed for timm backbones
+        try:
+            import timm  # lazy: only needed for timm backbones
+        except ImportError:
+            raise ImportError(f"backbone {config.name!r} needs timm, which is not installed: "
+                              'pip install "seqclassifier[foundation]"') from None
 
         # pretrained=False: weights are resolved by .weights and loaded by create_backbone, never
         # fetched implicitly by timm.  num_classes=0 -> pooled features, no head.
@@ -76,7 +80,11 @@ def _build_body(config: BackboneConfig) -> nn.Module:
         # ``_build_vision_tower`` is open_clip's (private) builder used by
         # ``CLIP.__init__``; with a ``timm_model_name`` it returns a
         # ``TimmModel`` (timm trunk + projection head), built without weights.
-        from open_clip.model import _build_vision_tower
+        try:
+            from open_clip.model import _build_vision_tower
+        except ImportError:
+            raise ImportError(f"backbone {config.name!r} needs open_clip_torch, which is not installed: "
+                              'pip install "seqclassifier[foundation]"') from None
 
         vision_cfg = dict(kwargs.get("vision_cfg", {}))
         vision_cfg["timm_model_pretrained"] = False
