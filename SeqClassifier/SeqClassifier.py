@@ -34,7 +34,7 @@ except ImportError:  # Slicer < 5.4
 from SeqClassifierSlicer import compat, dicom_plugin, options, selftest
 from SeqClassifierSlicer.logic import ModuleLogic
 from SeqClassifierSlicer.options import Preset, Source
-from SeqClassifierSlicer.review_table import COL_DESCRIPTION, ReviewTable
+from SeqClassifierSlicer.review_table import ReviewTable
 from SeqClassifierSlicer.session import row_shown
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -155,10 +155,10 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.table = ReviewTable(qt, self.ui.seriesTable, self.onRowLabelChanged, _)
 
         self.ui.seriesTable.setHorizontalHeaderLabels(
-            [_("Image"), "#", _("Description"), _("Plane"), _("Group"), _("Predicted"), _("Confidence"),
-             _("Review"), _("Label"), _("Load")])
+            [_("Image"), "#", _("Predicted"), _("Confidence"), _("Label"), _("Load"), _("Description"), _("Plane"),
+             _("Group"), _("Review")])
         self.ui.seriesTable.verticalHeader().setDefaultSectionSize(68)
-        self.ui.seriesTable.horizontalHeader().setSectionResizeMode(COL_DESCRIPTION, qt.QHeaderView.Stretch)
+        self.table.layout_columns()  # label and confidence first, visible without scrolling sideways
         self.ui.progressBar.setRange(0, 100)
         self.ui.progressBar.value = 0
 

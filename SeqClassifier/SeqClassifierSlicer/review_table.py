@@ -15,8 +15,13 @@ from SeqClassifierLib.labels import CLASS_NAMES
 
 from . import review
 
-COL_THUMB, COL_NUMBER, COL_DESCRIPTION, COL_PLANE, COL_GROUP, COL_PREDICTED, COL_CONFIDENCE, COL_REVIEW, \
-    COL_LABEL, COL_LOAD = range(10)
+# Predicted label, confidence, the editable label and Load first: they stay visible in a narrow module
+# panel without scrolling sideways; the long texts (description, group, review reasons) follow.
+COL_THUMB, COL_NUMBER, COL_PREDICTED, COL_CONFIDENCE, COL_LABEL, COL_LOAD, COL_DESCRIPTION, COL_PLANE, COL_GROUP, \
+    COL_REVIEW = range(10)
+#: Widths (px) of the columns that must be seen without scrolling: together they fit a module panel
+#: of 450 px (Slicer's default module panel is wider).  The others keep Qt's default; Review stretches.
+COLUMN_WIDTHS = {COL_THUMB: 72, COL_NUMBER: 36, COL_PREDICTED: 78, COL_CONFIDENCE: 82, COL_LABEL: 92, COL_LOAD: 44}
 
 
 class ReviewTable:
@@ -33,6 +38,12 @@ class ReviewTable:
         self.uids: list[str] = []
         self.row_of: dict[str, int] = {}
         self.updating = False
+
+    def layout_columns(self) -> None:
+        """The first columns at :data:`COLUMN_WIDTHS`, the last (review reasons) stretched."""
+        for col, width in COLUMN_WIDTHS.items():
+            self.table.setColumnWidth(col, width)
+        self.table.horizontalHeader().setStretchLastSection(True)
 
     # -- building --------------------------------------------------------------------------------
     def fill(self, rows: Iterable[review.ReviewRow]) -> None:

@@ -122,8 +122,8 @@ def test_review_table_columns(loaded_ui):
 
     table = loaded_ui.findChild(QTableWidget, "seriesTable")
     headers = [table.horizontalHeaderItem(i).text() for i in range(table.columnCount())]
-    assert headers == ["Image", "#", "Description", "Plane", "Group", "Predicted", "Confidence", "Review", "Label",
-                       "Load"]
+    assert headers == ["Image", "#", "Predicted", "Confidence", "Label", "Load", "Description", "Plane", "Group",
+                       "Review"]
     # the table's column constants follow the same order
     tree = ast.parse((REPO / "SeqClassifier" / "SeqClassifierSlicer" / "review_table.py").read_text(encoding="utf-8"))
     for node in tree.body:
@@ -134,6 +134,22 @@ def test_review_table_columns(loaded_ui):
                 break
     else:
         raise AssertionError("column constants not found")
+
+
+def test_label_and_confidence_visible_without_scrolling(loaded_ui):
+    """In a 450 px wide panel the predicted label, confidence, editable label and Load columns are on screen."""
+    from PySide6.QtWidgets import QTableWidget
+
+    from SeqClassifierSlicer import review_table as rt
+
+    table = loaded_ui.findChild(QTableWidget, "seriesTable")
+    view = rt.ReviewTable(None, table, lambda *a: None)
+    view.layout_columns()
+    table.resize(450, 300)
+    right = max(table.columnViewportPosition(c) + table.columnWidth(c)
+                for c in (rt.COL_PREDICTED, rt.COL_CONFIDENCE, rt.COL_LABEL, rt.COL_LOAD))
+    assert right <= 450 - table.verticalHeader().width() - 20  # room for the vertical header and a scroll bar
+    assert max(rt.COLUMN_WIDTHS) < rt.COL_DESCRIPTION and table.horizontalHeader().stretchLastSection()
 
 
 def test_buttons_have_text(loaded_ui):
