@@ -55,12 +55,8 @@ def prediction_row(source: str, sample: Sample, pred, distances: dict, context=N
     }
 
 
-def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: str,
-                   rules: Optional[Sequence[str]] = None) -> tuple[list, list[dict[str, Any]]]:
-    """(predictions, rows) of ``samples`` by ``checkpoint`` with the decision rules ``rules`` (all when None)."""
-    clf = Classifier(checkpoint, device="cpu", precision="fp32")
-    clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
-    clf.review_rule = None
+def _classified(clf: Classifier, samples: Sequence[Sample], source: str) -> tuple[list, list[dict[str, Any]]]:
+    """(predictions, rows) of ``samples`` by ``clf`` (its distances recorded through ``score_log``)."""
     clf.score_log = []
     records = [s.record for s in samples]
     preds = clf.classify(records)
@@ -68,6 +64,47 @@ def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: s
     rows = [prediction_row(source, s, p, d, contexts.get(s.record.series_uid))
             for s, p, d in zip(samples, preds, clf.score_log)]
     return preds, rows
+
+
+def _classifier(checkpoint: os.PathLike, rules: Optional[Sequence[str]]) -> Classifier:
+    """The checkpoint's classifier with the decision rules ``rules`` (all when None) and no review rule."""
+    clf = Classifier(checkpoint, device="cpu", precision="fp32")
+    clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
+    clf.review_rule = None
+    return clf
+
+
+def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: str,
+                   rules: Optional[Sequence[str]] = None) -> tuple[list, list[dict[str, Any]]]:
+    """(predictions, rows) of ``samples`` by ``checkpoint`` with the decision rules ``rules`` (all when None)."""
+    return _classified(_classifier(checkpoint, rules), samples, source)
+
+
+class _Collected:
+    """Rows and per-source scores of the out-of-source predictions, source by source."""
+
+    def __init__(self):
+        self.rows: list[dict[str, Any]] = []
+        self.per_source: dict[str, Any] = {}
+        self.y: list[int] = []
+        self.preds: list = []
+
+    def add(self, name: str, held: Sequence[Sample], preds: list, rows: list, held_with: Sequence[str]) -> dict:
+        self.rows += rows
+        y = np.array([s.label for s in held])
+        metrics, _ = prediction_scores(y, preds)
+        metrics["n_series"] = len(held)
+        metrics["held_out_with"] = list(held_with)
+        self.per_source[name] = metrics
+        self.y += list(y)
+        self.preds += preds
+        return metrics
+
+    def result(self, groups: list) -> dict[str, Any]:
+        if not self.preds:
+            raise ValueError("no labelled series of the real sources were predicted")
+        pooled, _ = prediction_scores(np.array(self.y), self.preds)
+        return {"rows": self.rows, "per_source": self.per_source, "pooled": pooled, "groups": groups}
 
 
 def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], cfg: TrainConfig,
@@ -87,9 +124,7 @@ def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], c
         raise ValueError("leave-one-source-out: none of the real roots has labelled series")
     groups = [g for g in source_groups({r: len(by_root[r]) for r in held_roots}, n_groups) if g]
     cfg1 = dataclasses.replace(cfg, folds=1)
-    rows: list[dict[str, Any]] = []
-    per_source: dict[str, Any] = {}
-    all_y, all_preds = [], []
+    out = _Collected()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         for n, group in enumerate(groups, 1):
             names = [source_name(r) for r in group]
@@ -99,22 +134,13 @@ def leave_one_source_out(samples: Sequence[Sample], real_roots: Sequence[str], c
                 f"{sum(len(by_root[r]) for r in group)} held out")
             ckpt = Path(tmp) / f"without_{n}.json"
             train(keep, cfg1, ckpt, log=lambda m: None)
+            clf = _classifier(ckpt, rules)
             for root, name in zip(group, names):
-                held_samples = [samples[i] for i in by_root[root]]
-                preds, src_rows = predict_source(ckpt, held_samples, name, rules)
-                rows += src_rows
-                y = np.array([s.label for s in held_samples])
-                metrics, _ = prediction_scores(y, preds)
-                metrics["n_series"] = len(held_samples)
-                metrics["held_out_with"] = names
-                per_source[name] = metrics
-                all_y += list(y)
-                all_preds += preds
-                log(f"    {name}: macro-F1 {metrics['macro_f1']:.3f}, accuracy {metrics['accuracy']:.3f}")
+                held = [samples[i] for i in by_root[root]]
+                m = out.add(name, held, *_classified(clf, held, name), names)
+                log(f"    {name}: macro-F1 {m['macro_f1']:.3f}, accuracy {m['accuracy']:.3f}")
             log(f"    ({time.perf_counter() - t0:.0f} s)")
-    pooled, _ = prediction_scores(np.array(all_y), all_preds)
-    return {"rows": rows, "per_source": per_source, "pooled": pooled,
-            "groups": [[source_name(r) for r in g] for g in groups]}
+    return out.result([[source_name(r) for r in g] for g in groups])
 
 
 def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn = print,
@@ -142,12 +168,8 @@ def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn =
     k = len(ensemble.models)
     folds = sample_folds([s.group for s in samples], [s.source for s in samples], k if k > 1 else 5,
                          int(card.get("training", {}).get("seed", 0)), by_source)
-    clf = Classifier(model_path, device="cpu", precision="fp32")
-    clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
-    clf.review_rule = None
-    rows: list[dict[str, Any]] = []
-    per_source: dict[str, Any] = {}
-    all_y, all_preds = [], []
+    clf = _classifier(model_path, rules)
+    out = _Collected()
     groups = []
     for i, model in enumerate(ensemble.models):
         single = EnsembleModel([model], card)
@@ -158,24 +180,9 @@ def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn =
         groups.append(names)
         for name in names:
             held = [s for s, f in zip(samples, folds) if f == i and source_name(s.source) == name]
-            clf.score_log = []
-            records = [s.record for s in held]
-            preds = clf.classify(records)
-            contexts = study_contexts(records)
-            rows += [prediction_row(name, s, p, d, contexts.get(s.record.series_uid))
-                     for s, p, d in zip(held, preds, clf.score_log)]
-            y = np.array([s.label for s in held])
-            metrics, _ = prediction_scores(y, preds)
-            metrics["n_series"] = len(held)
-            metrics["held_out_with"] = names
-            per_source[name] = metrics
-            all_y += list(y)
-            all_preds += preds
+            out.add(name, held, *_classified(clf, held, name), names)
         log(f"fold {i + 1}/{k}: {', '.join(names) or '(no real source)'}")
-    if not all_preds:
-        raise ValueError("out-of-fold: no labelled series of the card's real sources were found")
-    pooled, _ = prediction_scores(np.array(all_y), all_preds)
-    return {"rows": rows, "per_source": per_source, "pooled": pooled, "groups": groups}
+    return out.result(groups)
 
 
 def keyword_label(description: str) -> SequenceLabel:
