@@ -9,9 +9,42 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
+
+
+class SeriesKey(NamedTuple):
+    """Who a series is: (PatientID, StudyInstanceUID, SeriesInstanceUID).
+
+    Discovery groups files by these three, so a SeriesInstanceUID repeated under
+    another patient or study is another series.  Every map, store and resume file
+    of SeqClassifier (study context, classifier, label store, thumbnails, the
+    streamed output's resume, ``sort``, the Slicer session) is keyed by it, never
+    by the UID alone.  A missing PatientID / StudyInstanceUID is "".
+    """
+
+    patient_id: str
+    study_uid: str
+    series_uid: str
+
+    @classmethod
+    def of(cls, obj: Any) -> "SeriesKey":
+        """The key of anything carrying ``patient_id``, ``study_uid`` and ``series_uid``
+        (a record, a row, a label store entry, or a dict with those fields)."""
+        if isinstance(obj, SeriesKey):
+            return obj
+        get = obj.get if isinstance(obj, Mapping) else (lambda k, d=None: getattr(obj, k, d))
+        return cls(str(get("patient_id", "") or ""), str(get("study_uid", "") or ""),
+                   str(get("series_uid", "") or ""))
+
+    def to_dict(self) -> dict[str, str]:
+        return {"patient_id": self.patient_id, "study_uid": self.study_uid, "series_uid": self.series_uid}
+
+    def short(self) -> str:
+        """For messages: the UID, with the patient and study when they are known."""
+        extra = ", ".join(f"{k} {v}" for k, v in (("patient", self.patient_id), ("study", self.study_uid)) if v)
+        return f"{self.series_uid} ({extra})" if extra else self.series_uid
 
 
 @dataclass(frozen=True)
@@ -66,6 +99,11 @@ class SeriesRecord:
     header: dict[str, Any] = field(default_factory=dict)
     #: Problems that did not stop the series (e.g. one unreadable slice).
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> SeriesKey:
+        """The series' identity (patient, study, series UID)."""
+        return SeriesKey(self.patient_id or "", self.study_uid or "", self.series_uid)
 
     @property
     def n_files(self) -> int:
@@ -182,6 +220,11 @@ class ResultRow:
     FIELDS = ("patient_id", "study_uid", "study_date", "series_number", "series_uid", "description",
               "n_files", "plane", "label", "confidence", "probabilities", "needs_review", "review_reasons",
               "group", "image_quality", "b_values", "manufacturer", "model", "note", "folder")
+
+    @property
+    def key(self) -> SeriesKey:
+        """The series' identity (patient, study, series UID)."""
+        return SeriesKey(self.patient_id or "", self.study_uid or "", self.series_uid)
 
     @classmethod
     def from_series(cls, record: SeriesRecord, prediction: Prediction, group: str = "") -> "ResultRow":
