@@ -38,6 +38,28 @@ class SeriesKey(NamedTuple):
         return cls(str(get("patient_id", "") or ""), str(get("study_uid", "") or ""),
                    str(get("series_uid", "") or ""))
 
+    @classmethod
+    def of_uid(cls, uid: str) -> "SeriesKey":
+        """The key of a series known by its UID only (a training CSV row, a label given by UID):
+        patient and study "" -- :func:`lookup` lets it stand for that UID under any patient and study."""
+        return cls("", "", str(uid))
+
+    @classmethod
+    def coerce(cls, value: Any) -> "SeriesKey":
+        """A SeriesKey, a (patient, study, series) sequence, or a bare UID (:meth:`of_uid`)."""
+        if isinstance(value, SeriesKey):
+            return value
+        if isinstance(value, str):
+            return cls.of_uid(value)
+        if isinstance(value, (tuple, list)) and len(value) == 3:
+            return cls(*(str(v or "") for v in value))
+        return cls.of(value)
+
+    @property
+    def uid_only(self) -> bool:
+        """Neither patient nor study is known."""
+        return not self.patient_id and not self.study_uid
+
     def to_dict(self) -> dict[str, str]:
         return {"patient_id": self.patient_id, "study_uid": self.study_uid, "series_uid": self.series_uid}
 
@@ -45,6 +67,18 @@ class SeriesKey(NamedTuple):
         """For messages: the UID, with the patient and study when they are known."""
         extra = ", ".join(f"{k} {v}" for k, v in (("patient", self.patient_id), ("study", self.study_uid)) if v)
         return f"{self.series_uid} ({extra})" if extra else self.series_uid
+
+
+def lookup(mapping: Mapping[SeriesKey, Any], key: SeriesKey, default: Any = None) -> Any:
+    """``mapping[key]``; else the value recorded for the same UID without patient and study
+    (:meth:`SeriesKey.of_uid`: it stands for that UID under any patient and study); else ``default``.
+
+    A value recorded under another patient or study is never returned.
+    """
+    if key in mapping:
+        return mapping[key]
+    bare = SeriesKey.of_uid(key.series_uid)
+    return mapping.get(bare, default) if not key.uid_only else default
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,6 @@ gives no label, and says so (table banner, ``"model": "untrained"``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,7 +41,8 @@ from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
 from SeqClassifierLib.app import archive_cli, validation_commands
-from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row, safe_text
+from SeqClassifierLib.app.output import (event_line, format_csv, format_json, format_jsonl, format_table, make_row,
+                                         model_info, safe_text, summary_event)
 from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
 from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
 from SeqClassifierLib.atomic import ATOMIC, atomic_write_text, write_plan
@@ -245,19 +245,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     discovery, classifier, predictions = result
     rows = [make_row(r, p) for r, p in zip(discovery.series, predictions)]
-    model_info = {
-        "name": classifier.model_name,
-        "trained": classifier.is_trained,
-        "path": str(classifier.model_path) if classifier.model_path else None,
-        "device": classifier.device,
-        "precision": classifier.precision,
-    }
+    model = model_info(classifier)
     if args.format == "table":
         text = format_table(rows, untrained=not classifier.is_trained)
     elif args.format == "csv":
         text = format_csv(rows)
     elif args.format == "json":
-        text = format_json(rows, discovery.skipped, model_info)
+        text = format_json(rows, discovery.skipped, model)
     elif getattr(args, "thumbnails", False):
         text = format_jsonl_with_thumbnails(rows, discovery.skipped, discovery.series)
     else:
@@ -265,8 +259,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     code = _exit_code(discovery)
     if args.format == "jsonl":
-        text += json.dumps({"type": "summary", "n_series": len(rows), "n_skipped": len(discovery.skipped),
-                            "n_files": discovery.n_files, "model": model_info, "exit_code": code}) + "\n"
+        text += event_line(summary_event(len(rows), len(discovery.skipped), discovery.n_files, model, code))
     if args.out:
         try:
             atomic_write_text(args.out, text)
