@@ -46,7 +46,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Seq
 from SeqClassifierLib.app.output import event_line, model_info, series_event, skipped_event, written_key
 from SeqClassifierLib.atomic import atomic_write, fsync_dir
 from SeqClassifierLib.dicom.discovery import discover_series
-from SeqClassifierLib.records import ResultRow, SeriesKey
+from SeqClassifierLib.records import Prediction, ResultRow, SeriesKey, SeriesRecord
 
 #: Partitions hold about this many files; a folder with more below it is split by its sub-folders.
 BATCH_FILES = 500
@@ -198,25 +198,53 @@ def series_stamp(files: Iterable[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def classify_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
-                       cache: Any = None, workers: Optional[int] = None) -> PartitionResult:
-    """Discover and classify one partition; series whose (key as written, stamp) is in ``done`` are not
-    classified."""
-    discovery = discover_series(part.paths, cache=cache, workers=workers)
-    todo, stamps, resumed = [], [], []
+@dataclass
+class PartitionRun:
+    """One partition discovered and classified, in memory: its discovery, the records classified
+    (in discovery order) with their predictions and stamps, and the keys of the series resumed."""
+
+    discovery: Any
+    records: list[SeriesRecord]
+    predictions: list[Prediction]
+    stamps: list[str]
+    resumed: list[SeriesKey]
+
+    def rows(self) -> list[ResultRow]:
+        return [ResultRow.from_series(r, p) for r, p in zip(self.records, self.predictions)]
+
+
+def run_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
+                  cache: Any = None, workers: Optional[int] = None, stamps: bool = True,
+                  discover_progress: Optional[Callable[[int, int], None]] = None,
+                  classify_progress: Optional[Callable[[int, int], None]] = None) -> PartitionRun:
+    """Discover and classify one partition -- the one path of every engine, and of the batch
+    ``classify`` (its inputs are one partition).  Series whose (key as written, stamp) is in ``done``
+    are not classified; ``stamps=False`` (no resume, no streamed file) skips the stamps."""
+    discovery = discover_series(part.paths, progress=discover_progress, cache=cache, workers=workers)
+    todo, stamp_list, resumed = [], [], []
     for rec in discovery.series:
-        stamp = series_stamp(rec.files)
+        stamp = series_stamp(rec.files) if stamps or done is not None else ""
         key = written_key(rec.key)
         if done is not None and done.get(key) == stamp:
             resumed.append(key)
             continue
         todo.append(rec)
-        stamps.append(stamp)
-    predictions = classifier.classify(todo) if todo else []
-    rows = [ResultRow.from_series(r, p).to_dict() for r, p in zip(todo, predictions)]
-    return PartitionResult(index=part.index, rows=rows, stamps=stamps,
+        stamp_list.append(stamp)
+    if classify_progress is not None:
+        predictions = classifier.classify(todo, progress=classify_progress)
+    else:
+        predictions = classifier.classify(todo) if todo else []
+    return PartitionRun(discovery, todo, predictions, stamp_list, resumed)
+
+
+def classify_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
+                       cache: Any = None, workers: Optional[int] = None) -> PartitionResult:
+    """:func:`run_partition` in the form that crosses process boundaries (rows as dicts)."""
+    run = run_partition(part, classifier, done=done, cache=cache, workers=workers)
+    discovery = run.discovery
+    return PartitionResult(index=part.index, rows=[r.to_dict() for r in run.rows()], stamps=run.stamps,
                            skipped=[(s.path, s.reason) for s in discovery.skipped],
-                           n_files=discovery.n_files, n_resumed=len(resumed), resumed=resumed,
+                           n_files=discovery.n_files, n_resumed=len(run.resumed), resumed=run.resumed,
                            model_info=model_info(classifier))
 
 
