@@ -9,9 +9,76 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
+
+
+class SeriesKey(NamedTuple):
+    """Who a series is: (PatientID, StudyInstanceUID, SeriesInstanceUID).
+
+    Discovery groups files by these three, so a SeriesInstanceUID repeated under
+    another patient or study is another series.  Every map, store and resume file
+    of SeqClassifier (study context, classifier, label store, thumbnails, the
+    streamed output's resume, ``sort``, the Slicer session) is keyed by it, never
+    by the UID alone.  A missing PatientID / StudyInstanceUID is "".
+    """
+
+    patient_id: str
+    study_uid: str
+    series_uid: str
+
+    @classmethod
+    def of(cls, obj: Any) -> "SeriesKey":
+        """The key of anything carrying ``patient_id``, ``study_uid`` and ``series_uid``
+        (a record, a row, a label store entry, or a dict with those fields)."""
+        if isinstance(obj, SeriesKey):
+            return obj
+        get = obj.get if isinstance(obj, Mapping) else (lambda k, d=None: getattr(obj, k, d))
+        return cls(str(get("patient_id", "") or ""), str(get("study_uid", "") or ""),
+                   str(get("series_uid", "") or ""))
+
+    @classmethod
+    def of_uid(cls, uid: str) -> "SeriesKey":
+        """The key of a series known by its UID only (a training CSV row, a label given by UID):
+        patient and study "" -- :func:`lookup` lets it stand for that UID under any patient and study."""
+        return cls("", "", str(uid))
+
+    @classmethod
+    def coerce(cls, value: Any) -> "SeriesKey":
+        """A SeriesKey, a (patient, study, series) sequence, or a bare UID (:meth:`of_uid`)."""
+        if isinstance(value, SeriesKey):
+            return value
+        if isinstance(value, str):
+            return cls.of_uid(value)
+        if isinstance(value, (tuple, list)) and len(value) == 3:
+            return cls(*(str(v or "") for v in value))
+        return cls.of(value)
+
+    @property
+    def uid_only(self) -> bool:
+        """Neither patient nor study is known."""
+        return not self.patient_id and not self.study_uid
+
+    def to_dict(self) -> dict[str, str]:
+        return {"patient_id": self.patient_id, "study_uid": self.study_uid, "series_uid": self.series_uid}
+
+    def short(self) -> str:
+        """For messages: the UID, with the patient and study when they are known."""
+        extra = ", ".join(f"{k} {v}" for k, v in (("patient", self.patient_id), ("study", self.study_uid)) if v)
+        return f"{self.series_uid} ({extra})" if extra else self.series_uid
+
+
+def lookup(mapping: Mapping[SeriesKey, Any], key: SeriesKey, default: Any = None) -> Any:
+    """``mapping[key]``; else the value recorded for the same UID without patient and study
+    (:meth:`SeriesKey.of_uid`: it stands for that UID under any patient and study); else ``default``.
+
+    A value recorded under another patient or study is never returned.
+    """
+    if key in mapping:
+        return mapping[key]
+    bare = SeriesKey.of_uid(key.series_uid)
+    return mapping.get(bare, default) if not key.uid_only else default
 
 
 @dataclass(frozen=True)
@@ -66,6 +133,11 @@ class SeriesRecord:
     header: dict[str, Any] = field(default_factory=dict)
     #: Problems that did not stop the series (e.g. one unreadable slice).
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> SeriesKey:
+        """The series' identity (patient, study, series UID)."""
+        return SeriesKey(self.patient_id or "", self.study_uid or "", self.series_uid)
 
     @property
     def n_files(self) -> int:
@@ -182,6 +254,11 @@ class ResultRow:
     FIELDS = ("patient_id", "study_uid", "study_date", "series_number", "series_uid", "description",
               "n_files", "plane", "label", "confidence", "probabilities", "needs_review", "review_reasons",
               "group", "image_quality", "b_values", "manufacturer", "model", "note", "folder")
+
+    @property
+    def key(self) -> SeriesKey:
+        """The series' identity (patient, study, series UID)."""
+        return SeriesKey(self.patient_id or "", self.study_uid or "", self.series_uid)
 
     @classmethod
     def from_series(cls, record: SeriesRecord, prediction: Prediction, group: str = "") -> "ResultRow":

@@ -59,6 +59,7 @@ TAGS = {
     "frameOfReferenceUID": "0020,0052",
     "seriesInstanceUID": "0020,000E",
     "studyInstanceUID": "0020,000D",
+    "patientID": "0010,0020",
     "modality": "0008,0060",
     "instanceUID": "0008,0018",
     "sopClassUID": "0008,0016",

@@ -18,6 +18,7 @@ import slicer
 from DICOMLib import DICOMLoadable, DICOMPlugin
 
 from SeqClassifierLib.curation.label_store import LabelStore
+from SeqClassifierLib.records import SeriesKey, lookup
 from SeqClassifierSlicer import compat, review
 from SeqClassifierSlicer import scene as sc
 
@@ -68,8 +69,11 @@ class SeqClassifierDICOMPlugin(DICOMPlugin):
     def examineFiles(self, files):
         if not files:
             return []
-        uid = slicer.dicomDatabase.fileValue(files[0], compat.plugin_tag(self, "seriesInstanceUID"))
-        entry = self._storeEntries().get(uid)
+        db = slicer.dicomDatabase
+        uid = db.fileValue(files[0], compat.plugin_tag(self, "seriesInstanceUID"))
+        key = SeriesKey(*(str(db.fileValue(files[0], compat.plugin_tag(self, name)) or "").strip()
+                          for name in ("patientID", "studyInstanceUID")), str(uid or "").strip())
+        entry = lookup(self._storeEntries(), key)  # never another patient's label of the same UID
         if entry is None or entry.label is None:
             return []
         loadable = DICOMLoadable()
@@ -86,6 +90,7 @@ class SeqClassifierDICOMPlugin(DICOMPlugin):
         loadable.selected = False
         loadable.confidence = 0.1
         loadable.seqClassifierSeriesUID = uid
+        loadable.seqClassifierSeriesKey = tuple(key)
         return [loadable]
 
     def load(self, loadable):
@@ -96,7 +101,8 @@ class SeqClassifierDICOMPlugin(DICOMPlugin):
         best = max(candidates, key=lambda c: (c.selected, c.confidence))
         node = scalarPlugin.load(best)
         if node:
-            entry = self._storeEntries().get(getattr(loadable, "seqClassifierSeriesUID", ""))
+            key = getattr(loadable, "seqClassifierSeriesKey", None)
+            entry = lookup(self._storeEntries(), SeriesKey.coerce(key)) if key else None
             if entry is not None:
                 sc.tag_from_prediction(node, entry)
         return node

@@ -20,6 +20,7 @@ from DICOMLib import DICOMUtils
 from SeqClassifierSlicer import compat, dependencies, installer, loaded, review
 from SeqClassifierSlicer.options import Source
 from SeqClassifierSlicer.session import ClassificationSession
+from SeqClassifierLib.records import SeriesKey, lookup
 
 log = logging.getLogger("SeqClassifier")
 
@@ -278,7 +279,8 @@ class ModuleLogic:
                 node = slicer.mrmlScene.GetNodeByID(nodeID)
                 if node is None:
                     continue
-                row, label, confirmed = review.label_to_load(uid, self.rows.get(uid), entries.get(uid))
+                row = self.session.row_of(uid)
+                row, label, confirmed = review.label_to_load(uid, row, _entry(entries, uid, row))
                 loaded.tag_with_row(node, uid, row, label, confirmed)
 
     def flushStoreWrites(self) -> int:
@@ -315,14 +317,23 @@ class ModuleLogic:
             nodes = [n for n in nodes if n is not None]
             if not nodes:
                 if not db.filesForSeries(uid, 1):
-                    row = self.rows.get(uid)
+                    row = self.session.row_of(uid)
                     if row is None or not row.folder:
                         raise InputError(f"Series {uid} is not in the DICOM database.")
                     DICOMUtils.importDicom(row.folder, db)
                 nodes = [slicer.mrmlScene.GetNodeByID(i) for i in DICOMUtils.loadSeriesByUID([uid])]
             volumes = [n for n in nodes if n is not None and n.IsA("vtkMRMLVolumeNode")]
-            row, label, confirmed = review.label_to_load(uid, self.rows.get(uid), entries.get(uid), labels)
+            row = self.session.row_of(uid)
+            row, label, confirmed = review.label_to_load(uid, row, _entry(entries, uid, row), labels)
             for node in volumes:
                 loaded.tag_with_row(node, uid, row, label, confirmed)
             result[uid] = volumes
         return result
+
+
+def _entry(entries, uid, row):
+    """The store entry of a series: by its row's SeriesKey when shown, else the one entry of the UID."""
+    if row is not None:
+        return lookup(entries, row.key)
+    found = [e for k, e in entries.items() if k.series_uid == uid]
+    return found[0] if len(found) == 1 else lookup(entries, SeriesKey.of_uid(uid))

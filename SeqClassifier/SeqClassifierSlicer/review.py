@@ -79,6 +79,11 @@ class ReviewRow:
     b_values = _result_field("b_values")
 
     @property
+    def key(self):
+        """The series' :class:`~SeqClassifierLib.records.SeriesKey` (patient, study, series UID)."""
+        return self.result.key
+
+    @property
     def plane(self) -> str:
         return self.result.plane or "unknown"
 

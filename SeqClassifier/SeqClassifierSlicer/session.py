@@ -21,7 +21,7 @@ from SeqClassifierLib.app import thumbnails
 from SeqClassifierLib.app.background import BackgroundProcess, State
 from SeqClassifierLib.curation import label_store as _ls
 from SeqClassifierLib.curation.label_store import LabelStore
-from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib.records import ResultRow, SeriesKey, lookup
 
 from . import review
 from .store_writes import StoreWrites, confirmed_entry
@@ -61,8 +61,9 @@ class ClassificationSession:
         self.module_dir = module_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env = dict(env) if env is not None else None
         self.process: Optional[BackgroundProcess] = None
-        #: SeriesInstanceUID -> ReviewRow, in display order.
-        self.rows: dict[str, review.ReviewRow] = {}
+        #: SeriesKey (patient, study, series UID) -> ReviewRow, in display order.  Methods take a
+        #: SeriesKey or a UID (:meth:`key_of`).
+        self.rows: dict[SeriesKey, review.ReviewRow] = {}
         #: SeriesInstanceUID -> files, when known (from the DICOM database).
         self.series_files: dict[str, list[str]] = {}
         self.model_trained: Optional[bool] = None
@@ -73,8 +74,8 @@ class ClassificationSession:
         self._wanted: Optional[set] = None
         self._pending: list[dict] = []
         self._on_event: Optional[Callable[[dict], None]] = None
-        #: SeriesInstanceUID -> uint8 thumbnail sent by the classifier process (kept across runs).
-        self.thumbnails: dict[str, Any] = {}
+        #: SeriesKey -> uint8 thumbnail sent by the classifier process (kept across runs).
+        self.thumbnails: dict[SeriesKey, Any] = {}
         #: One line about the run's input for the panel (e.g. the study context read).
         self.input_note = ""
         #: Label-store writes; the panel sets ``writes.wait = False`` (GUI thread: never wait
@@ -182,11 +183,11 @@ class ClassificationSession:
             except ValueError as exc:
                 log.warning("SeqClassifier: a result row was not understood: %s", exc)
                 return
-            if self._wanted is None or row.series_uid in self._wanted:
+            if self._wanted is None or row.series_uid in self._wanted or row.key in self._wanted:
                 self._pending.append(row)
                 pixels = thumbnails.decode(event.get("thumbnail"))
                 if pixels is not None:
-                    self.thumbnails[row.series_uid] = pixels
+                    self.thumbnails[row.key] = pixels
         elif kind == "skipped":
             self.n_skipped += 1
         elif kind == "summary":
@@ -212,9 +213,8 @@ class ClassificationSession:
             entries = self.writes.entries()
             self.rows = {}
             for row in self._pending:
-                r = review.ReviewRow.from_result_row(row, entries.get(row.series_uid),
-                                                     self.thumbnails.get(row.series_uid))
-                self.rows[r.series_uid] = r
+                r = review.ReviewRow.from_result_row(row, lookup(entries, row.key), self.thumbnails.get(row.key))
+                self.rows[r.key] = r
             self.status_text = (review.status_text(list(self.rows.values()), self.model_trained, self.n_skipped)
                                 if self.rows else "No MR series found in the input.")
         elif state == State.CANCELLED.value:
@@ -227,12 +227,41 @@ class ClassificationSession:
             raise ClassificationFailed(f"the classifier failed: {self.process.message}")
 
     # -- review ----------------------------------------------------------------------------------
-    def show_stored(self, series_uids: Iterable[str]) -> list[review.ReviewRow]:
-        """Rows for these series from the label store alone (no model run)."""
+    def key_of(self, series: Union[SeriesKey, str]) -> SeriesKey:
+        """A SeriesKey as it is; a UID: the key of the shown row of that UID (the Slicer database
+        holds a UID once), else the UID alone (:meth:`SeriesKey.of_uid`).  A UID shown for several
+        patients or studies is a ValueError: give the key."""
+        if isinstance(series, SeriesKey):
+            return series
+        matches = [k for k in self.rows if k.series_uid == series]
+        if len(matches) > 1:
+            raise ValueError(f"SeriesInstanceUID {series} is shown for {len(matches)} patients/studies; "
+                             "give its SeriesKey")
+        return matches[0] if matches else SeriesKey.of_uid(series)
+
+    def row_of(self, series: Union[SeriesKey, str]) -> Optional[review.ReviewRow]:
+        return self.rows.get(self.key_of(series))
+
+    def thumbnail_of(self, series: Union[SeriesKey, str]) -> Any:
+        key = self.key_of(series)
+        if key.uid_only:  # not shown: the one thumbnail of that UID, if only one
+            found = [v for k, v in self.thumbnails.items() if k.series_uid == key.series_uid]
+            return found[0] if len(found) == 1 else None
+        return self.thumbnails.get(key)
+
+    def show_stored(self, series: Iterable[Union[SeriesKey, str]]) -> list[review.ReviewRow]:
+        """Rows for these series (keys, or UIDs: every stored series of the UID) from the label store
+        alone (no model run)."""
         entries = self.writes.entries()
-        self.rows = {uid: review.ReviewRow.from_store_entry(entries[uid]) for uid in series_uids if uid in entries}
-        for uid, row in self.rows.items():
-            row.thumbnail = self.thumbnails.get(uid)
+        wanted = [SeriesKey.coerce(s) for s in series]
+        self.rows = {}
+        for key in wanted:
+            found = [key] if key in entries else \
+                [k for k in entries if k.series_uid == key.series_uid] if key.uid_only else []
+            for k in found:
+                self.rows[k] = review.ReviewRow.from_store_entry(entries[k])
+        for key, row in self.rows.items():
+            row.thumbnail = self.thumbnails.get(key)
         self.model_trained = None
         self.n_skipped = 0
         return list(self.rows.values())
@@ -250,52 +279,56 @@ class ClassificationSession:
     def preset_selection(self, preset: str) -> set[str]:
         return review.select_preset(list(self.rows.values()), preset)
 
-    def _series_info(self, uid: str) -> dict:
-        row = self.rows.get(uid)
+    def _series_info(self, key: SeriesKey) -> dict:
+        row = self.rows.get(key)
         if row is None:
             return {}
-        return {"series_dir": row.folder, "description": row.description, "patient_id": row.patient_id,
-                "study_uid": row.study_uid, "series_number": row.series_number, "plane": row.plane}
+        return {"series_dir": row.folder, "description": row.description, "series_number": row.series_number,
+                "plane": row.plane}
 
-    def confirm_label(self, series_uid: str, label: Any, user: Optional[str] = None):
+    def confirm_label(self, series: Union[SeriesKey, str], label: Any, user: Optional[str] = None):
         """Record a person's label (None withdraws the confirmation); returns the store entry
         (the provisional one while the store is locked and the write waits, see ``writes``)."""
-        info = self._series_info(series_uid)
+        key = self.key_of(series)
+        target = key if not key.uid_only else key.series_uid  # a UID not shown: the store resolves it
+        info = self._series_info(key)
         who = user or _ls._current_user()
         value = _ls._label_value(label)
         if info.get("series_dir"):
             self.store._check_location([info["series_dir"]])
         when = _ls._now()
         done, entry = self.writes.submit(
-            f"{label or 'no label'} for series {series_uid}",
-            lambda: self.store.confirm(series_uid, value, user=who, **info),
-            lambda: {series_uid: confirmed_entry(self.writes.entries().get(series_uid), series_uid, value, who, when,
-                                                 **info)})
-        entry = entry if done else self.writes.provisional[series_uid]
-        if series_uid in self.rows:
-            self.rows[series_uid].apply_entry(entry)
+            f"{label or 'no label'} for series {key.series_uid}",
+            lambda: self.store.confirm(target, value, user=who, **info),
+            lambda: {key: confirmed_entry(lookup(self.writes.entries(), key), key, value, who, when, **info)})
+        entry = entry if done else self.writes.provisional[key]
+        if key in self.rows:
+            self.rows[key].apply_entry(entry)
         return entry
 
-    def confirm_all(self, series_uids: Iterable[str], user: Optional[str] = None) -> tuple[int, int]:
+    def confirm_all(self, series: Iterable[Union[SeriesKey, str]], user: Optional[str] = None) -> tuple[int, int]:
         """Confirm the shown label (confirmed, else predicted) of each series.
 
         Returns (number confirmed, number left out because they have no label).
         """
-        uids = list(series_uids)
-        labels = {u: self.rows[u].label for u in uids if u in self.rows and self.rows[u].label}
+        keys = [self.key_of(s) for s in series]
+        labels = {k: self.rows[k].label for k in keys if k in self.rows and self.rows[k].label}
+        n = 0
         if labels:
             who, now = user or _ls._current_user(), _ls._now()
 
             def provisional():
                 current = self.writes.entries()
-                return {u: confirmed_entry(current.get(u), u, _ls._label_value(v), who, now) for u, v in labels.items()}
+                return {k: confirmed_entry(lookup(current, k), k, _ls._label_value(v), who, now)
+                        for k, v in labels.items()}
 
-            self.writes.submit(f"{len(labels)} confirmations", lambda: self.store.confirm_many(labels, user=who),
-                               provisional)
+            done, result = self.writes.submit(f"{len(labels)} confirmations",
+                                              lambda: self.store.confirm_many(labels, user=who), provisional)
+            n = result if done else len(labels)
         entries = self.writes.entries()
-        for uid in labels:
-            self.rows[uid].apply_entry(entries[uid])
-        return len(labels), len(uids) - len(labels)
+        for key in labels:
+            self.rows[key].apply_entry(lookup(entries, key))
+        return n, len(keys) - len(labels)
 
     def export_labels(self, path: str, confirmed_only: bool = False) -> int:
         """CSV in the training format, or JSON when ``path`` ends in ``.json``."""
@@ -303,11 +336,12 @@ class ClassificationSession:
             return self.store.export_json(path, confirmed_only=confirmed_only)
         return self.store.export_csv(path, confirmed_only=confirmed_only)
 
-    def label_of(self, series_uid: str) -> Optional[str]:
-        row = self.rows.get(series_uid)
+    def label_of(self, series: Union[SeriesKey, str]) -> Optional[str]:
+        key = self.key_of(series)
+        row = self.rows.get(key)
         if row is not None:
             return row.label
-        entry = self.writes.entries().get(series_uid)
+        entry = lookup(self.writes.entries(), key)
         return entry.label if entry is not None else None
 
 

@@ -16,6 +16,7 @@ import dataclasses
 from typing import Any, Callable, Iterator, Mapping, Optional
 
 from SeqClassifierLib.curation.label_store import LabelEntry, LockTimeout
+from SeqClassifierLib.records import SeriesKey
 
 
 class StoreWrites:
@@ -26,8 +27,8 @@ class StoreWrites:
         self.wait = wait
         #: (description, write) not yet done, oldest first.
         self.pending: list[tuple[str, Callable[[], Any]]] = []
-        #: SeriesInstanceUID -> the entry the queued writes will leave in the store.
-        self.provisional: dict[str, LabelEntry] = {}
+        #: SeriesKey -> the entry the queued writes will leave in the store.
+        self.provisional: dict[SeriesKey, LabelEntry] = {}
 
     @contextlib.contextmanager
     def _no_wait(self) -> Iterator[None]:
@@ -43,7 +44,7 @@ class StoreWrites:
             store.lock_timeout = old
 
     def submit(self, what: str, write: Callable[[], Any],
-               provisional: Optional[Callable[[], Mapping[str, LabelEntry]]] = None) -> tuple[bool, Any]:
+               provisional: Optional[Callable[[], Mapping[SeriesKey, LabelEntry]]] = None) -> tuple[bool, Any]:
         """Do ``write`` now (returns (True, its result)) or queue it while the store is locked
         (returns (False, None)); ``provisional()``: the entries it will write, shown meanwhile
         (computed only when the write has to wait)."""
@@ -76,7 +77,7 @@ class StoreWrites:
         self.provisional.clear()
         return 0
 
-    def entries(self) -> dict[str, LabelEntry]:
+    def entries(self) -> dict[SeriesKey, LabelEntry]:
         """The store's entries with the queued writes' entries over them (read without the lock)."""
         entries = dict(self.store_of().load())
         entries.update(self.provisional)
@@ -90,10 +91,11 @@ class StoreWrites:
                 f"({self.pending[0][0]}{', ...' if n > 1 else ''}) will be saved as soon as it is free.")
 
 
-def confirmed_entry(current: Optional[LabelEntry], series_uid: str, value: Optional[str], who: str, when: str,
+def confirmed_entry(current: Optional[LabelEntry], key: SeriesKey, value: Optional[str], who: str, when: str,
                     **info: Any) -> LabelEntry:
     """The entry ``LabelStore.confirm`` will write (for showing it while the write waits)."""
-    entry = dataclasses.replace(current) if current is not None else LabelEntry(series_uid=series_uid)
+    entry = dataclasses.replace(current) if current is not None else \
+        LabelEntry(series_uid=key.series_uid, patient_id=key.patient_id, study_uid=key.study_uid)
     entry.confirmed_label = value
     entry.confirmed_by = who if value is not None else None
     entry.confirmed_at = when if value is not None else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable
@@ -14,7 +15,7 @@ from corpus_run import HEADER, NAMES, RunCase, as_written, classify, good, outdi
 # 3. file names: undecodable bytes, newlines, control characters
 # ----------------------------------------------------------------------------
 
-BAD_FILE_NAMES = {  # raw name -> its escaped form in every output
+BAD_FILE_NAMES = {  # raw name -> its escaped form on the terminal (JSON carries the name itself)
     "non-UTF-8 byte": (b"bad\xff.dcm", r"bad\xff.dcm"),
     "newline": (b"bad\nline.dcm", r"bad\nline.dcm"),
     "terminal title escape": (b"\x1b]0;pwned\x07.dcm", r"\x1b]0;pwned\x07.dcm"),
@@ -39,18 +40,19 @@ def _bad_name_case(label: str) -> Callable[[Path], RunCase]:
             fh.write(b"not a DICOM file " * 10)
         out = outdir(root) / "r.json"
         expected = str(bad) + "/" + escaped
+        real = os.fsdecode(os.path.join(os.fsencode(bad), raw))
 
         def check(result: dict) -> None:
             skipped = {s["path"]: s["reason"] for s in result["doc"]["skipped"]}
-            assert set(skipped) == {expected}, skipped
-            assert skipped[expected].startswith("not a DICOM file"), skipped
-            assert f"skipped {expected}: not a DICOM file" in result["err"]
+            assert set(skipped) == {real}, skipped  # lossless: the name a program can open
+            assert os.path.isfile(real) and skipped[real].startswith("not a DICOM file"), skipped
+            assert f"skipped {expected}: not a DICOM file" in result["err"]  # the terminal: escaped
         return RunCase(f"bad file named with {label}", NAMES, classify(g, bad, out=out), [g, bad], (2,),
                        out=out, check=check)
     return build
 
 
-GOOD_FOLDER_NAMES = {  # (raw folder name, escaped, format)
+GOOD_FOLDER_NAMES = {  # (raw folder name, escaped (table / CSV), format); JSON / JSONL carry it losslessly
     "non-UTF-8 folder (JSON)": (b"good\xff", r"good\xff", "json"),
     "newline folder (JSON)": (b"good\nnl", r"good\nnl", "json"),
     "ANSI colour folder (JSON)": (b"\x1b[31mred", r"\x1b[31mred", "json"),
@@ -75,7 +77,12 @@ def _good_folder_case(label: str) -> Callable[[Path], RunCase]:
         def check(result: dict) -> None:
             text = result["stdout"] if to_stdout else result["out_bytes"].decode("utf-8")
             text.encode("utf-8")  # strict: no lone surrogate reached the output
-            if escaped:
+            if fmt in ("json", "jsonl"):
+                docs = [json.loads(text)] if fmt == "json" else [json.loads(x) for x in text.splitlines()]
+                rows = docs[0]["series"] if fmt == "json" else [d["row"] for d in docs if d["type"] == "series"]
+                assert [r["folder"] for r in rows] == [str(folder)], rows  # lossless: a program opens it
+                assert os.path.isdir(rows[0]["folder"])
+            elif escaped:
                 assert as_written(escaped, fmt) in text, (escaped, text[:2000])
         return RunCase(f"GOOD series in a folder: {label}", NAMES, classify(root / "in", out=out, fmt=fmt),
                        [root / "in"], (0,),

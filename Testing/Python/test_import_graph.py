@@ -1,8 +1,10 @@
-"""The library's import graph: no import circle, no function-local imports of project modules.
+"""The project's import graph: no import circle, no function-local imports of project modules.
 
-Every module of SeqClassifierLib is parsed with :mod:`ast` (nothing is
-imported).  An edge A -> B means module A imports project module B, at
-module level or inside a function; ``from SeqClassifierLib.x import y``
+Every module of SeqClassifierLib and of SeqClassifierSlicer (the Slicer glue)
+is parsed with :mod:`ast` (nothing is imported).  An edge A -> B means module A
+imports project module B, at module level, inside a function, or under
+``if TYPE_CHECKING:`` (an annotation-only import is a circle too: it hides a
+dependency the types still have); ``from SeqClassifierLib.x import y``
 points at ``SeqClassifierLib.x.y`` when ``y`` is a submodule, else at the
 package ``SeqClassifierLib.x``.  The graph must be acyclic, and a project
 import inside a function (the usual way to hide a circle) is allowed only
@@ -17,6 +19,9 @@ from typing import Optional
 
 LIB = Path(__file__).resolve().parents[2] / "SeqClassifier" / "SeqClassifierLib"
 PACKAGE = "SeqClassifierLib"
+SLICER = LIB.parent / "SeqClassifierSlicer"
+#: Every package of the project, (folder, package name): one graph across them.
+PACKAGES = ((LIB, PACKAGE), (SLICER, "SeqClassifierSlicer"))
 
 #: (importing module, imported module) -> why the import is inside a function: each of these pulls in
 #: torch (training, checkpoints, backbones) or the phantom and DICOM writer, which commands that do not
@@ -59,17 +64,17 @@ def _resolve(importer: str, is_package: bool, node: ast.ImportFrom) -> str:
 
 
 def imports_of(name: str, path: Path, modules: dict[str, Path],
-               package: str = PACKAGE) -> list[tuple[str, int, bool]]:
-    """(imported project module, line, inside a function) for each project import of a module."""
+               package: "str | tuple[str, ...]" = PACKAGE) -> list[tuple[str, int, bool]]:
+    """(imported project module, line, inside a function) for each project import of a module.
+
+    ``if TYPE_CHECKING:`` imports count as edges (module level): they never run, but a circle
+    through them is still a circle of the types.
+    """
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    packages = (package,) if isinstance(package, str) else tuple(package)
     is_package = path.name == "__init__.py"
     local_nodes: set[int] = set()
-    typing_only: set[int] = set()
     for node in ast.walk(tree):
-        # ``if TYPE_CHECKING:`` imports never run: annotations only, no import edge
-        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
-            for sub in ast.walk(node):
-                typing_only.add(id(sub))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             for sub in ast.walk(node):
                 if isinstance(sub, (ast.Import, ast.ImportFrom)):
@@ -77,8 +82,6 @@ def imports_of(name: str, path: Path, modules: dict[str, Path],
     out = []
     for node in ast.walk(tree):
         targets: list[str] = []
-        if id(node) in typing_only:
-            continue
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -87,7 +90,7 @@ def imports_of(name: str, path: Path, modules: dict[str, Path],
                 sub = f"{base}.{a.name}"
                 targets.append(sub if sub in modules else base)
         for t in targets:
-            if t == package or t.startswith(package + "."):
+            if any(t == p or t.startswith(p + ".") for p in packages):
                 # "import SeqClassifierLib.a.b" of a name that is not a module: its nearest module
                 while t not in modules and "." in t:
                     t = t.rsplit(".", 1)[0]
@@ -95,13 +98,20 @@ def imports_of(name: str, path: Path, modules: dict[str, Path],
     return out
 
 
-def import_graph(root: Path = LIB, package: str = PACKAGE) -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:
-    """(module -> project modules it imports, [(module, imported, line) of function-local imports])."""
-    modules = project_modules(root, package)
+def import_graph(root: Path = LIB, package: str = PACKAGE,
+                 also: tuple[tuple[Path, str], ...] = ()) -> tuple[dict[str, set[str]], list[tuple[str, str, int]]]:
+    """(module -> project modules it imports, [(module, imported, line) of function-local imports]).
+
+    ``also``: further (folder, package) pairs read into the same graph.
+    """
+    modules: dict[str, Path] = {}
+    for r, p in ((root, package), *also):
+        modules.update(project_modules(r, p))
+    names = tuple(p for _, p in ((root, package), *also))
     graph: dict[str, set[str]] = {m: set() for m in modules}
     local = []
     for name, path in modules.items():
-        for target, line, is_local in imports_of(name, path, modules, package):
+        for target, line, is_local in imports_of(name, path, modules, names):
             if target != name:
                 graph[name].add(target)
             if is_local:
@@ -169,16 +179,52 @@ def test_graph_reader_sees_local_relative_and_submodule_imports(tmp_path):
     assert find_cycle(graph) == ["Pkg.sub.a", "Pkg.sub.b", "Pkg.sub.c", "Pkg.sub.a"]
 
 
+def test_annotation_only_imports_are_edges(tmp_path):
+    """A circle through ``if TYPE_CHECKING:`` imports is a circle (the types still depend on each other)."""
+    pkg = tmp_path / "Pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from Pkg.b import B\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from Pkg.a import A\n")
+    graph, local = import_graph(pkg, "Pkg")
+    assert graph["Pkg.b"] == {"Pkg.a"} and local == []
+    assert find_cycle(graph) == ["Pkg.a", "Pkg.b", "Pkg.a"]
+
+
+def test_graph_spans_several_packages(tmp_path):
+    for name, text in (("Lib", "from Glue import x\n"), ("Glue", "import Lib.y\n")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text("")
+    (tmp_path / "Lib" / "y.py").write_text("from Glue.x import f\n")
+    (tmp_path / "Glue" / "x.py").write_text("import Lib.y\n")
+    graph, _ = import_graph(tmp_path / "Lib", "Lib", also=((tmp_path / "Glue", "Glue"),))
+    assert graph["Lib.y"] == {"Glue.x"} and graph["Glue.x"] == {"Lib.y"}
+    assert find_cycle(graph) is not None
+
+
+def _project_graph():
+    return import_graph(*PACKAGES[0], also=PACKAGES[1:])
+
+
 def test_library_graph_is_read():
-    graph, _ = import_graph()
+    graph, _ = _project_graph()
     assert "SeqClassifierLib.dicom.tags" in graph["SeqClassifierLib.dicom.header"]
     assert "SeqClassifierLib.dicom.discovery" in graph
+    assert "SeqClassifierLib.curation.label_store" in graph["SeqClassifierSlicer.session"]
+    assert "SeqClassifierSlicer.review" in graph["SeqClassifierSlicer.session"]  # relative import
 
 
 def test_no_import_circle():
-    graph, _ = import_graph()
+    graph, _ = _project_graph()
     cycle = find_cycle(graph)
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_library_never_imports_the_slicer_glue():
+    graph, _ = _project_graph()
+    bad = sorted(f"{m} -> {t}" for m, ts in graph.items() if m.startswith(PACKAGE + ".") or m == PACKAGE
+                 for t in ts if t.startswith("SeqClassifierSlicer"))
+    assert not bad, bad
 
 
 def test_no_function_local_project_imports():

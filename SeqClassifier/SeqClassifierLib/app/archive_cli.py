@@ -22,8 +22,9 @@ import time
 from typing import Any, Optional
 
 from SeqClassifierLib.app.dask_engine import DaskUnavailable, dask_results, model_spec
-from SeqClassifierLib.app.stream import (JsonlStream, StreamProgress, local_results, model_info, plan_partitions,
-                                         run_stream, slicer_db_partitions)
+from SeqClassifierLib.app.output import model_info, summary_event
+from SeqClassifierLib.app.stream import (JsonlStream, StreamProgress, local_results, plan_partitions, run_stream,
+                                         slicer_db_partitions)
 from SeqClassifierLib.curation import idc
 from SeqClassifierLib.dicom.slicer_db import read_slicer_db
 from SeqClassifierLib.model.classifier import Classifier
@@ -86,8 +87,8 @@ def classify_streaming(args: argparse.Namespace, header_cache: Any = None) -> in
         if args.model is not None and not spec["sha256"]:
             print(f"error: model checkpoint not found: {args.model}", file=sys.stderr)
             return EXIT_ERROR
-        model = {"name": None, "trained": bool(spec["sha256"]), "path": spec["path"],
-                 "device": args.device, "precision": getattr(args, "precision", "auto")}
+        model = model_info(name=None, trained=bool(spec["sha256"]), path=spec["path"], device=args.device,
+                           precision=getattr(args, "precision", "auto"))
     else:
         try:
             classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
@@ -125,8 +126,7 @@ def classify_streaming(args: argparse.Namespace, header_cache: Any = None) -> in
         progress.close()
     model = stats["model"] or model
     code = EXIT_NOTHING if out.n_series == 0 else (EXIT_SKIPPED if out.n_skipped else EXIT_OK)
-    out.close({"type": "summary", "n_series": out.n_series, "n_skipped": out.n_skipped,
-               "n_files": stats["n_files"], "model": model, "exit_code": code})
+    out.close(summary_event(out.n_series, out.n_skipped, stats["n_files"], model, code))
     log(f"{out.n_series} series from {stats['n_files']} files ({out.n_skipped} skipped) in "
         f"{time.perf_counter() - t0:.2f} s into {args.out}; model: {model.get('name')} on "
         f"{model.get('device')} ({model.get('precision')}), engine {args.engine}")

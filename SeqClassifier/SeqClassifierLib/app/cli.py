@@ -33,7 +33,6 @@ gives no label, and says so (table banner, ``"model": "untrained"``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -42,13 +41,14 @@ from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
 from SeqClassifierLib.app import archive_cli, by_source_cli, validation_commands
-from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row, safe_text
+from SeqClassifierLib.app.output import (event_line, format_csv, format_json, format_jsonl, format_table, make_row,
+                                         model_info, safe_text, summary_event)
 from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
+from SeqClassifierLib.app.stream import Partition, run_partition
 from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
 from SeqClassifierLib.atomic import ATOMIC, atomic_write_text, write_plan
 from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
 from SeqClassifierLib.curation.sorting import SortError, sort_series
-from SeqClassifierLib.dicom.discovery import discover_series
 from SeqClassifierLib.dicom.header_cache import HeaderCache
 from SeqClassifierLib.dicom.slicer_db import SlicerDatabaseError, database_file, series_files_from_slicer_db
 from SeqClassifierLib.model.classifier import Classifier
@@ -149,15 +149,35 @@ def _check_target(target, sources, what: str, need_folder: bool = True) -> Optio
 
 def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream: bool = False,
                            sources=None, skipped_inputs=()):
-    """Discovery + classification shared by ``classify`` and ``sort``; None on a fatal error."""
+    """Discovery + classification shared by ``classify`` and ``sort``: the inputs are one partition
+    of the streaming engine (:func:`~SeqClassifierLib.app.stream.run_partition`); None on a fatal error."""
 
     show = True if args.progress else (False if args.quiet else None)
-    cache, cache_problem = _header_cache(args, sources)
-    bar = _progress("reading headers", show, "discover" if jsonl_stream else None)
     try:
-        discovery = discover_series(inputs, progress=bar, cache=cache)
+        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
+                                precision=getattr(args, "precision", "auto"))
+    except Exception as exc:
+        _say("error", f"cannot load model: {exc}")
+        return None
+    if not classifier.is_trained and not args.quiet:
+        print("warning: no trained model is installed: series are listed WITHOUT labels "
+              "(model: untrained)", file=sys.stderr)
+    cache, cache_problem = _header_cache(args, sources)
+    reading = _progress("reading headers", show, "discover" if jsonl_stream else None)
+    classifying = _progress("classifying", show, "classify" if jsonl_stream else None)
+
+    def discovered(done: int, total: int) -> None:
+        reading(done, total)
+        if done >= total:
+            reading.close()
+
+    try:
+        run = run_partition(Partition(0, list(inputs), 0), classifier, cache=cache, stamps=False,
+                            discover_progress=discovered, classify_progress=classifying)
     finally:
-        bar.close()
+        reading.close()
+        classifying.close()
+    discovery = run.discovery
     discovery.skipped[:0] = list(skipped_inputs)
     for w in dict.fromkeys(w for r in discovery.series for w in r.warnings):
         _say("warning", w)
@@ -174,21 +194,7 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
         if not args.quiet:
             print(f"header cache {cache.path}: {cache.hits} of {cache.hits + cache.misses} files unchanged "
                   "since the last run", file=sys.stderr)
-    try:
-        classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
-                                precision=getattr(args, "precision", "auto"))
-    except Exception as exc:
-        _say("error", f"cannot load model: {exc}")
-        return None
-    if not classifier.is_trained and not args.quiet:
-        print("warning: no trained model is installed: series are listed WITHOUT labels "
-              "(model: untrained)", file=sys.stderr)
-    bar = _progress("classifying", show, "classify" if jsonl_stream else None)
-    try:
-        predictions = classifier.classify(discovery.series, progress=bar)
-    finally:
-        bar.close()
-    return discovery, classifier, predictions
+    return discovery, classifier, run.predictions
 
 
 def _header_cache(args: argparse.Namespace, sources=None):
@@ -245,19 +251,13 @@ def cmd_classify(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     discovery, classifier, predictions = result
     rows = [make_row(r, p) for r, p in zip(discovery.series, predictions)]
-    model_info = {
-        "name": classifier.model_name,
-        "trained": classifier.is_trained,
-        "path": str(classifier.model_path) if classifier.model_path else None,
-        "device": classifier.device,
-        "precision": classifier.precision,
-    }
+    model = model_info(classifier)
     if args.format == "table":
         text = format_table(rows, untrained=not classifier.is_trained)
     elif args.format == "csv":
         text = format_csv(rows)
     elif args.format == "json":
-        text = format_json(rows, discovery.skipped, model_info)
+        text = format_json(rows, discovery.skipped, model)
     elif getattr(args, "thumbnails", False):
         text = format_jsonl_with_thumbnails(rows, discovery.skipped, discovery.series)
     else:
@@ -265,8 +265,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 
     code = _exit_code(discovery)
     if args.format == "jsonl":
-        text += json.dumps({"type": "summary", "n_series": len(rows), "n_skipped": len(discovery.skipped),
-                            "n_files": discovery.n_files, "model": model_info, "exit_code": code}) + "\n"
+        text += event_line(summary_event(len(rows), len(discovery.skipped), discovery.n_files, model, code))
     if args.out:
         try:
             atomic_write_text(args.out, text)

@@ -36,6 +36,7 @@ from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from SeqClassifierLib.app.stream import Partition, PartitionResult, classify_partition
 from SeqClassifierLib.model.classifier import Classifier, default_model_path
+from SeqClassifierLib.records import SeriesKey
 
 #: Workers of the LocalCluster started when no scheduler address is given.
 LOCAL_WORKERS = 2
@@ -99,7 +100,7 @@ def worker_classifier(spec: Mapping[str, Any]) -> Classifier:
         return clf
 
 
-def run_partition(part: Partition, spec: Mapping[str, Any], done: Optional[Mapping[str, str]] = None) -> PartitionResult:
+def run_partition(part: Partition, spec: Mapping[str, Any], done: Optional[Mapping[SeriesKey, str]] = None) -> PartitionResult:
     """Worker task: one partition through discovery, features and the model."""
     return classify_partition(part, worker_classifier(spec), done=done, workers=1)
 
@@ -115,7 +116,7 @@ def _distributed():
 
 
 def dask_results(parts: Iterable[Partition], spec: Mapping[str, Any], *,
-                 done: Optional[Mapping[str, str]] = None, scheduler: Optional[str] = None,
+                 done: Optional[Mapping[SeriesKey, str]] = None, scheduler: Optional[str] = None,
                  n_workers: int = LOCAL_WORKERS, log=None) -> Iterator[PartitionResult]:
     """Results of ``parts`` computed on a Dask cluster, yielded as they finish.
 

@@ -7,10 +7,11 @@ the Slicer module's background runner.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import IO, Optional
+
+from SeqClassifierLib.app.output import event_line
 
 
 class ProgressBar:
@@ -61,7 +62,7 @@ class JsonProgress:
         self.stream = stream or sys.stdout
 
     def __call__(self, done: int, total: int) -> None:
-        self.stream.write(json.dumps({"type": "progress", "stage": self.stage, "done": done, "total": total}) + "\n")
+        self.stream.write(event_line({"type": "progress", "stage": self.stage, "done": done, "total": total}))
         self.stream.flush()
 
     def close(self) -> None:

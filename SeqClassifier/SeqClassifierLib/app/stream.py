@@ -25,7 +25,9 @@ process (:func:`local_results`) or on a Dask cluster
 (one flushed line each, so the file is valid line by line at any moment);
 with ``resume=True`` it first keeps the series rows of an earlier, interrupted
 run and :meth:`JsonlStream.is_done` tells which series need no work: same
-SeriesInstanceUID and same stamp.  At the end, rows of series that changed or
+:class:`~SeqClassifierLib.records.SeriesKey` (patient, study, series UID) and
+same stamp.  Every line is written by :mod:`.output`'s event writer, the one
+rule of every JSON output.  At the end, rows of series that changed or
 disappeared since are dropped, so a resumed run ends with the same lines as an
 uninterrupted one.
 """
@@ -41,9 +43,10 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
+from SeqClassifierLib.app.output import event_line, model_info, series_event, skipped_event, written_key
 from SeqClassifierLib.atomic import atomic_write, fsync_dir
 from SeqClassifierLib.dicom.discovery import discover_series
-from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib.records import Prediction, ResultRow, SeriesKey, SeriesRecord
 
 #: Partitions hold about this many files; a folder with more below it is split by its sub-folders.
 BATCH_FILES = 500
@@ -74,8 +77,8 @@ class PartitionResult:
     n_files: int = 0
     #: Series found but not classified again because the output already had them (resume).
     n_resumed: int = 0
-    #: UIDs of those series.
-    resumed: list[str] = field(default_factory=list)
+    #: Keys of those series (as written: :func:`~SeqClassifierLib.app.output.written_key`).
+    resumed: list[SeriesKey] = field(default_factory=list)
     model_info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -195,38 +198,57 @@ def series_stamp(files: Iterable[str]) -> str:
     return h.hexdigest()[:20]
 
 
-def model_info(classifier: Any) -> dict[str, Any]:
-    """The ``model`` object of the JSON / JSON-lines summary."""
-    return {
-        "name": classifier.model_name,
-        "trained": classifier.is_trained,
-        "path": str(classifier.model_path) if classifier.model_path else None,
-        "device": classifier.device,
-        "precision": classifier.precision,
-    }
+@dataclass
+class PartitionRun:
+    """One partition discovered and classified, in memory: its discovery, the records classified
+    (in discovery order) with their predictions and stamps, and the keys of the series resumed."""
+
+    discovery: Any
+    records: list[SeriesRecord]
+    predictions: list[Prediction]
+    stamps: list[str]
+    resumed: list[SeriesKey]
+
+    def rows(self) -> list[ResultRow]:
+        return [ResultRow.from_series(r, p) for r, p in zip(self.records, self.predictions)]
 
 
-def classify_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[str, str]] = None,
-                       cache: Any = None, workers: Optional[int] = None) -> PartitionResult:
-    """Discover and classify one partition; series whose (UID, stamp) is in ``done`` are not classified."""
-    discovery = discover_series(part.paths, cache=cache, workers=workers)
-    todo, stamps, resumed = [], [], []
+def run_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
+                  cache: Any = None, workers: Optional[int] = None, stamps: bool = True,
+                  discover_progress: Optional[Callable[[int, int], None]] = None,
+                  classify_progress: Optional[Callable[[int, int], None]] = None) -> PartitionRun:
+    """Discover and classify one partition -- the one path of every engine, and of the batch
+    ``classify`` (its inputs are one partition).  Series whose (key as written, stamp) is in ``done``
+    are not classified; ``stamps=False`` (no resume, no streamed file) skips the stamps."""
+    discovery = discover_series(part.paths, progress=discover_progress, cache=cache, workers=workers)
+    todo, stamp_list, resumed = [], [], []
     for rec in discovery.series:
-        stamp = series_stamp(rec.files)
-        if done is not None and done.get(rec.series_uid) == stamp:
-            resumed.append(rec.series_uid)
+        stamp = series_stamp(rec.files) if stamps or done is not None else ""
+        key = written_key(rec.key)
+        if done is not None and done.get(key) == stamp:
+            resumed.append(key)
             continue
         todo.append(rec)
-        stamps.append(stamp)
-    predictions = classifier.classify(todo) if todo else []
-    rows = [ResultRow.from_series(r, p).to_dict() for r, p in zip(todo, predictions)]
-    return PartitionResult(index=part.index, rows=rows, stamps=stamps,
+        stamp_list.append(stamp)
+    if classify_progress is not None:
+        predictions = classifier.classify(todo, progress=classify_progress)
+    else:
+        predictions = classifier.classify(todo) if todo else []
+    return PartitionRun(discovery, todo, predictions, stamp_list, resumed)
+
+
+def classify_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
+                       cache: Any = None, workers: Optional[int] = None) -> PartitionResult:
+    """:func:`run_partition` in the form that crosses process boundaries (rows as dicts)."""
+    run = run_partition(part, classifier, done=done, cache=cache, workers=workers)
+    discovery = run.discovery
+    return PartitionResult(index=part.index, rows=[r.to_dict() for r in run.rows()], stamps=run.stamps,
                            skipped=[(s.path, s.reason) for s in discovery.skipped],
-                           n_files=discovery.n_files, n_resumed=len(resumed), resumed=resumed,
+                           n_files=discovery.n_files, n_resumed=len(run.resumed), resumed=run.resumed,
                            model_info=model_info(classifier))
 
 
-def local_results(parts: Iterable[Partition], classifier: Any, *, done: Optional[Mapping[str, str]] = None,
+def local_results(parts: Iterable[Partition], classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
                   cache: Any = None) -> Iterator[PartitionResult]:
     """The local engine: partitions one after the other in this process, in order."""
     for part in parts:
@@ -237,8 +259,8 @@ def local_results(parts: Iterable[Partition], classifier: Any, *, done: Optional
 # The JSON-lines file
 # ----------------------------------------------------------------------------
 
-def _parse_series_line(line: str) -> Optional[tuple[str, str]]:
-    """(uid, stamp) of a complete, valid ``series`` line with a stamp; None for anything else."""
+def _parse_series_line(line: str) -> Optional[tuple[SeriesKey, str]]:
+    """(key, stamp) of a complete, valid ``series`` line with a stamp; None for anything else."""
     if not line.endswith("\n"):
         return None  # the torn last line of a killed run
     try:
@@ -251,7 +273,7 @@ def _parse_series_line(line: str) -> Optional[tuple[str, str]]:
         row = ResultRow.from_dict(event.get("row"))
     except ValueError:
         return None
-    return row.series_uid, event["stamp"]
+    return row.key, event["stamp"]
 
 
 class JsonlStream:
@@ -265,9 +287,10 @@ class JsonlStream:
 
     def __init__(self, path: os.PathLike, resume: bool = False, fsync_every_s: float = 5.0):
         self.path = os.fspath(path)
-        self.done: dict[str, str] = {}
-        self.seen_done: set[str] = set()
-        self.replaced: set[str] = set()
+        #: Series of the earlier run: key (as written) -> stamp.
+        self.done: dict[SeriesKey, str] = {}
+        self.seen_done: set[SeriesKey] = set()
+        self.replaced: set[SeriesKey] = set()
         self._new = 0
         self.n_skipped = 0
         self.fsync_every_s = fsync_every_s
@@ -296,23 +319,23 @@ class JsonlStream:
         """Series of this run in the file: new rows plus rows kept from the earlier run."""
         return self._new + len(self.seen_done)
 
-    def is_done(self, uid: str, stamp: str) -> bool:
-        return self.done.get(uid) == stamp
+    def is_done(self, key: SeriesKey, stamp: str) -> bool:
+        return self.done.get(written_key(key)) == stamp
 
     def write_result(self, result: PartitionResult) -> None:
         """Append a partition's rows and skipped files, one flushed line each."""
         assert self._fh is not None
-        self.seen_done.update(result.resumed)
+        self.seen_done.update(SeriesKey(*k) for k in result.resumed)
         for row, stamp in zip(result.rows, result.stamps):
-            uid = row["series_uid"]
-            if uid in self.done:  # changed since the earlier run: its old line goes at close()
-                self.replaced.add(uid)
-                self.seen_done.add(uid)
+            key = written_key(SeriesKey.of(row))
+            if key in self.done:  # changed since the earlier run: its old line goes at close()
+                self.replaced.add(key)
+                self.seen_done.add(key)
             else:
                 self._new += 1
-            self._fh.write(json.dumps({"type": "series", "row": row, "stamp": stamp}, ensure_ascii=False) + "\n")
+            self._fh.write(event_line(series_event(row, stamp=stamp)))
         for path, reason in result.skipped:
-            self._fh.write(json.dumps({"type": "skipped", "path": path, "reason": reason}, ensure_ascii=False) + "\n")
+            self._fh.write(event_line(skipped_event(path, reason)))
             self.n_skipped += 1
         self._fh.flush()
         now = time.monotonic()
@@ -320,8 +343,8 @@ class JsonlStream:
             os.fsync(self._fh.fileno())
             self._last_sync = now
 
-    def stale(self) -> set[str]:
-        """UIDs whose earlier line must go: series changed since, or gone from the inputs."""
+    def stale(self) -> set[SeriesKey]:
+        """Keys whose earlier line must go: series changed since, or gone from the inputs."""
         return self.replaced | (set(self.done) - self.seen_done)
 
     def close(self, summary: Optional[dict[str, Any]] = None) -> None:
@@ -348,7 +371,7 @@ class JsonlStream:
             atomic_write(self.path, write)
         if summary is not None:
             with open(self.path, "a", encoding="utf-8", newline="\n") as fh:
-                fh.write(json.dumps(summary, ensure_ascii=False) + "\n")
+                fh.write(event_line(summary))
                 fh.flush()
                 os.fsync(fh.fileno())
         fsync_dir(os.path.dirname(os.path.abspath(self.path)))

@@ -9,7 +9,6 @@ DICOM files again in the application's GUI thread.
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
@@ -77,11 +76,9 @@ def series_thumbnail(record: SeriesRecord, size: int = SIZE) -> Optional[dict]:
 def format_jsonl_with_thumbnails(rows: Sequence[ResultRow], skipped: Iterable[SkippedFile],
                                  records: Sequence[SeriesRecord]) -> str:
     """:func:`~SeqClassifierLib.app.output.format_jsonl`, each series event with its thumbnail."""
-    by_uid = {r.series_uid: r for r in records}
-    lines = []
-    for row in rows:
-        record = by_uid.get(row.series_uid)
-        event = {"type": "series", "row": row.to_dict(),
-                 "thumbnail": series_thumbnail(record) if record is not None else None}
-        lines.append(json.dumps(event, ensure_ascii=False) + "\n")
-    return "".join(lines) + format_jsonl([], skipped)
+    by_key = {r.key: r for r in records}
+
+    def thumbnail(row: ResultRow) -> dict:
+        record = by_key.get(row.key)
+        return {"thumbnail": series_thumbnail(record) if record is not None else None}
+    return format_jsonl(rows, skipped, extras=thumbnail)

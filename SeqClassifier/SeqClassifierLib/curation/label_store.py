@@ -1,14 +1,17 @@
 """The label store: what the classifier said and what the radiologist confirmed.
 
-One JSON file, keyed by SeriesInstanceUID, in a user-visible location
-(never inside a DICOM input folder)::
+One JSON file in a user-visible location (never inside a DICOM input
+folder), one entry per series, each series known by its
+:class:`~SeqClassifierLib.records.SeriesKey` (PatientID, StudyInstanceUID,
+SeriesInstanceUID: a UID repeated under another patient never shares a
+label)::
 
     {
       "schema": "seqclassifier-labels",
-      "version": 1,
-      "series": {
-        "<SeriesInstanceUID>": {
-          "series_uid": "...",
+      "version": 2,
+      "series": [
+        {
+          "patient_id": "P1", "study_uid": "...", "series_uid": "...",
           "predicted_label": "T2w" | null,   # null: untrained model, no label invented
           "confidence": 0.97 | null,
           "probabilities": {"T2w": 0.97, ...},
@@ -20,11 +23,19 @@ One JSON file, keyed by SeriesInstanceUID, in a user-visible location
           "confirmed_by": "jdoe" | null,
           "confirmed_at": "..." | null,
           "series_dir": "/data/P1/S4",         # for export in the training format
-          "description": "t2_tse_tra", "patient_id": "P1", "study_uid": "...",
-          "series_number": 4, "plane": "axial"
+          "description": "t2_tse_tra", "series_number": 4, "plane": "axial"
         }
-      }
+      ]
     }
+
+Version 1 stores (``"series"``: an object keyed by SeriesInstanceUID) are read
+as they are, each entry under (its ``patient_id``, its ``study_uid``, the UID),
+and written as version 2 on the next change.  A series known by its UID only
+(``patient_id`` and ``study_uid`` empty: a label confirmed from a training CSV)
+stands for that UID under any patient and study
+(:func:`SeqClassifierLib.records.lookup`).  Methods take a ``SeriesKey``; a
+bare UID is accepted when the store holds at most one series of that UID
+(else :class:`LabelStoreError`: give the key).
 
 Location: ``$SEQCLASSIFIER_HOME/labels.json`` when that variable is set, else
 the platform's user data folder (``$XDG_DATA_HOME`` or
@@ -84,11 +95,11 @@ import stat
 from SeqClassifierLib.atomic import atomic_write_text, fsync_dir as _fsync_dir
 from SeqClassifierLib.config import HOME_ENV, label_store_dir, user_data_dir  # noqa: F401  (user_data_dir: API)
 from SeqClassifierLib.labels import SequenceLabel
-from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib.records import ResultRow, SeriesKey, lookup
 from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
 
 SCHEMA = "seqclassifier-labels"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 STORE_FILENAME = "labels.json"
 #: Header of the training CSV (same as ``shared/data/*/labels.csv``).
 CSV_FIELDS = ("series_dir", "SeriesInstanceUID", "label", "SeriesDescription", "note")
@@ -176,6 +187,11 @@ class LabelEntry:
     plane: str = ""
 
     @property
+    def key(self) -> SeriesKey:
+        """The series' identity (patient, study, series UID)."""
+        return SeriesKey(self.patient_id or "", self.study_uid or "", self.series_uid)
+
+    @property
     def label(self) -> Optional[str]:
         """The label to use: the confirmed one when set, else the prediction (may be None)."""
         return self.confirmed_label or self.predicted_label
@@ -240,7 +256,7 @@ def _unit(value: Any, uid: str, what: str) -> Optional[float]:
     return v
 
 
-def _validate(data: Any) -> dict[str, LabelEntry]:
+def _validate(data: Any) -> dict[SeriesKey, LabelEntry]:
     """Parsed JSON -> entries; ValueError with the reason when the schema is wrong."""
     if not isinstance(data, dict):
         raise ValueError("top level is not an object")
@@ -252,17 +268,32 @@ def _validate(data: Any) -> dict[str, LabelEntry]:
     if version > SCHEMA_VERSION:
         raise ValueError(f"version {version} is newer than this SeqClassifier understands ({SCHEMA_VERSION})")
     series = data.get("series")
-    if not isinstance(series, dict):
-        raise ValueError("'series' is not an object")
-    return {uid: LabelEntry.from_dict(uid, entry) for uid, entry in series.items()}
+    if version == 1:  # keyed by SeriesInstanceUID: each entry under its own patient and study
+        if not isinstance(series, dict):
+            raise ValueError("'series' is not an object")
+        entries = [LabelEntry.from_dict(uid, entry) for uid, entry in series.items()]
+    else:
+        if not isinstance(series, list):
+            raise ValueError("'series' is not a list")
+        entries = []
+        for entry in series:
+            if not isinstance(entry, Mapping):
+                raise ValueError("an entry of 'series' is not an object")
+            entries.append(LabelEntry.from_dict(entry.get("series_uid"), entry))
+    out: dict[SeriesKey, LabelEntry] = {}
+    for e in entries:
+        if e.key in out:
+            raise ValueError(f"series {e.key.short()} is listed twice")
+        out[e.key] = e
+    return out
 
 
-def _serialise(entries: Mapping[str, LabelEntry]) -> str:
+def _serialise(entries: Mapping[SeriesKey, LabelEntry]) -> str:
     doc = {
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
         "updated_at": _now(),
-        "series": {uid: entries[uid].to_dict() for uid in sorted(entries)},
+        "series": [entries[key].to_dict() for key in sorted(entries)],
     }
     return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -369,7 +400,7 @@ class LabelStore:
         with file_lock(self.lock_path, timeout=self.lock_timeout):
             yield
 
-    def _read_raw(self) -> tuple[Optional[dict[str, LabelEntry]], Optional[str]]:
+    def _read_raw(self) -> tuple[Optional[dict[SeriesKey, LabelEntry]], Optional[str]]:
         """(entries, None) when readable, (None, reason) when damaged; missing file -> ({}, None)."""
         self._check_kind()
         try:
@@ -412,7 +443,7 @@ class LabelStore:
         if not stat.S_ISREG(st.st_mode):
             raise LabelStoreError(f"label store {self.path} is not a regular file; not read")
 
-    def _quarantine(self, reason: str) -> dict[str, LabelEntry]:
+    def _quarantine(self, reason: str) -> dict[SeriesKey, LabelEntry]:
         """Called under the lock: move the damaged file aside and report it."""
         stamp = _dt.datetime.now().strftime("%Y%m%dT%H%M%S")
         target = self.path.with_name(f"{self.path.name}.corrupt-{stamp}")
@@ -437,7 +468,7 @@ class LabelStore:
         warnings.warn(str(error), LabelStoreWarning, stacklevel=4)
         return {}
 
-    def _load_locked(self) -> dict[str, LabelEntry]:
+    def _load_locked(self) -> dict[SeriesKey, LabelEntry]:
         entries, reason = self._read_raw()
         if entries is None:
             return self._quarantine(reason or "unreadable")
@@ -456,7 +487,7 @@ class LabelStore:
             except OSError:
                 pass
 
-    def _update(self, change: Callable[[dict[str, LabelEntry]], Any]) -> Any:
+    def _update(self, change: Callable[[dict[SeriesKey, LabelEntry]], Any]) -> Any:
         """Merge-on-write: lock, re-read, apply ``change`` in place, write atomically."""
         with self._locked():
             entries = self._load_locked()
@@ -468,8 +499,8 @@ class LabelStore:
             self._remove_stale_temps()
             return result
 
-    def load(self) -> dict[str, LabelEntry]:
-        """All entries by SeriesInstanceUID (a damaged store is moved aside and reported)."""
+    def load(self) -> dict[SeriesKey, LabelEntry]:
+        """All entries by :class:`~SeqClassifierLib.records.SeriesKey` (a damaged store is moved aside and reported)."""
         entries, reason = self._read_raw()
         if entries is not None:
             return entries
@@ -482,8 +513,10 @@ class LabelStore:
         return out
 
     # -- queries ---------------------------------------------------------------------------------
-    def get(self, series_uid: str) -> Optional[LabelEntry]:
-        return self.load().get(series_uid)
+    def get(self, key: Union[SeriesKey, str]) -> Optional[LabelEntry]:
+        """The entry of a series (a key, or a UID the store holds once), or None."""
+        entries = self.load()
+        return lookup(entries, _resolve(entries, key))
 
     def all(self) -> list[LabelEntry]:
         """Every entry, sorted by patient, study, series number, UID."""
@@ -493,20 +526,23 @@ class LabelStore:
                                     e.series_uid))
         return entries
 
-    def confirmed_labels(self) -> dict[str, SequenceLabel]:
-        """SeriesInstanceUID -> confirmed label, for series a person confirmed."""
-        return {uid: SequenceLabel(e.confirmed_label) for uid, e in self.load().items()
+    def confirmed_labels(self) -> dict[SeriesKey, SequenceLabel]:
+        """SeriesKey -> confirmed label, for series a person confirmed (look up with
+        :func:`~SeqClassifierLib.records.lookup`: a key without patient and study stands for its UID)."""
+        return {key: SequenceLabel(e.confirmed_label) for key, e in self.load().items()
                 if e.confirmed_label is not None}
 
-    def labels(self) -> dict[str, SequenceLabel]:
-        """SeriesInstanceUID -> label to use (confirmed, else predicted), where there is one."""
-        return {uid: SequenceLabel(e.label) for uid, e in self.load().items() if e.label is not None}
+    def labels(self) -> dict[SeriesKey, SequenceLabel]:
+        """SeriesKey -> label to use (confirmed, else predicted), where there is one."""
+        return {key: SequenceLabel(e.label) for key, e in self.load().items() if e.label is not None}
 
     def __len__(self) -> int:
         return len(self.load())
 
-    def __contains__(self, series_uid: object) -> bool:
-        return series_uid in self.load()
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, (SeriesKey, str)):
+            return False
+        return self.get(key) is not None
 
     # -- changes ---------------------------------------------------------------------------------
     def _check_location(self, folders: Iterable[str]) -> None:
@@ -537,10 +573,10 @@ class LabelStore:
         self._check_location(item["series_dir"] for item in items)
         now = _now()
 
-        def change(entries: dict[str, LabelEntry]) -> int:
+        def change(entries: dict[SeriesKey, LabelEntry]) -> int:
             for item in items:
-                uid = item["series_uid"]
-                entry = entries.get(uid) or LabelEntry(series_uid=uid)
+                key = item["key"]
+                entry = entries.get(key) or _new_entry(key)
                 entry.predicted_label = item["predicted_label"]
                 entry.confidence = item["confidence"]
                 entry.probabilities = item["probabilities"]
@@ -550,21 +586,24 @@ class LabelStore:
                 entry.model = model if model is not None else item["model"]
                 entry.note = item["note"]
                 entry.predicted_at = now
-                for key in ("series_dir", "description", "patient_id", "study_uid", "series_number", "plane"):
-                    value = item[key]
+                for name in ("series_dir", "description", "series_number", "plane"):
+                    value = item[name]
                     if value not in (None, ""):
-                        setattr(entry, key, value)
-                entries[uid] = entry
+                        setattr(entry, name, value)
+                entries[key] = entry
             return len(items)
 
         return self._update(change)
 
-    def confirm(self, series_uid: str, label: Union[SequenceLabel, str, None], user: Optional[str] = None,
-                **info: Any) -> LabelEntry:
+    def confirm(self, key: Union[SeriesKey, str], label: Union[SequenceLabel, str, None],
+                user: Optional[str] = None, **info: Any) -> LabelEntry:
         """Record a person's label for a series (``label=None`` withdraws the confirmation).
 
-        The series need not have a prediction; ``info`` may give ``series_dir``,
-        ``description``, ``patient_id``, ``study_uid``, ``series_number``, ``plane``.
+        ``key``: the series' :class:`~SeqClassifierLib.records.SeriesKey`, or its UID (then
+        ``info``'s ``patient_id`` and ``study_uid`` complete the key; without them, the one series
+        of that UID in the store, else the UID alone).  The series need not have a prediction;
+        ``info`` may give ``series_dir``, ``description``, ``patient_id``, ``study_uid``,
+        ``series_number``, ``plane``.
         """
         value = _label_value(label)
         who = user or _current_user()
@@ -574,39 +613,43 @@ class LabelStore:
         if info.get("series_dir"):
             self._check_location([info["series_dir"]])
 
-        def change(entries: dict[str, LabelEntry]) -> LabelEntry:
-            entry = entries.get(series_uid) or LabelEntry(series_uid=series_uid)
+        def change(entries: dict[SeriesKey, LabelEntry]) -> LabelEntry:
+            k = _resolve(entries, key, info.get("patient_id"), info.get("study_uid"))
+            entry = entries.get(k) or _new_entry(k)
             entry.confirmed_label = value
             entry.confirmed_by = who if value is not None else None
             entry.confirmed_at = _now() if value is not None else None
-            for key, v in info.items():
-                if v not in (None, ""):
-                    setattr(entry, key, v)
-            entries[series_uid] = entry
+            for name, v in info.items():
+                if v not in (None, "") and name not in ("patient_id", "study_uid"):  # those are the key's
+                    setattr(entry, name, v)
+            entries[k] = entry
             return dataclasses.replace(entry)
 
         return self._update(change)
 
-    def confirm_many(self, labels: Mapping[str, Union[SequenceLabel, str]], user: Optional[str] = None) -> int:
-        """Confirm several series in one locked write.  Returns how many were confirmed."""
-        values = {uid: _label_value(label) for uid, label in labels.items()}
+    def confirm_many(self, labels: Mapping[Union[SeriesKey, str], Union[SequenceLabel, str]],
+                     user: Optional[str] = None) -> int:
+        """Confirm several series (keys, or UIDs as in :meth:`confirm`) in one locked write.
+        Returns how many were confirmed."""
+        values = [(key, _label_value(label)) for key, label in labels.items()]
         who = user or _current_user()
         now = _now()
 
-        def change(entries: dict[str, LabelEntry]) -> int:
-            for uid, value in values.items():
-                entry = entries.get(uid) or LabelEntry(series_uid=uid)
+        def change(entries: dict[SeriesKey, LabelEntry]) -> int:
+            for key, value in values:
+                k = _resolve(entries, key)
+                entry = entries.get(k) or _new_entry(k)
                 entry.confirmed_label = value
                 entry.confirmed_by = who if value is not None else None
                 entry.confirmed_at = now if value is not None else None
-                entries[uid] = entry
+                entries[k] = entry
             return len(values)
 
         return self._update(change)
 
-    def remove(self, series_uid: str) -> bool:
-        """Forget a series.  Returns whether it was there."""
-        return self._update(lambda entries: entries.pop(series_uid, None) is not None)
+    def remove(self, key: Union[SeriesKey, str]) -> bool:
+        """Forget a series (a key, or a UID the store holds once).  Returns whether it was there."""
+        return self._update(lambda entries: entries.pop(_resolve(entries, key), None) is not None)
 
     # -- export ----------------------------------------------------------------------------------
     def csv_text(self, confirmed_only: bool = False, relative_to: Optional[PathLike] = None) -> str:
@@ -643,7 +686,7 @@ class LabelStore:
 
     def export_json(self, path: PathLike, confirmed_only: bool = False) -> int:
         """Write the store (or its confirmed series) as JSON to ``path`` atomically."""
-        entries = {e.series_uid: e for e in self.all() if not confirmed_only or e.is_confirmed}
+        entries = {e.key: e for e in self.all() if not confirmed_only or e.is_confirmed}
         atomic_write_text(path, _serialise(entries))
         return len(entries)
 
@@ -656,7 +699,7 @@ def _item_from_row(row: ResultRow) -> dict[str, Any]:
     if not isinstance(row, ResultRow):
         raise TypeError(f"record_predictions takes ResultRow objects, not {type(row).__name__}")
     return {
-        "series_uid": row.series_uid,
+        "key": row.key,
         "predicted_label": row.label,
         "confidence": row.confidence,
         "probabilities": {k: float(v) for k, v in (row.probabilities or {}).items() if v is not None},
@@ -667,8 +710,30 @@ def _item_from_row(row: ResultRow) -> dict[str, Any]:
         "note": row.note,
         "series_dir": row.folder or _folder_of(row.files),
         "description": row.description,
-        "patient_id": row.patient_id,
-        "study_uid": row.study_uid,
         "series_number": row.series_number,
         "plane": row.plane,
     }
+
+
+def _new_entry(key: SeriesKey) -> LabelEntry:
+    return LabelEntry(series_uid=key.series_uid, patient_id=key.patient_id, study_uid=key.study_uid)
+
+
+def _resolve(entries: Mapping[SeriesKey, LabelEntry], key: Union[SeriesKey, str],
+             patient_id: Optional[str] = None, study_uid: Optional[str] = None) -> SeriesKey:
+    """The key a method means: a SeriesKey as it is; a bare UID with ``patient_id`` / ``study_uid``
+    completed by them, else the store's one series of that UID, else the UID alone
+    (:meth:`SeriesKey.of_uid`).  Several series of that UID: LabelStoreError (give the key)."""
+    if isinstance(key, SeriesKey):
+        return key
+    if isinstance(key, tuple):
+        return SeriesKey.coerce(key)
+    if not isinstance(key, str):
+        raise TypeError(f"a series key or SeriesInstanceUID, not {type(key).__name__}")
+    if patient_id or study_uid:
+        return SeriesKey(patient_id or "", study_uid or "", key)
+    matches = [k for k in entries if k.series_uid == key]
+    if len(matches) > 1:
+        raise LabelStoreError(f"SeriesInstanceUID {key} is in the label store under "
+                              f"{len(matches)} patients/studies; give its SeriesKey (patient, study, UID)")
+    return matches[0] if matches else SeriesKey.of_uid(key)

@@ -8,9 +8,11 @@
           <label>_<plane>_<series number>/    e.g. T2w_axial_4, DWI_axial_7, ADC_axial_8
             <original file names>
 
-* ``label`` is the confirmed label from ``labels`` (SeriesInstanceUID ->
-  label, e.g. :meth:`~.label_store.LabelStore.confirmed_labels`) when given
-  for that series, else the predicted label; series without any label go to
+* ``label`` is the confirmed label from ``labels``
+  (:class:`~SeqClassifierLib.records.SeriesKey` -> label, e.g.
+  :meth:`~.label_store.LabelStore.confirmed_labels`; a key without patient and
+  study, or a bare UID, stands for that UID under any patient) when given for
+  that series, else the predicted label; series without any label go to
   ``unlabeled_<plane>_<number>``.
 * ``plane`` is axial/sagittal/coronal/unknown; a missing series number
   becomes ``x<6 hex of the series UID hash>``; two series that would get the
@@ -56,7 +58,7 @@ from typing import Any, Iterable, Mapping, Optional, Union
 
 from SeqClassifierLib.labels import Plane, SequenceLabel
 from SeqClassifierLib.atomic import fsync_dir
-from SeqClassifierLib.records import ResultRow
+from SeqClassifierLib.records import ResultRow, SeriesKey, lookup
 from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
 
 PathLike = Union[str, os.PathLike]
@@ -299,7 +301,7 @@ def _check_dest(dest: PathLike) -> None:
 
 
 def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, plane: Any = None,
-                link: bool = False, labels: Optional[Mapping[str, Any]] = None, *,
+                link: bool = False, labels: Optional[Mapping[Any, Any]] = None, *,
                 sources: Optional[Iterable[PathLike]] = None, protected: Optional[Sources] = None,
                 dry_run: bool = False) -> SortSummary:
     """Copy (``link=True``: symlink) the chosen series into ``DEST/<patient>/<study>/<label>_<plane>_<n>/``.
@@ -307,7 +309,8 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
     ``rows``: the classifier's :class:`~SeqClassifierLib.records.ResultRow` objects (with ``files``).
     ``only``: labels to keep (``"T2w,DWI"``, a list, or SequenceLabels); None keeps all.
     ``plane``: plane(s) to keep; None keeps all.
-    ``labels``: SeriesInstanceUID -> label overriding the prediction (confirmed labels).
+    ``labels``: SeriesKey (or bare UID) -> label overriding the prediction (confirmed labels);
+    a label given for another patient's or study's series of the same UID is never used.
     ``sources``: extra input folders (e.g. the command line's SRC) that DEST must not be inside.
     ``protected``: every source of the run (:class:`~SeqClassifierLib.safe_paths.Sources`: inputs,
     a Slicer database and its file list); nothing is written into any of them.
@@ -318,7 +321,7 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
     items = _items(rows)
     only_set = _norm_set(only, lambda s: SequenceLabel.parse(s).value)
     plane_set = _norm_set(plane, _parse_plane)
-    override = {uid: _label_text(v) for uid, v in (labels or {}).items()}
+    override = {SeriesKey.coerce(k): _label_text(v) for k, v in (labels or {}).items()}
     dest_real = _real(dest)
     summary = SortSummary(dest=str(dest_real), link=bool(link))
 
@@ -333,7 +336,8 @@ def sort_series(rows: Iterable[ResultRow], dest: PathLike, only: Any = None, pla
 
     chosen: list[tuple[_Item, Optional[str]]] = []
     for it in items:
-        label = override.get(it.series_uid) if it.series_uid in override else it.label
+        key = SeriesKey(it.patient_id or "", it.study_uid or "", it.series_uid)
+        label = lookup(override, key, it.label)
         if only_set is not None and (label is None or label not in only_set):
             summary.skipped.append((it.series_uid, f"label {label or UNLABELED} not selected"))
             continue

@@ -48,7 +48,7 @@ from SeqClassifierLib.dicom.pydicom_reader import read_file_header_pydicom
 from SeqClassifierLib.dicom.values import _int
 from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_values
 from SeqClassifierLib.labels import Plane
-from SeqClassifierLib.records import FrameRef, SeriesRecord, SkippedFile
+from SeqClassifierLib.records import FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (SeriesKey: API)
 
 PathLike = Union[str, os.PathLike]
 ProgressFn = Callable[[int, int], None]
@@ -343,14 +343,11 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
     )
 
 
-#: What identifies one series: a SeriesInstanceUID is unique only within its patient and study
-#: (copies and bad anonymisation repeat it under other patients / studies).
-SeriesKey = tuple[str, str, str]
-
-
 def series_key(h: Union[FileHeader, SeriesRecord]) -> SeriesKey:
-    """(PatientID, StudyInstanceUID, SeriesInstanceUID) of a file header or series record."""
-    return (h.patient_id, h.study_uid, h.series_uid)
+    """The :class:`~SeqClassifierLib.records.SeriesKey` of a file header or series record: a
+    SeriesInstanceUID is unique only within its patient and study (copies and bad anonymisation
+    repeat it under other patients / studies)."""
+    return SeriesKey(h.patient_id or "", h.study_uid or "", h.series_uid)
 
 
 @dataclass

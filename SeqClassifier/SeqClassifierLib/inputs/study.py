@@ -41,7 +41,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional, Sequence
 
-from SeqClassifierLib.records import SeriesRecord
+from SeqClassifierLib.records import SeriesKey, SeriesRecord
 
 #: Fewest series of one signature and flip angle that make a dynamic acquisition (times known) ...
 MIN_DYNAMIC = 3
@@ -189,13 +189,13 @@ def max_b_value(record: SeriesRecord) -> float:
 
 def _order_key(record: SeriesRecord, t: Optional[float]) -> tuple:
     return (t if t is not None else math.inf, record.series_number if record.series_number is not None else 0,
-            record.series_uid)
+            record.key)
 
 
-def _dynamic_chain(members: list[SeriesRecord], times: dict[str, Optional[float]]) -> tuple[list[SeriesRecord], Optional[float]]:
+def _dynamic_chain(members: list[SeriesRecord], times: dict[SeriesKey, Optional[float]]) -> tuple[list[SeriesRecord], Optional[float]]:
     """The longest regular run in time of ``members`` (same signature and flip), and its median step."""
-    ordered = sorted(members, key=lambda r: _order_key(r, times[r.series_uid]))
-    ts = [times[r.series_uid] for r in ordered]
+    ordered = sorted(members, key=lambda r: _order_key(r, times[r.key]))
+    ts = [times[r.key] for r in ordered]
     if any(t is None for t in ts):
         return ordered, None  # times removed: repeated identical acquisitions, ordered by series number
     steps = [b - a for a, b in zip(ts, ts[1:])]
@@ -213,7 +213,7 @@ def _dynamic_chain(members: list[SeriesRecord], times: dict[str, Optional[float]
             best = run if len(run) > len(best) else best
             run = [rec]
     best = run if len(run) > len(best) else best
-    chain_ts = [times[r.series_uid] for r in best]
+    chain_ts = [times[r.key] for r in best]
     chain_steps = [b - a for a, b in zip(chain_ts, chain_ts[1:]) if b - a > 0]
     return best, (statistics.median(chain_steps) if chain_steps else None)
 
@@ -222,23 +222,24 @@ def _study_key(record: SeriesRecord) -> tuple[str, str]:
     return (record.patient_id or "", record.study_uid or "")
 
 
-def study_contexts(records: Iterable[SeriesRecord]) -> dict[str, SeriesContext]:
-    """The :class:`SeriesContext` of every record, keyed by SeriesInstanceUID."""
+def study_contexts(records: Iterable[SeriesRecord]) -> dict[SeriesKey, SeriesContext]:
+    """The :class:`SeriesContext` of every record, keyed by its :class:`~SeqClassifierLib.records.SeriesKey`
+    (a SeriesInstanceUID repeated under another patient or study never shares or takes its context)."""
     records = list(records)
     by_study: dict[tuple[str, str], list[SeriesRecord]] = defaultdict(list)
     for r in records:
         by_study[_study_key(r)].append(r)
-    out: dict[str, SeriesContext] = {}
+    out: dict[SeriesKey, SeriesContext] = {}
     for study in by_study.values():
         out.update(_contexts_of_study(study))
     return out
 
 
-def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext]:
+def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[SeriesKey, SeriesContext]:
     n = len(study)
-    times = {r.series_uid: series_time(r) for r in study}
-    fields: dict[str, dict[str, Any]] = {
-        r.series_uid: dict(available=n > 1, n_study_series=n, time_missing=times[r.series_uid] is None,
+    times = {r.key: series_time(r) for r in study}
+    fields: dict[SeriesKey, dict[str, Any]] = {
+        r.key: dict(available=n > 1, n_study_series=n, time_missing=times[r.key] is None,
                            repeats=repeats_per_location(r)) for r in study}
 
     signatures: dict[tuple, list[SeriesRecord]] = defaultdict(list)
@@ -248,10 +249,10 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
             signatures[(geo, _sequence_key(r))].append(r)
     for (geo, seq), members in signatures.items():
         for r in members:
-            fields[r.series_uid]["same_signature"] = len(members)
+            fields[r.key]["same_signature"] = len(members)
         if len(members) < 2:
             continue
-        in_group: set[str] = set()
+        in_group: set[SeriesKey] = set()
         chains: list[list[SeriesRecord]] = []
         # dynamic: same flip and b-values, a regular chain in time
         by_flip: dict[tuple, list[SeriesRecord]] = defaultdict(list)
@@ -261,54 +262,54 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
             if len(sub) < MIN_DYNAMIC:
                 continue
             chain, step = _dynamic_chain(sub, times)
-            timed = all(times[r.series_uid] is not None for r in chain)
+            timed = all(times[r.key] is not None for r in chain)
             if len(chain) < (MIN_DYNAMIC if timed else MIN_DYNAMIC_WITHOUT_TIMES) or \
                     (step is not None and step > MAX_DYNAMIC_STEP):
                 continue
             for rank, r in enumerate(chain):
-                fields[r.series_uid].update(kind="dynamic", group_size=len(chain), rank=rank, time_step_s=step)
-                in_group.add(r.series_uid)
+                fields[r.key].update(kind="dynamic", group_size=len(chain), rank=rank, time_step_s=step)
+                in_group.add(r.key)
             chains.append(chain)
         # a 4D dynamic series (many images per position, no b-values) anchors its signature too
-        four_d = [r for r in members if r.series_uid not in in_group and max_b_value(r) == 0
+        four_d = [r for r in members if r.key not in in_group and max_b_value(r) == 0
                   and repeats_per_location(r) >= MIN_4D_REPEATS]
         chains += [[r] for r in four_d]
-        anchors = {r.series_uid for chain in chains for r in chain}
+        anchors = {r.key for chain in chains for r in chain}
         # pre- and post-dynamic series of the same signature (whatever their flip angle)
         for chain in chains:
             first, last = chain[0], chain[-1]
             for r in members:
-                if r.series_uid in anchors:
+                if r.key in anchors:
                     continue
-                before = _order_key(r, times[r.series_uid]) < _order_key(first, times[first.series_uid])
-                after = _order_key(last, times[last.series_uid]) < _order_key(r, times[r.series_uid])
+                before = _order_key(r, times[r.key]) < _order_key(first, times[first.key])
+                after = _order_key(last, times[last.key]) < _order_key(r, times[r.key])
                 if before or after:
-                    fields[r.series_uid]["dynamic_relation"] = "before" if before else "after"
-        rest = [r for r in members if r.series_uid not in in_group and r not in four_d]
+                    fields[r.key]["dynamic_relation"] = "before" if before else "after"
+        rest = [r for r in members if r.key not in in_group and r not in four_d]
         # flip-angle set: one series per flip angle, the rest equal
         flips = {_round(_num(r, "FlipAngle"), 0.5) for r in rest} - {None}
         bmaxes = {max_b_value(r) for r in rest}
         if len(flips) >= 2 and len(flips) == len(rest) and len(bmaxes) == 1:
-            ordered = sorted(rest, key=lambda r: (_num(r, "FlipAngle") or 0.0, r.series_uid))
+            ordered = sorted(rest, key=lambda r: (_num(r, "FlipAngle") or 0.0, r.key))
             for rank, r in enumerate(ordered):
-                fields[r.series_uid].update(kind="flip_angle", group_size=len(ordered), rank=rank)
+                fields[r.key].update(kind="flip_angle", group_size=len(ordered), rank=rank)
         elif len(bmaxes) >= 2 and len(flips) <= 1:
-            ordered = sorted(rest, key=lambda r: (max_b_value(r), r.series_uid))
+            ordered = sorted(rest, key=lambda r: (max_b_value(r), r.key))
             for rank, r in enumerate(ordered):
-                fields[r.series_uid].update(kind="diffusion", group_size=len(ordered), rank=rank)
+                fields[r.key].update(kind="diffusion", group_size=len(ordered), rank=rank)
 
     # multi-echo: geometry, sequence and TR shared, only TE varies
     by_tr: dict[tuple, list[SeriesRecord]] = defaultdict(list)
     for r in study:
         geo = _geometry_key(r)
-        if geo is not None and not fields[r.series_uid].get("kind"):
+        if geo is not None and not fields[r.key].get("kind"):
             by_tr[(geo, _sequence_key(r, with_te=False), _round(_num(r, "FlipAngle"), 0.5))].append(r)
     for members in by_tr.values():
         tes = {_round(_num(r, "EchoTime"), 0.1) for r in members} - {None}
         if len(members) >= 2 and len(tes) == len(members):
-            ordered = sorted(members, key=lambda r: (_num(r, "EchoTime") or 0.0, r.series_uid))
+            ordered = sorted(members, key=lambda r: (_num(r, "EchoTime") or 0.0, r.key))
             for rank, r in enumerate(ordered):
-                fields[r.series_uid].update(kind="multi_echo", group_size=len(ordered), rank=rank)
+                fields[r.key].update(kind="multi_echo", group_size=len(ordered), rank=rank)
 
     # diffusion-linked: no b > 0 of its own, geometry + TE + TR of a diffusion series
     diffusion_by_sig: dict[tuple, float] = {}
@@ -323,5 +324,5 @@ def _contexts_of_study(study: Sequence[SeriesRecord]) -> dict[str, SeriesContext
             continue
         source = diffusion_by_sig.get((geo, _sequence_key(r)))
         if source:
-            fields[r.series_uid].update(diffusion_linked=True, source_b_max=source)
-    return {uid: SeriesContext(**f) for uid, f in fields.items()}
+            fields[r.key].update(diffusion_linked=True, source_b_max=source)
+    return {key: SeriesContext(**f) for key, f in fields.items()}

@@ -270,7 +270,7 @@ class Classifier:
             # The next batch's slices are read and resized while the model runs on this one;
             # at most two batches of prepared inputs exist at a time.
             def submit(k: int) -> list:
-                return [pool.submit(self._prepare, r, contexts.get(r.series_uid))
+                return [pool.submit(self._prepare, r, contexts.get(r.key))
                         for r in batches[k]] if k < len(batches) else []
 
             pending = submit(0)
@@ -300,7 +300,7 @@ class Classifier:
                     # without an image the image place's distance measures the "missing" vector
                     if prepared[i][1] is None:
                         unlike = [u for u in unlike if "(image distance" not in u]
-                    results.append(self._to_prediction(r, p, note, contexts.get(r.series_uid), quality, unlike))
+                    results.append(self._to_prediction(r, p, note, contexts.get(r.key), quality, unlike))
                 done += len(batch)
                 if progress:
                     progress(done, len(records))

@@ -12,14 +12,12 @@ rebuilds them.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-if TYPE_CHECKING:  # annotation only: fusion imports this module
-    from SeqClassifierLib.model.fusion import SequenceModel
 
 __all__ = ["LoRALinear", "apply_lora"]
 
@@ -75,14 +73,14 @@ class LoRALinear(nn.Module):
 
 
 def apply_lora(
-    model: "SequenceModel",
+    model: nn.Module,
     rank: int = 4,
     alpha: float = 8.0,
     targets: Sequence[str] = ("qkv", "proj"),
     dropout: float = 0.0,
-) -> "SequenceModel":
-    """Wrap the ``nn.Linear`` layers of the model's ViT backbone(s) whose
-    attribute name is in ``targets`` (timm ViT: ``qkv``, ``proj``, ``fc1``,
+) -> nn.Module:
+    """Wrap the ``nn.Linear`` layers of a :class:`~SeqClassifierLib.model.fusion.SequenceModel`'s
+    ViT backbone(s) whose attribute name is in ``targets`` (timm ViT: ``qkv``, ``proj``, ``fc1``,
     ``fc2``) with :class:`LoRALinear` adapters, freezing all other backbone
     weights.  Recorded in ``model.config["lora"]`` so that
     :func:`model_from_config` rebuilds it.  Returns ``model`` (modified in place).

@@ -37,7 +37,7 @@ def metadata_variants(records: Sequence[SeriesRecord]) -> tuple[np.ndarray, np.n
     """``(full [N, F], variants [N, V, F])`` for :data:`VARIANTS`, context from the records given."""
     records = list(records)
     contexts = study_contexts(records)
-    full = np.stack([extract_features(r, contexts[r.series_uid]) for r in records]) if records else \
+    full = np.stack([extract_features(r, contexts[r.key]) for r in records]) if records else \
         np.zeros((0, 0), np.float32)
     out = []
     for name in VARIANTS:
@@ -46,7 +46,7 @@ def metadata_variants(records: Sequence[SeriesRecord]) -> tuple[np.ndarray, np.n
             continue
         dropped = drop_in_study(records, [name])
         ctx = study_contexts(dropped)
-        out.append(np.stack([extract_features(r, ctx[r.series_uid]) for r in dropped]))
+        out.append(np.stack([extract_features(r, ctx[r.key]) for r in dropped]))
     return full.astype(np.float32), np.stack(out, axis=1).astype(np.float32)
 
 

@@ -202,10 +202,11 @@ def test_session_trained_results_polling(fake_session, tmp_path):
 
     entry = s.confirm_label("1.8", "ADC", user="rad")
     assert entry.confirmed_label == "ADC" and entry.series_dir == "/data/1.8"
-    assert s.rows["1.8"].label == "ADC" and s.label_of("1.8") == "ADC"
+    assert s.row_of("1.8").label == "ADC" and s.label_of("1.8") == "ADC"
+    assert set(s.rows) == {r.key for r in s.review_rows()}  # keyed by (patient, study, series UID)
     assert s.preset_selection(review.PRESET_AXIAL_T2_HIGHB_DWI_ADC) == {"1.4", "1.6", "1.8", "1.7"}
     assert s.confirm_all(["1.4", "1.6"], user="rad") == (2, 0)
-    assert set(s.store.confirmed_labels()) == {"1.4", "1.6", "1.8"}
+    assert {k.series_uid for k in s.store.confirmed_labels()} == {"1.4", "1.6", "1.8"}
     out = tmp_path / "labels.csv"
     assert s.export_labels(str(out), confirmed_only=True) == 3
     assert out.read_text().splitlines()[0] == "series_dir,SeriesInstanceUID,label,SeriesDescription,note"
@@ -221,7 +222,7 @@ def test_session_filters_requested_series_and_reports_failure(fake_session):
     s = fake_session
     rows = s.run({"1.4": ["/data/1.4/a.dcm"], "1.7": ["/data/1.7/a.dcm"]})
     assert [r.series_uid for r in rows] == ["1.4", "1.7"]  # other series of the folder left out
-    assert set(s.store.load()) == {"1.4", "1.7"}
+    assert {k.series_uid for k in s.store.load()} == {"1.4", "1.7"}
 
     s.mode = "fail"
     with pytest.raises(ClassificationFailed, match="model file is damaged"):
@@ -241,7 +242,7 @@ def test_session_with_real_classifier(prostatex, tmp_path):
     assert {r.description for r in rows} >= {"t2_tse_tra", "t2_tse_sag"}
     assert all(r.folder.startswith(str(study)) for r in rows)
     stored = s.store.load()
-    assert set(stored) == {r.series_uid for r in rows}
+    assert set(stored) == {r.key for r in rows}
     if s.model_trained:
         assert all(r.predicted_label is not None for r in rows)
     else:

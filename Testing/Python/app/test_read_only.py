@@ -118,7 +118,7 @@ def test_review_session_changes_nothing(sources, tmp_path):
     session.confirm_all(list(uids), user="tester")
     assert session.export_labels(str(tmp_path / "labels.csv")) >= 1
     session.export_labels(str(tmp_path / "labels.json"))
-    img = session.thumbnails.get(first)  # sent by the classifier process
+    img = session.thumbnail_of(first)  # sent by the classifier process
     assert img is not None and img.ndim == 2
     session.show_stored(uids)
     # the store (and its lock) live outside the sources

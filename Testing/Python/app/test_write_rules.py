@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import socket
 import sqlite3
 import stat
@@ -79,7 +80,7 @@ def test_one_write_rule_for_every_kind_of_target(tmp_path):
 
 
 def test_text_is_escaped_one_way_in_every_format():
-    name = os.fsdecode(b"/d/a\xff\n\x1b[31m\u202e.dcm".replace(b"\u202e", "\u202e".encode()))
+    name = os.fsdecode(b"/d/a\xff\n\x1b[31m\xe2\x80\xae.dcm")
     assert safe_text(name) == r"/d/a\xff\n\x1b[31m\u202e.dcm"
     assert safe_text("Ünïcødé 日本 \\ back") == "Ünïcødé 日本 \\ back"  # printable text untouched
     assert [csv_cell(v) for v in ("=1", "+1", "-x", "@a", "a=1", 3, -1.5, float("nan"))] == [
@@ -87,11 +88,18 @@ def test_text_is_escaped_one_way_in_every_format():
     row = ResultRow.from_dict({"series_uid": "1.2", "description": "=cmd\x1b", "folder": name,
                                "confidence": 0.5})
     row.confidence = float("nan")
-    doc = json.loads(format_json([row], [SkippedFile(name, "bad\nreason")], {}))
-    assert doc["series"][0]["folder"] == safe_text(name) and doc["series"][0]["confidence"] is None
-    assert doc["skipped"] == [{"path": safe_text(name), "reason": r"bad\nreason"}]
+    text = format_json([row], [SkippedFile(name, "bad\nreason")], {})
+    text.encode("utf-8")  # strict: no lone surrogate
+    assert not re.search("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\ud800-\udfff]", text), repr(text)
+    doc = json.loads(text)
+    # file names are lossless in JSON (escaped by JSON itself); header text goes through safe_text
+    assert doc["series"][0]["folder"] == name and doc["series"][0]["confidence"] is None
+    assert os.fsencode(doc["series"][0]["folder"]) == b"/d/a\xff\n\x1b[31m\xe2\x80\xae.dcm"
+    assert doc["series"][0]["description"] == r"=cmd\x1b"
+    assert doc["skipped"] == [{"path": name, "reason": r"bad\nreason"}]
     csv_text = format_csv([row])
     assert "'=cmd\\x1b" in csv_text and "\x1b" not in csv_text
+    assert safe_text(name) in csv_text  # tables keep the terminal-safe escape of file names
 
 
 def test_label_store_inputs_are_validated(tmp_path):

@@ -16,7 +16,7 @@ from SeqClassifierLib.curation import label_store as ls
 from SeqClassifierLib.curation.label_store import (CSV_FIELDS, CorruptLabelStoreError, LabelStore, LabelStoreError,
                                           LabelStoreWarning)
 from SeqClassifierLib.labels import CLASS_NAMES, Plane, SequenceLabel
-from SeqClassifierLib.records import Prediction, ResultRow, SeriesRecord
+from SeqClassifierLib.records import Prediction, ResultRow, SeriesKey, SeriesRecord
 
 
 def _rows(records, predictions) -> list[ResultRow]:
@@ -52,8 +52,9 @@ def test_round_trip(tmp_path):
 
     confirmed = again.confirm("1.2", "adc", user="rad1")
     assert confirmed.confirmed_label == "ADC" and confirmed.confirmed_by == "rad1" and confirmed.confirmed_at
-    assert again.confirmed_labels() == {"1.2": SequenceLabel.ADC}
-    assert again.labels() == {"1.1": SequenceLabel.T2w, "1.2": SequenceLabel.ADC}
+    key = lambda uid: SeriesKey("P1", "1.2.3", uid)  # noqa: E731
+    assert again.confirmed_labels() == {key("1.2"): SequenceLabel.ADC}
+    assert again.labels() == {key("1.1"): SequenceLabel.T2w, key("1.2"): SequenceLabel.ADC}
 
     # a new prediction never overwrites the confirmation
     store.record_predictions(_rows([recs[1]], [_prediction("1.2", SequenceLabel.DWI, 0.99)]))
@@ -160,7 +161,7 @@ def test_concurrent_writers_all_land(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    entries = LabelStore(path).load()
+    entries = {k.series_uid: e for k, e in LabelStore(path).load().items()}
     assert set(entries) == {f"{w}.{i}" for w in range(workers) for i in range(n)}
     for w in range(workers):
         for i in range(n):
@@ -235,7 +236,9 @@ def test_csv_export_training_format(tmp_path):
     js = tmp_path / "labels_export.json"
     assert store.export_json(js) == 3
     doc = json.loads(js.read_text())
-    assert set(doc["series"]) == {"1.1", "1.2", "1.3"} and doc["series"]["1.2"]["confirmed_label"] == "ADC"
+    by_uid = {e["series_uid"]: e for e in doc["series"]}
+    assert set(by_uid) == {"1.1", "1.2", "1.3"} and by_uid["1.2"]["confirmed_label"] == "ADC"
+    assert {(e["patient_id"], e["study_uid"]) for e in doc["series"]} == {("P1", "1.2.3")}
 
 
 def test_stale_temp_files_of_killed_writers_are_cleaned(tmp_path):
@@ -282,3 +285,44 @@ def test_export_of_corrections_is_read_by_train(prostatex_discovery, prostatex_l
         w.writerows({**r, "SeriesInstanceUID": ""} for r in rows)
     assert {rec.series_uid: CLASS_NAMES[label] for rec, label, _ in labelled_series([blank], [prostatex],
                                                                                      log=lambda *a: None)} == truth
+
+
+def test_version_1_store_keyed_by_uid_is_read_and_migrated(tmp_path):
+    """A store written before series keys (``"series"`` an object keyed by SeriesInstanceUID)."""
+    path = tmp_path / "labels.json"
+    old = {"schema": ls.SCHEMA, "version": 1, "updated_at": "2026-01-01T00:00:00+00:00", "series": {
+        "1.1": {"series_uid": "1.1", "predicted_label": "T2w", "confidence": 0.9, "confirmed_label": "ADC",
+                "confirmed_by": "rad", "patient_id": "P1", "study_uid": "S1", "series_number": 4},
+        "1.2": {"series_uid": "1.2", "confirmed_label": "DWI", "confirmed_by": "rad"}}}
+    path.write_text(json.dumps(old), encoding="utf-8")
+    store = LabelStore(path)
+    assert store.confirmed_labels() == {SeriesKey("P1", "S1", "1.1"): SequenceLabel.ADC,
+                                        SeriesKey("", "", "1.2"): SequenceLabel.DWI}
+    assert store.get(SeriesKey("P1", "S1", "1.1")).series_number == 4
+    # a UID-only entry (no patient, no study recorded) stands for that UID under any patient
+    assert store.get(SeriesKey("P9", "S9", "1.2")).confirmed_label == "DWI"
+    assert store.get(SeriesKey("P9", "S9", "1.1")) is None  # never another patient's label
+    assert json.loads(path.read_text())["version"] == 1  # reading changes nothing
+    store.confirm(SeriesKey("P2", "S2", "1.3"), "T2w", user="rad")
+    doc = json.loads(path.read_text())
+    assert doc["version"] == ls.SCHEMA_VERSION == 2
+    assert sorted((e["patient_id"], e["study_uid"], e["series_uid"], e["confirmed_label"]) for e in doc["series"]) \
+        == [("", "", "1.2", "DWI"), ("P1", "S1", "1.1", "ADC"), ("P2", "S2", "1.3", "T2w")]
+
+
+def test_two_patients_sharing_a_uid_never_change_each_others_label(tmp_path):
+    store = LabelStore(tmp_path / "labels.json")
+    a, b = _record("9.9", tmp_path / "A"), _record("9.9", tmp_path / "B")
+    b.patient_id = "P2"
+    store.record_predictions(_rows([a, b], [_prediction("9.9", SequenceLabel.T2w),
+                                            _prediction("9.9", SequenceLabel.DWI)]))
+    assert len(store) == 2
+    store.confirm(b.key, "ADC", user="rad")
+    assert store.get(a.key).label == "T2w" and store.get(a.key).confirmed_label is None
+    assert store.get(b.key).label == "ADC"
+    assert store.get(b.key).series_dir == str(tmp_path / "B")
+    with pytest.raises(LabelStoreError, match="give its SeriesKey"):
+        store.confirm("9.9", "OTHER", user="rad")  # a bare UID is ambiguous here
+    assert store.remove(a.key) and store.get(b.key).label == "ADC"
+    with pytest.raises(ValueError, match="listed twice"):
+        ls._validate({"schema": ls.SCHEMA, "version": 2, "series": [b.key.to_dict(), b.key.to_dict()]})

@@ -13,7 +13,7 @@ from SeqClassifierLib.dicom.discovery import discover_series, series_key
 from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.curation.sorting import sort_series
 from SeqClassifierLib.labels import SequenceLabel
-from SeqClassifierLib.records import Prediction, ResultRow
+from SeqClassifierLib.records import Prediction, ResultRow, SeriesKey
 
 
 def _slices(folder: Path, key: str, patient: str, study: str, series: str, n: int = 3) -> list[Path]:
@@ -69,17 +69,22 @@ def test_a_unique_series_gets_no_warning(tmp_path):
     assert [s.warnings for s in d.series] == [[], []]
 
 
-def test_downstream_keyed_by_series_uid_still_runs(tmp_path):
-    """Study context, result rows and the sort/label-store key (series UID) take both records."""
+def test_a_shared_uid_never_takes_another_patients_study_context(tmp_path):
+    """Two patients share a SeriesInstanceUID; PAT-B's series is alone in its study, PAT-A's has a sibling.
+    Keyed by the UID alone, the lone series got n_study_series=2 (PAT-A's context)."""
     _slices(tmp_path / "A", "a", "PAT-A", STUDY, SERIES)
+    _slices(tmp_path / "A2", "a2", "PAT-A", STUDY, SERIES + ".2")
     _slices(tmp_path / "B", "b", "PAT-B", STUDY, SERIES)
     d = discover_series(tmp_path)
     contexts = study_contexts(d.series)
-    assert set(contexts) == {SERIES}
+    assert set(contexts) == {("PAT-A", STUDY, SERIES), ("PAT-A", STUDY, SERIES + ".2"), ("PAT-B", STUDY, SERIES)}
+    lone = contexts[SeriesKey("PAT-B", STUDY, SERIES)]
+    assert lone.n_study_series == 1 and not lone.available
+    assert contexts[SeriesKey("PAT-A", STUDY, SERIES)].n_study_series == 2
     rows = [ResultRow.from_series(r, Prediction(r.series_uid, None, None, {}, True, "untrained"))
             for r in d.series]
-    assert [(r.patient_id, r.n_files) for r in rows] == [("PAT-A", 3), ("PAT-B", 3)]
-    assert {r.folder for r in rows} == {str(tmp_path / "A"), str(tmp_path / "B")}
+    assert sorted(r.key for r in rows) == sorted(contexts)
+    assert {r.folder for r in rows} == {str(tmp_path / f) for f in ("A", "A2", "B")}
 
 
 def test_a_copied_file_is_counted_once(tmp_path):

@@ -8,7 +8,8 @@ import pytest
 
 from SeqClassifierLib.inputs.attributes import drop_in_study
 from SeqClassifierLib.inputs.features import FEATURE_NAMES, extract_features
-from SeqClassifierLib.inputs.study import SeriesContext, series_time, study_contexts
+from SeqClassifierLib.inputs.study import SeriesContext, series_time
+from SeqClassifierLib.inputs.study import study_contexts as _keyed_contexts
 from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
@@ -25,6 +26,14 @@ def _series(uid, number, t, flip: "float | None" = 15.0, te=1.4, tr=4.1, b=(), n
     return SeriesRecord(series_uid=uid, study_uid=study, patient_id="P", series_number=number,
                         files=[f.path for f in frames], frames=frames, plane=Plane.AXIAL, normal=normal,
                         b_values=list(b), header=header)
+
+
+def study_contexts(records):
+    """The contexts by SeriesInstanceUID, for series whose UIDs are unique here (keys checked)."""
+    records = list(records)
+    ctx = _keyed_contexts(records)
+    assert set(ctx) == {r.key for r in records}
+    return {key.series_uid: c for key, c in ctx.items()}
 
 
 def _tm(seconds: float) -> str:

@@ -75,6 +75,6 @@ def test_no_label_no_conflict_and_every_check_named():
 def test_real_prostatex_right_labels_raise_no_conflict(prostatex_discovery, prostatex_labels):
     truth = {row["SeriesInstanceUID"]: L.parse(row["label"]) for row in prostatex_labels}
     ctx = study_contexts(prostatex_discovery.series)
-    conflicts = {r.description: evidence_conflicts(r, truth[r.series_uid], ctx[r.series_uid])
+    conflicts = {r.description: evidence_conflicts(r, truth[r.series_uid], ctx[r.key])
                  for r in prostatex_discovery.series}
     assert all(v == [] for v in conflicts.values()), conflicts

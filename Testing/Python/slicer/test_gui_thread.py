@@ -187,14 +187,14 @@ def test_a_locked_store_never_blocks_and_is_saved_later(tmp_path):
     session.writes.wait = False
     row = ResultRow(series_uid="1.2.3", label="T2w", confidence=0.6, model="m@1", description="t2")
     store.record_predictions([row])
-    session.rows = {"1.2.3": review.ReviewRow.from_result_row(row, store.get("1.2.3"))}
+    session.rows = {row.key: review.ReviewRow.from_result_row(row, store.get("1.2.3"))}
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(store.lock_path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         store.lock_timeout = 30.0  # what a waiting write would wait for
         entry = session.confirm_label("1.2.3", "ADC", user="rad")
-        assert entry.confirmed_label == "ADC" and session.rows["1.2.3"].label == "ADC"  # shown at once
+        assert entry.confirmed_label == "ADC" and session.row_of("1.2.3").label == "ADC"  # shown at once
         assert store.lock_timeout == 30.0 and store.get("1.2.3").confirmed_label is None  # not written yet
         assert session.writes.pending and "locked by another program" in session.writes.waiting_text()
         assert session.label_of("1.2.3") == "ADC"

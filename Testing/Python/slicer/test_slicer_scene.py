@@ -210,7 +210,7 @@ def test_label_to_load_prefers_overrides_then_confirmed_then_predicted(tmp_path)
          "plane": "axial", "description": "t2_tse_tra", "folder": ""},
     ]])
     store.confirm("1.1", "ADC", user="rad")
-    entries = store.load()
+    entries = {key.series_uid: e for key, e in store.load().items()}  # no patient/study given: UID-only keys
     # confirmed in the store, no table row: the row is rebuilt from the store, label ADC, confirmed
     row, label, confirmed = review.label_to_load("1.1", None, entries["1.1"])
     assert (row.description, label, confirmed) == ("ep2d_diff", "ADC", True)

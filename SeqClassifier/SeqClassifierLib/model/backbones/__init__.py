@@ -1,6 +1,7 @@
 """Image backbones (feature extractors) and their pretrained weights.
 
 :mod:`.registry`     every backbone declared as data (:class:`BackboneConfig`), one registry;
+:mod:`.backbone`     the :class:`Backbone` type (a feature extractor and its weights' provenance);
 :mod:`.builders`     one factory, :func:`create_backbone`, returning a :class:`Backbone`;
 :mod:`.compact_cnn`  the builtin CNN trained from scratch (the shipped model's backbone);
 :mod:`.weights`      pretrained weight resolution (file, HF cache, own cache, URL + SHA-256).

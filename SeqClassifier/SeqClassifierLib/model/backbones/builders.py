@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from typing import Callable, Dict, Optional, Union
 
-import torch
 from torch import nn
 
+from SeqClassifierLib.model.backbones.backbone import Backbone
 from SeqClassifierLib.model.backbones.compact_cnn import CompactCNN
 from SeqClassifierLib.model.backbones.registry import FAMILIES, BackboneConfig, get_backbone_config
 from SeqClassifierLib.model.backbones.weights import (
@@ -35,32 +35,6 @@ log = logging.getLogger(__name__)
 
 #: Modules of the ``builtin`` family, by :attr:`BackboneConfig.arch`.
 BUILTIN_ARCHS: Dict[str, Callable[..., nn.Module]] = {"CompactCNN": CompactCNN}
-
-
-
-class Backbone(nn.Module):
-    """An image feature extractor: ``forward(x[B, 3, H, W]) -> features[B, D]``.
-
-    Attributes: ``config`` (:class:`BackboneConfig`), ``num_features`` (D),
-    ``body`` (the wrapped timm / open_clip / builtin module) and, when
-    pretrained weights were loaded, ``weights_path`` / ``weights_sha256`` /
-    ``weights_source`` for provenance records.
-    """
-
-    def __init__(self, config: BackboneConfig, body: nn.Module):
-        super().__init__()
-        self.config = config
-        self.body = body
-        self.num_features = int(config.feature_dim)
-        self.weights_path: Optional[str] = None
-        self.weights_sha256: Optional[str] = None
-        self.weights_source: Optional[str] = None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-    def extra_repr(self) -> str:
-        return f"name={self.config.name!r}, num_features={self.num_features}"
 
 
 def _build_body(config: BackboneConfig) -> nn.Module:

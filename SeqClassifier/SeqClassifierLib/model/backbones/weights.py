@@ -18,7 +18,7 @@ Pretrained weights are never fetched implicitly by timm / open_clip.
 Weight files are read only through ``safetensors`` or
 ``torch.load(..., weights_only=True)``: a weights file can never execute code.
 :func:`load_pretrained_into` maps a timm / open_clip checkpoint onto a
-:class:`~.builders.Backbone`.
+:class:`~.backbone.Backbone`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Mapping, Optional, Union
+from typing import Callable, Dict, Mapping, Optional, Union
 
 import torch
 from torch import nn
@@ -40,8 +40,7 @@ from torch import nn
 from SeqClassifierLib.config import CACHE_ENV, OFFLINE_ENV, offline as _offline, weights_cache_dir  # one place for every setting
 from SeqClassifierLib.model.backbones.registry import BackboneConfig, PretrainedSource, get_backbone_config
 
-if TYPE_CHECKING:  # annotation only: builders imports this module
-    from SeqClassifierLib.model.backbones.builders import Backbone
+from SeqClassifierLib.model.backbones.backbone import Backbone
 
 __all__ = [
     "ResolvedWeights",
@@ -389,7 +388,7 @@ def _timm_filter(state_dict: Dict[str, torch.Tensor], model: nn.Module) -> Dict[
     return fn(state_dict, model)
 
 
-def load_pretrained_into(backbone: "Backbone", state_dict: Mapping[str, torch.Tensor]) -> None:
+def load_pretrained_into(backbone: Backbone, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Map ``state_dict`` onto ``backbone.body`` and load it.
 
     timm: strip ``module.``, apply timm's checkpoint filter; classifier weights
