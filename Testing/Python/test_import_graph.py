@@ -38,6 +38,11 @@ ALLOWED_LOCAL_IMPORTS: dict[tuple[str, str], str] = {
     ("SeqClassifierLib.app.validation_commands", "SeqClassifierLib.training.held_out"): _TORCH,
     ("SeqClassifierLib.app.validation_commands", "SeqClassifierLib.model.checkpoint"): _TORCH,
     ("SeqClassifierLib.model.classifier", "SeqClassifierLib.model.checkpoint"): _TORCH + " (opening a model)",
+    ("SeqClassifierLib.app.by_source_cli", "SeqClassifierLib.training.by_source"): _TORCH,
+    ("SeqClassifierLib.app.by_source_cli", "SeqClassifierLib.training.families"): _TORCH,
+    ("SeqClassifierLib.app.by_source_cli", "SeqClassifierLib.training.train"): _TORCH,
+    ("SeqClassifierLib.app.by_source_cli", "SeqClassifierLib.model.backbones"): _TORCH,
+    ("SeqClassifierLib.app.by_source_cli", "SeqClassifierLib.model.checkpoint"): _TORCH,
 }
 
 

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 
 from SeqClassifierLib.atomic import atomic_write_text
+from SeqClassifierLib.model.decision import RULES
+from SeqClassifierLib.model.review_rule import Scores, cross_validated, fit_review_rule, risk_coverage
 
 EXIT_OK, EXIT_ERROR = 0, 1
 
@@ -63,8 +65,7 @@ def _plot(path: Path, curves: dict, rule: dict) -> bool:
 
 def report_from_rows(rows: list, result: dict, target: float) -> dict:
     """The rule, its cross-validated rates, curves and the keyword baseline from out-of-source rows."""
-    from SeqClassifierLib.model.review_rule import Scores, cross_validated, fit_review_rule, risk_coverage
-    from SeqClassifierLib.training.by_source import keyword_scores
+    from SeqClassifierLib.training.by_source import keyword_scores  # torch (training.train): only for this command
 
     s = Scores.from_rows(rows)
     rule = fit_review_rule(s, target)
@@ -131,7 +132,6 @@ def cmd_by_source(args: argparse.Namespace) -> int:
           f"false alarms {cv['false_alarm_rate']:.3f}")
     if args.into_card:
         from SeqClassifierLib.model.checkpoint import update_card  # torch: only with a model
-        from SeqClassifierLib.model.decision import RULES
 
         slim = {k: v for k, v in report.items() if k != "risk_coverage"}
         update_card(args.into_card, review_rule=rule, decision_rules=list(RULES), leave_one_source_out=slim)

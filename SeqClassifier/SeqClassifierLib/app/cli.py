@@ -40,6 +40,7 @@ import warnings
 from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
+from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.app import archive_cli, by_source_cli, validation_commands
 from SeqClassifierLib.app.output import (event_line, format_csv, format_json, format_jsonl, format_table, make_row,
                                          model_info, safe_text, summary_event)
@@ -398,8 +399,6 @@ def _oversample(specs: Sequence[str], roots: Sequence[str]) -> dict:
 
 def _source_summary(samples) -> list:
     """The card's data sources by name (the data root's folder name, never this machine's path) with counts."""
-    from SeqClassifierLib.labels import CLASS_NAMES
-
     by: dict = {}
     for s in samples:
         name = os.path.basename(str(s.source).rstrip("/\\")) or str(s.source)

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-PLACES = ("image", "meta", "fused", "header")
+from SeqClassifierLib.model.places import PLACES  # noqa: E402 (re-exported)
 SHRINKAGE = 0.1
 #: Default share of held-out (in-distribution) series flagged per place.
 TARGET_RATE = 0.01

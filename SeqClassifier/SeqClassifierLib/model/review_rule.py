@@ -32,7 +32,7 @@ from typing import Any, Mapping, Optional, Sequence
 import numpy as np
 
 from SeqClassifierLib.model.evidence import CHECKS
-from SeqClassifierLib.model.ood import PLACES
+from SeqClassifierLib.model.places import PLACES
 
 #: Share of wrong out-of-source predictions the rule must flag.
 TARGET_COVERAGE = 0.90

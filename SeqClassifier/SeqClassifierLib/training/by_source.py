@@ -29,12 +29,15 @@ import numpy as np
 
 from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
+from SeqClassifierLib.model.checkpoint import load_checkpoint
 from SeqClassifierLib.model.classifier import Classifier
+from SeqClassifierLib.model.ensemble import EnsembleModel
+from SeqClassifierLib.model.ood import OodScorer
 from SeqClassifierLib.model.decision import RULES as DECISION_RULES
 from SeqClassifierLib.model.evidence import evidence_conflict_items
 from SeqClassifierLib.model.reasons import LOW_QUALITY, reason_kind
 from SeqClassifierLib.training.evaluate import prediction_scores
-from SeqClassifierLib.training.folds import source_groups, source_name
+from SeqClassifierLib.training.folds import sample_folds, source_groups, source_name
 from SeqClassifierLib.training.train import Sample, TrainConfig, classification_metrics, train
 
 LogFn = Callable[[str], None]
@@ -152,11 +155,6 @@ def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn =
     model alone (its own distance statistics) classifies the real series of its fold.  Same result
     form as :func:`leave_one_source_out`, without training anything.
     """
-    from SeqClassifierLib.model.checkpoint import load_checkpoint
-    from SeqClassifierLib.model.ensemble import EnsembleModel
-    from SeqClassifierLib.model.ood import OodScorer
-    from SeqClassifierLib.training.folds import sample_folds
-
     ensemble, card = load_checkpoint(model_path, map_location="cpu")
     by_source = tuple(card.get("training", {}).get("folds_by_source") or ())
     if not by_source:
