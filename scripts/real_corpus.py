@@ -39,6 +39,21 @@ def read(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def _header(folder: Path) -> tuple[str, str]:
+    """(StudyInstanceUID, Manufacturer) of the first DICOM file in ``folder`` ('' when unreadable)."""
+    try:
+        import pydicom
+    except ImportError:
+        return "", ""
+    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True)
+        except Exception:
+            continue
+        return str(ds.get("StudyInstanceUID", "")), str(ds.get("Manufacturer", ""))
+    return "", ""
+
+
 def shared_rows(shared: Path) -> list[dict]:
     out = []
     for sub, (source, repo) in SHARED_SOURCES.items():
@@ -46,10 +61,11 @@ def shared_rows(shared: Path) -> list[dict]:
         if not lab.is_file():
             continue
         for r in read(lab):
+            study, maker = _header(shared / sub / r["series_dir"])
             out.append({"source": source, "repository": repo, "commit": "", "path": f"../shared/data/{sub}/"
-                        f"{r['series_dir']}", "StudyInstanceUID": r.get("StudyInstanceUID", ""),
-                        "SeriesInstanceUID": r["SeriesInstanceUID"], "label": r["label"], "manufacturer":
-                        r.get("manufacturer", ""), "note": (r.get("note") or "") + " (in ../shared/data)"})
+                        f"{r['series_dir']}", "StudyInstanceUID": study,
+                        "SeriesInstanceUID": r["SeriesInstanceUID"], "label": r["label"], "manufacturer": maker,
+                        "note": (r.get("note") or "") + " (in ../shared/data)"})
     return out
 
 
