@@ -44,7 +44,7 @@ from SeqClassifierLib.config import WORKERS_ENV, fast_headers_enabled, workers_o
 from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
 from SeqClassifierLib.dicom.header import FileFrame, FileHeader, Outcome, UnusableFile
 from SeqClassifierLib.dicom.header_cache import HeaderCache
-from SeqClassifierLib.dicom.pydicom_reader import read_file_header_pydicom
+from SeqClassifierLib.dicom.pydicom_reader import not_dicom_reason, read_file_header_pydicom
 from SeqClassifierLib.dicom.values import _int
 from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_values
 from SeqClassifierLib.labels import Plane
@@ -101,6 +101,9 @@ def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHead
     anything that is not a usable MR image.
     """
     path = os.fspath(path)
+    refused = not_dicom_reason(path)  # reads 132 bytes: a huge file of anything else is refused at once
+    if refused:
+        raise UnusableFile(refused)
     if FAST_HEADERS if fast is None else fast:
         try:
             return read_file_header_fast(path)

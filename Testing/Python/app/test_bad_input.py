@@ -144,6 +144,9 @@ def test_kind_beside_good_series(kind, tmp_path, clean, mode):
                 assert r["n_files"] == case.extra["n_files"]
             if mode != "untrained":  # a trained model reads the image: compressed kinds must decode
                 assert "cannot decode" not in (r["note"] or ""), r["note"]
+            if case.extra.get("one_line_notes"):  # classified; what was wrong said in one line at most
+                assert r["label"] or mode == "untrained", r
+                assert "\n" not in (r["note"] or "") and "Traceback" not in (r["note"] or ""), r["note"]
         assert code == cli.EXIT_OK, err
     # the run summary on stderr counts the skips
     assert f"({len(skipped)} skipped)" in err
@@ -402,3 +405,54 @@ def test_special_file_given_as_a_path_is_reported_not_opened(tmp_path):
     d = discover_series([fifo, good])
     assert [(s.path, s.reason) for s in d.skipped] == [(str(fifo), "not a regular file: a named pipe (FIFO); not read")]
     assert len(d.series) == 1
+
+
+def test_huge_file_of_zeros_is_refused_from_its_first_bytes(tmp_path, monkeypatch):
+    """A 2 GB sparse file of zeros: refused as not DICOM after reading a few hundred bytes of it, not 2 GB."""
+    import builtins
+
+    from SeqClassifierLib.dicom.discovery import discover_series
+
+    case = corpus.build("zeros_2gb", tmp_path / "in")
+    (zeros,) = case.paths
+    read = {"bytes": 0, "opens": 0}
+    real_open = builtins.open
+
+    class Counting:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def read(self, n=-1):
+            data = self._fh.read(n)
+            read["bytes"] += len(data)
+            return data
+
+        def readinto(self, buf):
+            n = self._fh.readinto(buf)
+            read["bytes"] += n or 0
+            return n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._fh.close()
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    def counting_open(file, *args, **kwargs):
+        fh = real_open(file, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == str(zeros):
+            read["opens"] += 1
+            return Counting(fh)
+        return fh
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    d = discover_series(tmp_path / "in", workers=1)
+    monkeypatch.undo()
+    assert [(s.path, s.reason) for s in d.skipped] == [
+        (str(zeros), "not a DICOM file (no 'DICM' marker and no DICOM data set)")]
+    assert d.series == []
+    assert read["opens"] >= 1, "the counting wrapper saw no open: the test measures nothing"
+    assert read["bytes"] <= 4096, f"read {read['bytes']} bytes of a file of zeros"
