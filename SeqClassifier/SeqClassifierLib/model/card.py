@@ -178,12 +178,13 @@ class _Reader:
                 raise self.fail(name, "is missing")
             return default
         lo, hi = LIMITS[name]
+        given = value
         if isinstance(value, float) and math.isfinite(value) and value == int(value):
-            value = int(value)
+            value = int(value)  # 128.0 as written by some JSON tools
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"= {_short(value)} is not an integer")
+            raise self.fail(name, f"= {_short(given)} is not an integer")
         if not lo <= value <= hi:
-            raise self.fail(name, f"= {_short(value)} is out of range [{lo}, {hi}]")
+            raise self.fail(name, f"= {_short(given)} is out of range [{lo}, {hi}]")
         return value
 
     def number(self, value: Any, name: str, lo: float, hi: float, *, lo_open: bool = False,
