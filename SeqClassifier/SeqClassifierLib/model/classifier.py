@@ -30,6 +30,7 @@ from SeqClassifierLib.model.evidence import evidence_conflicts
 from SeqClassifierLib.model.card import ModelCard
 from SeqClassifierLib.model.reasons import Reason, ReasonKind, review_reasons
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
+from SeqClassifierLib.lifetime import raise_if_terminated
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice, standardize
 from SeqClassifierLib.records import Prediction, SeriesRecord
 
@@ -282,6 +283,7 @@ class Classifier:
 
             pending = submit(0)
             for k, batch in enumerate(batches):
+                raise_if_terminated()
                 prepared: list[PreparedInput] = [f.result() for f in pending]
                 pending = submit(k + 1)
                 meta = torch.from_numpy(np.stack([p.meta for p in prepared])).to(self.device)
