@@ -23,7 +23,8 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MODEL_ENV: API)
-from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
+from SeqClassifierLib.inputs.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features,
+                                              feature_difference)
 from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
 from SeqClassifierLib.model.evidence import evidence_conflicts
@@ -61,17 +62,39 @@ def default_model_path() -> Optional[Path]:
 
 
 def check_feature_schema(card: Union[ModelCard, Mapping[str, Any]], where: object) -> None:
-    """ValueError unless the card's feature schema is exactly the one this library computes."""
+    """ValueError unless the model's metadata features are exactly the ones this library computes.
+
+    A card lists its feature names (``feature_names``): they are compared name by name and the message
+    says which were added or are missing.  An older card without them stands for the names of its
+    ``feature_schema_version``: accepted when that is this library's version with as many features.
+    """
     if isinstance(card, ModelCard):
-        schema, n = card.feature_schema_version, card.model.num_meta_features
+        names, schema, n = card.feature_names, card.feature_schema_version, card.model.num_meta_features
     else:
+        names = card.get("feature_names")
         schema = str(card.get("feature_schema_version", ""))
         n = (card.get("model") or {}).get("num_meta_features")
-    if schema != FEATURE_SCHEMA_VERSION or (n is not None and int(n) != N_FEATURES):
+    if names is None:
+        if schema != FEATURE_SCHEMA_VERSION or (n is not None and int(n) != N_FEATURES):
+            raise ValueError(
+                f"{where}: the model was trained on metadata feature schema {schema or '(none)'} with {n} features; "
+                f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION} with {N_FEATURES} features. "
+                "Retrain the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
+        names = FEATURE_NAMES
+    names = tuple(names)
+    if n and int(n) != len(names):
+        raise ValueError(f"{where}: the card lists {len(names)} feature names for a model of {n} metadata inputs")
+    difference = feature_difference(names)
+    if difference:
         raise ValueError(
-            f"{where}: the model was trained on metadata feature schema {schema or '(none)'} with {n} features; "
-            f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION} with {N_FEATURES} features. "
-            "Retrain the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
+            f"{where}: the model was trained on {len(names)} metadata features, this SeqClassifier computes "
+            f"{N_FEATURES}: {difference}. Retrain the model with this version (seqclassifier train) or use the "
+            "SeqClassifier it was made with.")
+    if schema and schema != FEATURE_SCHEMA_VERSION:
+        raise ValueError(
+            f"{where}: the model's feature names are this SeqClassifier's, but their meaning changed: it was "
+            f"trained on schema {schema}, this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION}. Retrain "
+            "the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
 
 
 def resolve_device(device: str = "auto") -> str:
