@@ -93,3 +93,25 @@ def test_an_oversized_card_file_is_not_read(tmp_path, monkeypatch):
     monkeypatch.setattr(C.json, "loads", lambda *a: pytest.fail("the oversized card was parsed"))
     with pytest.raises(C.CardError, match=r"m\.json is \d+ bytes; a card is at most 16 MiB \(not read\)"):
         C.load_card(path)
+
+
+def test_classifier_from_an_ensemble_in_memory_predicts_as_the_loaded_one():
+    """held_out builds its per-fold classifiers with Classifier.from_ensemble: same rows as loading the file."""
+    import corpus
+    from SeqClassifierLib.dicom.discovery import discover_series
+    from SeqClassifierLib.model.classifier import Classifier
+    from SeqClassifierLib.model.reasons import Reason, ReasonKind
+
+    if not corpus.GOOD_SERIES.is_dir():
+        pytest.skip(f"real test data not found at {corpus.DATA}")
+    records = discover_series([corpus.GOOD_SERIES, corpus.OTHER_SERIES], workers=1).series
+    assert len(records) == 2
+    loaded = Classifier(SHIPPED, device="cpu", precision="fp32")
+    ensemble, card = ckpt.load_checkpoint(SHIPPED)
+    built = Classifier.from_ensemble(ensemble, card, device="cpu", precision="fp32")
+    assert built.model_name == loaded.model_name and built.review_threshold == loaded.review_threshold
+    a, b = loaded.classify(records), built.classify(records)
+    assert a == b
+    for p in a:  # typed reasons that are their own text
+        assert all(isinstance(r, Reason) and isinstance(r.kind, ReasonKind) and r.startswith(r.kind.value)
+                   for r in p.review_reasons)
