@@ -435,6 +435,58 @@ def special_files(folder: Path) -> Case:
                 r"not a regular file: (a named pipe \(FIFO\)|a socket)")
 
 
+#: (keyword, raw value) per series of :func:`non_finite_numbers`: numbers a float parses but no scanner
+#: writes (1e308 is finite, yet rounding it to a step overflows), infinities and NaN.
+NON_FINITE = (
+    {"RepetitionTime": "1e308", "EchoTime": "-1e308"},
+    {"PixelSpacing": "1e308\\1e308", "SliceThickness": "inf"},
+    {"FlipAngle": "nan", "EchoTime": "-inf", "SpacingBetweenSlices": "1e308"},
+    {"ImageOrientationPatient": "\\".join(["1e308"] * 6), "RepetitionTime": "nan"},
+    {"ImagePositionPatient": "1e308\\-1e308\\inf", "AcquisitionTime": "999999.999"},
+)
+
+
+def _raw_number(ds: Dataset, keyword: str, text: str) -> None:
+    """Store ``text`` as the element's raw bytes (pydicom would refuse to write inf/NaN as DS)."""
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+
+    tag = tag_for_keyword(keyword)
+    raw = text.encode("ascii")
+    raw += b" " * (len(raw) % 2)
+    if tag in ds:
+        del ds[tag]
+    ds[tag] = RawDataElement(pydicom.tag.Tag(tag), dictionary_VR(tag), len(raw), raw, 0, False, True)
+
+
+def non_finite_numbers(folder: Path) -> Case:
+    """A study of five series with huge, infinite or NaN numeric header values (the study-context stage
+    groups them by rounded TR, TE, flip angle, spacing and positions)."""
+    paths = []
+    for i, values in enumerate(NON_FINITE):
+        ds = retag(good_slice(), f"non-finite-{i}", study=False)
+        ds.StudyInstanceUID = uid("non-finite", "study")
+        ds.AcquisitionTime = f"1200{i * 5:02d}"
+        for keyword, text in values.items():
+            _raw_number(ds, keyword, text)
+        paths.append(save(ds, folder / f"non_finite_{i}.dcm"))
+    return Case("huge / infinite / NaN numbers (TR, TE, flip, spacing, orientation, position, time)", paths,
+                "series", n_series=len(NON_FINITE), notes="treated as missing: classified, one-line note at most",
+                extra={"one_line_notes": True})
+
+
+#: Size of :func:`zeros_2gb`'s file (sparse: no disk blocks are written).
+ZEROS_SIZE = 2 * 1024 ** 3
+
+
+def zeros_2gb(folder: Path) -> Case:
+    """A 2 GB file of zeros (sparse): no 'DICM', no data set start; must be refused from its first bytes."""
+    p = folder / "zeros.dcm"
+    with open(p, "wb") as fh:
+        fh.truncate(ZEROS_SIZE)
+    return Case("2 GB file of zeros (sparse)", [p], "skip", r"not a DICOM file")
+
+
 BUILDERS: dict[str, Callable[[Path], Case]] = {
     "truncated_pixels": truncated_pixels,
     "truncated_header": truncated_header,
@@ -460,6 +512,8 @@ BUILDERS: dict[str, Callable[[Path], Case]] = {
     "unicode_long_paths": unicode_long_paths,
     "symlink_loop": symlink_loop,
     "special_files": special_files,
+    "non_finite_numbers": non_finite_numbers,
+    "zeros_2gb": zeros_2gb,
 }
 
 

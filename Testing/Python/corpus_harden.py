@@ -2,8 +2,8 @@
 
 :mod:`corpus` holds bad *files* beside a GOOD series (what discovery must
 report); this module holds bad *runs*: output targets, sources named through
-a Slicer database, undecodable and control-character file names, hostile
-header text, damaged label stores, unusable databases, sort destinations and
+a Slicer database, model cards, undecodable and control-character file names, hostile
+header text, damaged label stores, unusable databases, model cards, sort destinations and
 full disks.  Every builder prepares a folder and returns a :class:`RunCase`:
 the command line to run, the trees whose every byte must stay as it was
 (:func:`corpus.tree_digest` before and after), the exit codes allowed, and a
@@ -53,6 +53,9 @@ def _register() -> None:
         BUILDERS[f"db_file_{label}"] = corpus_inputs._db_file_case(label, make, err)
     for label, (extra, err, code) in corpus_inputs.DB_ROWS.items():
         BUILDERS[f"db_row_{label}"] = corpus_inputs._db_rows_case(label, extra, err, code)
+    for label in corpus_inputs.CARDS:
+        BUILDERS[f"card_{label}"] = corpus_inputs._card_case(label)
+    BUILDERS["card_2gb"] = corpus_inputs.model_card_2gb
 
 
 _register()

@@ -1,4 +1,4 @@
-"""Run-level cases: damaged label stores and unusable Slicer databases."""
+"""Run-level cases: damaged label stores, unusable Slicer databases and model cards."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Callable
 
-from corpus_run import (DATABASE, STORE, RunCase, _write, classify, good, good_uid, make_db, outdir)
+from corpus_run import (DATABASE, MODEL, STORE, RunCase, _write, classify, good, good_uid, make_db, outdir)
 
 
 # ----------------------------------------------------------------------------
@@ -163,3 +163,89 @@ def db_bad_series_number(root: Path) -> RunCase:
     out = outdir(root) / "r.json"
     return RunCase("--slicer-db SeriesNumber is text", DATABASE, classify("--slicer-db", db, out=out),
                    [g, root / "db"], (0,), out=out)
+
+
+# ----------------------------------------------------------------------------
+# 9. model cards: every number that sizes an allocation is range-checked first
+# ----------------------------------------------------------------------------
+
+def _assets() -> Path:
+    from SeqClassifierLib.model.classifier import assets_dir
+
+    return assets_dir()
+
+
+def _shipped_card() -> dict:
+    import json
+
+    from SeqClassifierLib.model.classifier import DEFAULT_MODEL_NAME
+
+    return json.loads((_assets() / DEFAULT_MODEL_NAME).read_text(encoding="utf-8"))
+
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    """Set the dotted entry ``path`` of a card (e.g. ``preprocessing.input_size``) to ``value``."""
+    def mutate(card: dict) -> None:
+        *parents, last = path.split(".")
+        obj = card
+        for key in parents:
+            if not isinstance(obj.get(key), dict):
+                obj[key] = {}
+            obj = obj[key]
+        obj[last] = value
+    return mutate
+
+
+def _lora(card: dict) -> None:
+    card["model"]["lora"] = {"rank": 10 ** 9, "alpha": 8.0, "targets": ["qkv"], "dropout": 0.0}
+
+
+CARDS = {  # label -> (change to the shipped card, stderr regex: the card file and the field)
+    "image size 10^9": (_set("preprocessing.input_size", 10 ** 9),
+                        r"m\.json: preprocessing\.input_size = 1000000000 is out of range"),
+    "model image size -1": (_set("model.input_size", -1), r"m\.json: model\.input_size = -1 is out of range"),
+    "10^12 metadata features": (_set("model.num_meta_features", 10 ** 12),
+                                r"m\.json: model\.num_meta_features = 1000000000000 is out of range"),
+    "hidden width 10^9": (_set("model.meta_hidden", 10 ** 9), r"m\.json: model\.meta_hidden = 1000000000 is out"),
+    "fusion width 1e300": (_set("model.fusion_hidden", 1e300), r"m\.json: model\.fusion_hidden = 1e\+300 is out of range"),
+    "meta_dim is text": (_set("model.meta_dim", "64"), r"m\.json: model\.meta_dim = '64' is not an integer"),
+    "10^9 classes": (_set("model.num_classes", 10 ** 9), r"m\.json: model\.num_classes = 1000000000 is out"),
+    "10^6 folds": (_set("n_folds", 10 ** 6), r"m\.json: n_folds = 1000000 is out of range"),
+    "LoRA rank 10^9": (_lora, r"m\.json: model\.lora\.rank = 1000000000 is out of range"),
+    "10,000 image channels": (_set("preprocessing.mean", [0.5] * 10_000),
+                              r"m\.json: preprocessing\.mean has 10000 values; the model's image has 3 channels"),
+    "std 0": (_set("preprocessing.std", [0.5, 0.0, 0.5]), r"m\.json: preprocessing\.std\[1\] = 0\.0 is out of range"),
+    "temperature NaN": (_set("temperature", float("nan")), r"m\.json: temperature = nan is out of range"),
+    "review threshold 5": (_set("review_threshold", 5), r"m\.json: review_threshold = 5 is out of range"),
+    "dropout 2": (_set("model.dropout", 2.0), r"m\.json: model\.dropout = 2\.0 is out of range"),
+}
+
+
+def _card_case(label: str) -> Callable[[Path], RunCase]:
+    import json
+
+    mutate, err = CARDS[label]
+
+    def build(root: Path) -> RunCase:
+        g = good(root)
+        card = _shipped_card()
+        mutate(card)
+        folder = root / "model"
+        folder.mkdir()
+        (folder / "m.json").write_text(json.dumps(card), encoding="utf-8")  # (NaN written as NaN)
+        # the shipped weights beside it (their hash matches): only the changed field is wrong
+        os.symlink(_assets() / card["weights_file"], folder / card["weights_file"])
+        return RunCase(f"model card: {label}", MODEL, classify(g, "--model", folder / "m.json"), [g, folder], (1,),
+                       r"error: cannot load model: checkpoint card .*" + err, good=False)
+    return build
+
+
+def model_card_2gb(root: Path) -> RunCase:
+    """A 2 GB (sparse) card file: refused from its size, never read."""
+    g = good(root)
+    folder = root / "model"
+    folder.mkdir()
+    with open(folder / "m.json", "wb") as fh:
+        fh.truncate(2 * 1024 ** 3)
+    return RunCase("model card: a 2 GB file", MODEL, classify(g, "--model", folder / "m.json"), [g], (1,),
+                   r"checkpoint card .*m\.json is 2147483648 bytes; a card is at most 16 MiB \(not read\)", good=False)

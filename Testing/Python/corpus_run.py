@@ -25,7 +25,8 @@ STORE = "label store validated"
 DATABASE = "Slicer database validated"
 SORT = "sort writes safely"
 DISK = "full disk"
-CLASSES = (SOURCE, TARGET, NAMES, HEADER, STORE, DATABASE, SORT, DISK)
+MODEL = "model card validated"
+CLASSES = (SOURCE, TARGET, NAMES, HEADER, STORE, DATABASE, SORT, DISK, MODEL)
 
 
 @dataclass

@@ -52,6 +52,7 @@ from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, L
 from SeqClassifierLib.curation.sorting import SortError, sort_series
 from SeqClassifierLib.dicom.header_cache import HeaderCache
 from SeqClassifierLib.dicom.slicer_db import SlicerDatabaseError, database_file, series_files_from_slicer_db
+from SeqClassifierLib.lifetime import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.records import ResultRow, SkippedFile
 from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
@@ -590,7 +591,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        with terminate_as_interrupt():  # SIGTERM: the same clean-up as Ctrl-C (workers killed, no partial file)
+            return int(args.func(args))
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -44,10 +44,11 @@ from SeqClassifierLib.config import WORKERS_ENV, fast_headers_enabled, workers_o
 from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
 from SeqClassifierLib.dicom.header import FileFrame, FileHeader, Outcome, UnusableFile
 from SeqClassifierLib.dicom.header_cache import HeaderCache
-from SeqClassifierLib.dicom.pydicom_reader import read_file_header_pydicom
+from SeqClassifierLib.dicom.pydicom_reader import not_dicom_reason, read_file_header_pydicom
 from SeqClassifierLib.dicom.values import _int
 from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_values
 from SeqClassifierLib.labels import Plane
+from SeqClassifierLib.lifetime import raise_if_terminated, terminate_pool, worker_init
 from SeqClassifierLib.records import FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (SeriesKey: API)
 
 PathLike = Union[str, os.PathLike]
@@ -101,6 +102,9 @@ def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHead
     anything that is not a usable MR image.
     """
     path = os.fspath(path)
+    refused = not_dicom_reason(path)  # reads 132 bytes: a huge file of anything else is refused at once
+    if refused:
+        raise UnusableFile(refused)
     if FAST_HEADERS if fast is None else fast:
         try:
             return read_file_header_fast(path)
@@ -496,7 +500,9 @@ def _read_parallel(files: list[str], n_readers: int, method: str,
     ctx = mp.get_context(method)
     if method == "forkserver":
         ctx.set_forkserver_preload([__name__])
-    pool = ProcessPoolExecutor(max_workers=n_readers - 1, mp_context=ctx)
+    # the workers die with this process, whatever ends it (SeqClassifierLib.lifetime)
+    pool = ProcessPoolExecutor(max_workers=n_readers - 1, mp_context=ctx, initializer=worker_init,
+                               initargs=(os.getpid() if method == "fork" else None,))
     pending: dict[Any, int] = {}
     next_chunk = 0
     try:
@@ -519,7 +525,8 @@ def _read_parallel(files: list[str], n_readers: int, method: str,
                 out[i] = fut.result()
                 report(bounds[i][1] - bounds[i][0])
     except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+        terminate_pool(pool)  # Ctrl-C, SIGTERM or a bug: the workers are killed, not left to drain the queue
+        raise_if_terminated()  # workers killed by a SIGTERM to the process group: the run was terminated
         raise
     pool.shutdown(wait=True)
     return [o for part in out for o in part]  # type: ignore[union-attr]
@@ -571,6 +578,7 @@ def discover_series(
 
     def report(n: int) -> None:
         nonlocal done
+        raise_if_terminated()
         done += n
         if progress is not None and (done == total or done - last[0] >= 50):
             last[0] = done

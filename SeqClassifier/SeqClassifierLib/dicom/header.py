@@ -16,6 +16,7 @@ from typing import Any, Optional, Union
 import pydicom
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.attribute_table import ATTRIBUTES, Kind, by_keyword, constant_name
 from SeqClassifierLib.dicom.values import _elem_value, _first_item, _float, _floats, _int, _text, _text_list, _valid_b
 from SeqClassifierLib.dicom.vendors import mosaic_tiles, private_b_value
 
@@ -32,60 +33,18 @@ def b_value_of(ds: Any) -> Optional[float]:
         return b
     return private_b_value(ds)
 
-#: Attributes copied into ``SeriesRecord.header`` for the feature extractor.
-_HEADER_FIELDS: dict[str, Any] = {
-    "ImageType": T.IMAGE_TYPE,
-    "ScanningSequence": T.SCANNING_SEQUENCE,
-    "SequenceVariant": T.SEQUENCE_VARIANT,
-    "ScanOptions": T.SCAN_OPTIONS,
-    "MRAcquisitionType": T.MR_ACQUISITION_TYPE,
-    "SequenceName": T.SEQUENCE_NAME,
-    "PulseSequenceName": T.PULSE_SEQUENCE_NAME,
-    "EchoPulseSequence": T.ECHO_PULSE_SEQUENCE,
-    "EchoTime": T.ECHO_TIME,
-    "RepetitionTime": T.REPETITION_TIME,
-    "InversionTime": T.INVERSION_TIME,
-    "FlipAngle": T.FLIP_ANGLE,
-    "EchoTrainLength": T.ECHO_TRAIN_LENGTH,
-    "ContrastBolusAgent": T.CONTRAST_BOLUS_AGENT,
-    "SliceThickness": T.SLICE_THICKNESS,
-    "SpacingBetweenSlices": T.SPACING_BETWEEN_SLICES,
-    "PixelSpacing": T.PIXEL_SPACING,
-    "Rows": T.ROWS,
-    "Columns": T.COLUMNS,
-    "MagneticFieldStrength": T.MAGNETIC_FIELD_STRENGTH,
-    "NumberOfTemporalPositions": T.NUMBER_OF_TEMPORAL_POSITIONS,
-    "TriggerTime": T.TRIGGER_TIME,
-    "ManufacturerModelName": T.MANUFACTURER_MODEL_NAME,
-    "RescaleSlope": T.RESCALE_SLOPE,
-    "RescaleIntercept": T.RESCALE_INTERCEPT,
-    # Times and acquisition number: the study-context stage orders a study's series in time.
-    "SeriesTime": T.SERIES_TIME,
-    "AcquisitionTime": T.ACQUISITION_TIME,
-    "ContentTime": T.CONTENT_TIME,
-    "AcquisitionNumber": T.ACQUISITION_NUMBER,
-}
-_LIST_FIELDS = {"ImageType", "ScanningSequence", "SequenceVariant", "ScanOptions"}
-_NUMBER_FIELDS = {
-    "EchoTime", "RepetitionTime", "InversionTime", "FlipAngle", "EchoTrainLength",
-    "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns",
-    "MagneticFieldStrength", "NumberOfTemporalPositions", "TriggerTime",
-    "RescaleSlope", "RescaleIntercept", "AcquisitionNumber",
-}
+# Generated from the attribute table (dicom.attribute_table): its ``header`` rows.
+_TABLE = by_keyword()
+#: Attributes copied into ``SeriesRecord.header`` for the feature extractor: keyword -> tag.
+_HEADER_FIELDS: dict[str, Any] = {a.keyword: getattr(T, constant_name(a)) for a in ATTRIBUTES if a.header}
+_LIST_FIELDS = {a.keyword for a in ATTRIBUTES if a.header and a.kind == Kind.LIST}
+_NUMBER_FIELDS = {a.keyword for a in ATTRIBUTES if a.header and a.kind == Kind.NUMBER}
 
 # Where enhanced multi-frame objects keep the attributes above (shared or
 # per-frame functional groups): keyword -> (macro sequence, attribute).
 _ENHANCED_FIELDS: dict[str, tuple[Any, Any]] = {
-    "EchoTime": (T.MR_ECHO_SEQUENCE, T.EFFECTIVE_ECHO_TIME),
-    "RepetitionTime": (T.MR_TIMING_SEQUENCE, T.REPETITION_TIME),
-    "FlipAngle": (T.MR_TIMING_SEQUENCE, T.FLIP_ANGLE),
-    "EchoTrainLength": (T.MR_TIMING_SEQUENCE, T.ECHO_TRAIN_LENGTH),
-    "SliceThickness": (T.PIXEL_MEASURES_SEQUENCE, T.SLICE_THICKNESS),
-    "SpacingBetweenSlices": (T.PIXEL_MEASURES_SEQUENCE, T.SPACING_BETWEEN_SLICES),
-    "PixelSpacing": (T.PIXEL_MEASURES_SEQUENCE, T.PIXEL_SPACING),
-    "RescaleSlope": (T.PIXEL_VALUE_TRANSFORMATION_SEQUENCE, T.RESCALE_SLOPE),
-    "RescaleIntercept": (T.PIXEL_VALUE_TRANSFORMATION_SEQUENCE, T.RESCALE_INTERCEPT),
-    "ImageType": (T.MR_IMAGE_FRAME_TYPE_SEQUENCE, T.FRAME_TYPE),
+    a.keyword: (getattr(T, constant_name(_TABLE[a.enhanced[0]])), getattr(T, constant_name(_TABLE[a.enhanced[1]])))
+    for a in ATTRIBUTES if a.header and a.enhanced is not None
 }
 
 

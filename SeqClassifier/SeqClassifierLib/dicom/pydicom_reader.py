@@ -12,7 +12,7 @@ import io
 import os
 import struct
 import zlib
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import pydicom
 import pydicom.uid
@@ -24,21 +24,47 @@ from SeqClassifierLib.dicom.header import FileHeader, UnusableFile, header_from_
 PathLike = Union[str, os.PathLike]
 
 
-def _looks_like_raw_dataset(path: str) -> bool:
-    """True if a file without the 'DICM' preamble starts like a DICOM data set.
+#: Bytes read to decide whether a file can be DICOM at all: the 128-byte preamble and 'DICM'.
+SNIFF_BYTES = 132
+NOT_DICOM = "not a DICOM file (no 'DICM' marker and no DICOM data set)"
+
+
+def _starts_like_dataset(head: bytes) -> bool:
+    """True if bytes without the 'DICM' preamble start like a DICOM data set.
 
     Such files (no 128-byte preamble, no file meta) still occur; they begin with
-    a group 0x0008 element in little-endian byte order.
+    a group 0x0002 or 0x0008 element in little-endian byte order.
     """
+    if len(head) < 8:
+        return False
+    group, elem = struct.unpack("<HH", head[:4])
+    return group in (0x0002, 0x0008) and elem < 0x1000
+
+
+def _looks_like_raw_dataset(path: str) -> bool:
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError:
         return False
-    if len(head) < 8:
-        return False
-    group, elem = struct.unpack("<HH", head[:4])
-    return group in (0x0002, 0x0008) and elem < 0x1000
+    return _starts_like_dataset(head)
+
+
+def not_dicom_reason(path: str) -> Optional[str]:
+    """:data:`NOT_DICOM` when the first :data:`SNIFF_BYTES` bytes rule DICOM out, else None.
+
+    Reads at most :data:`SNIFF_BYTES` bytes, whatever the file's size (a 2 GB file
+    of zeros is refused at once).  None also when the file cannot be opened or
+    is shorter than 8 bytes: the readers report those with their own reasons.
+    """
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            head = fh.read(SNIFF_BYTES)
+    except OSError:
+        return None
+    if len(head) < 8 or head[128:132] == b"DICM" or _starts_like_dataset(head):
+        return None
+    return NOT_DICOM
 
 
 #: A deflated data set that inflates to more than this is refused (a "zip bomb" or a damaged file).
@@ -93,7 +119,7 @@ def _read_dataset_pydicom(path: str) -> tuple[Any, int, int, bytes]:
                 ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags)
             except InvalidDicomError:
                 if not _looks_like_raw_dataset(path):
-                    raise UnusableFile("not a DICOM file (no 'DICM' marker and no DICOM data set)") from None
+                    raise UnusableFile(NOT_DICOM) from None
                 fh.seek(0)
                 ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=tags, force=True)
             meta = getattr(ds, "file_meta", None)

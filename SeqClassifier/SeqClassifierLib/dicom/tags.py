@@ -1,7 +1,8 @@
 """Symbolic table of every DICOM attribute SeqClassifier reads.
 
-Code refers to attributes by these names, never by raw numbers, so the list of
-what is read stays in one place.  :data:`HEADER_TAGS` is passed to pydicom's
+Code refers to attributes by these names, never by raw numbers; the names are
+generated from :data:`.attribute_table.ATTRIBUTES`, so the list of what is read
+stays in one place.  :data:`HEADER_TAGS` is passed to pydicom's
 ``specific_tags`` so discovery parses only these elements (plus whatever
 pydicom needs to reach them).
 """
@@ -10,109 +11,23 @@ from __future__ import annotations
 
 from pydicom.tag import BaseTag, Tag
 
-# Standard attributes, keyword -> tag.
-SOP_CLASS_UID = Tag(0x0008, 0x0016)
-SOP_INSTANCE_UID = Tag(0x0008, 0x0018)
-IMAGE_TYPE = Tag(0x0008, 0x0008)
-STUDY_DATE = Tag(0x0008, 0x0020)
-SERIES_TIME = Tag(0x0008, 0x0031)
-ACQUISITION_TIME = Tag(0x0008, 0x0032)
-CONTENT_TIME = Tag(0x0008, 0x0033)
-MODALITY = Tag(0x0008, 0x0060)
-MANUFACTURER = Tag(0x0008, 0x0070)
-STUDY_DESCRIPTION = Tag(0x0008, 0x1030)
-SERIES_DESCRIPTION = Tag(0x0008, 0x103E)
-MANUFACTURER_MODEL_NAME = Tag(0x0008, 0x1090)
-PATIENT_NAME = Tag(0x0010, 0x0010)
-PATIENT_ID = Tag(0x0010, 0x0020)
-CONTRAST_BOLUS_AGENT = Tag(0x0018, 0x0010)
-SCANNING_SEQUENCE = Tag(0x0018, 0x0020)
-SEQUENCE_VARIANT = Tag(0x0018, 0x0021)
-SCAN_OPTIONS = Tag(0x0018, 0x0022)
-MR_ACQUISITION_TYPE = Tag(0x0018, 0x0023)
-SEQUENCE_NAME = Tag(0x0018, 0x0024)
-SLICE_THICKNESS = Tag(0x0018, 0x0050)
-REPETITION_TIME = Tag(0x0018, 0x0080)
-ECHO_TIME = Tag(0x0018, 0x0081)
-INVERSION_TIME = Tag(0x0018, 0x0082)
-MAGNETIC_FIELD_STRENGTH = Tag(0x0018, 0x0087)
-SPACING_BETWEEN_SLICES = Tag(0x0018, 0x0088)
-ECHO_TRAIN_LENGTH = Tag(0x0018, 0x0091)
-PROTOCOL_NAME = Tag(0x0018, 0x1030)
-CONTRAST_BOLUS_START_TIME = Tag(0x0018, 0x1042)
-TRIGGER_TIME = Tag(0x0018, 0x1060)
-FLIP_ANGLE = Tag(0x0018, 0x1314)
-ACQUISITION_MATRIX = Tag(0x0018, 0x1310)
-ECHO_PULSE_SEQUENCE = Tag(0x0018, 0x9008)
-TRANSFER_SYNTAX_UID = Tag(0x0002, 0x0010)
-DIFFUSION_B_VALUE = Tag(0x0018, 0x9087)
-PULSE_SEQUENCE_NAME = Tag(0x0018, 0x9005)
-STUDY_INSTANCE_UID = Tag(0x0020, 0x000D)
-SERIES_INSTANCE_UID = Tag(0x0020, 0x000E)
-SERIES_NUMBER = Tag(0x0020, 0x0011)
-ACQUISITION_NUMBER = Tag(0x0020, 0x0012)
-INSTANCE_NUMBER = Tag(0x0020, 0x0013)
-IMAGE_POSITION_PATIENT = Tag(0x0020, 0x0032)
-IMAGE_ORIENTATION_PATIENT = Tag(0x0020, 0x0037)
-TEMPORAL_POSITION_IDENTIFIER = Tag(0x0020, 0x0100)
-NUMBER_OF_TEMPORAL_POSITIONS = Tag(0x0020, 0x0105)
-SLICE_LOCATION = Tag(0x0020, 0x1041)
-TEMPORAL_POSITION_INDEX = Tag(0x0020, 0x9128)
-SAMPLES_PER_PIXEL = Tag(0x0028, 0x0002)
-NUMBER_OF_FRAMES = Tag(0x0028, 0x0008)
-ROWS = Tag(0x0028, 0x0010)
-COLUMNS = Tag(0x0028, 0x0011)
-PIXEL_SPACING = Tag(0x0028, 0x0030)
-BITS_ALLOCATED = Tag(0x0028, 0x0100)
-RESCALE_INTERCEPT = Tag(0x0028, 0x1052)
-RESCALE_SLOPE = Tag(0x0028, 0x1053)
-SHARED_FUNCTIONAL_GROUPS = Tag(0x5200, 0x9229)
-PER_FRAME_FUNCTIONAL_GROUPS = Tag(0x5200, 0x9230)
-PIXEL_DATA = Tag(0x7FE0, 0x0010)
+from SeqClassifierLib.dicom.attribute_table import ATTRIBUTES, constant_name
+
+# The constants, one per row of the attribute table: ECHO_TIME = Tag(0x0018, 0x0081), ...
+# (private ones: their numbers only; which creator owns each block, how its values decode and
+# which vendor it belongs to is in :mod:`.vendors`).
+for _attr in ATTRIBUTES:
+    globals()[constant_name(_attr)] = Tag(_attr.tag)
+del _attr
+
 # Image Pixel module attributes read (besides HEADER_TAGS) with the pixels of a native frame.
-PHOTOMETRIC_INTERPRETATION = Tag(0x0028, 0x0004)
-PLANAR_CONFIGURATION = Tag(0x0028, 0x0006)
-BITS_STORED = Tag(0x0028, 0x0101)
-PIXEL_REPRESENTATION = Tag(0x0028, 0x0103)
-PIXEL_TAGS: tuple[BaseTag, ...] = (PHOTOMETRIC_INTERPRETATION, PLANAR_CONFIGURATION, BITS_STORED,
-                                   PIXEL_REPRESENTATION)
+PIXEL_TAGS: tuple[BaseTag, ...] = tuple(Tag(a.tag) for a in ATTRIBUTES if a.keyword in (
+    "PhotometricInterpretation", "PlanarConfiguration", "BitsStored", "PixelRepresentation"))
 
-# Private attributes (their numbers only).  The element numbers assume the
-# usual private creator block (0x10); which creator owns each block, how its
-# values decode and which vendor it belongs to is in :mod:`.vendors`.
-SIEMENS_B_VALUE = Tag(0x0019, 0x100C)
-SIEMENS_CREATOR = Tag(0x0019, 0x0010)
-SIEMENS_MOSAIC_IMAGES = Tag(0x0019, 0x100A)    # NumberOfImagesInMosaic
-SIEMENS_CSA_IMAGE_HEADER = Tag(0x0029, 0x1010)
-SIEMENS_CSA_SERIES_HEADER = Tag(0x0029, 0x1020)  # holds MrPhoenixProtocol
-SIEMENS_CSA_CREATOR = Tag(0x0029, 0x0010)
-GE_B_VALUE = Tag(0x0043, 0x1039)               # slop_int_6..9
-GE_CREATOR = Tag(0x0043, 0x0010)
-PHILIPS_B_VALUE = Tag(0x2001, 0x1003)
-PHILIPS_CREATOR = Tag(0x2001, 0x0010)
-
-#: Everything discovery reads from a file header.  The functional-group
-#: sequences of enhanced multi-frame objects are included whole because the
-#: per-frame b-values, positions and temporal indices live inside them.
-HEADER_TAGS: tuple[BaseTag, ...] = (
-    SOP_CLASS_UID, SOP_INSTANCE_UID, IMAGE_TYPE, STUDY_DATE, SERIES_TIME, ACQUISITION_TIME, CONTENT_TIME, MODALITY,
-    MANUFACTURER, STUDY_DESCRIPTION, SERIES_DESCRIPTION, MANUFACTURER_MODEL_NAME,
-    PATIENT_NAME, PATIENT_ID, CONTRAST_BOLUS_AGENT, SCANNING_SEQUENCE,
-    SEQUENCE_VARIANT, SCAN_OPTIONS, MR_ACQUISITION_TYPE, SEQUENCE_NAME,
-    SLICE_THICKNESS, REPETITION_TIME, ECHO_TIME, INVERSION_TIME,
-    MAGNETIC_FIELD_STRENGTH, SPACING_BETWEEN_SLICES, ECHO_TRAIN_LENGTH,
-    PROTOCOL_NAME, CONTRAST_BOLUS_START_TIME, TRIGGER_TIME, FLIP_ANGLE,
-    ACQUISITION_MATRIX, ECHO_PULSE_SEQUENCE,
-    DIFFUSION_B_VALUE, PULSE_SEQUENCE_NAME, STUDY_INSTANCE_UID,
-    SERIES_INSTANCE_UID, SERIES_NUMBER, ACQUISITION_NUMBER, INSTANCE_NUMBER,
-    IMAGE_POSITION_PATIENT, IMAGE_ORIENTATION_PATIENT,
-    TEMPORAL_POSITION_IDENTIFIER, NUMBER_OF_TEMPORAL_POSITIONS, SLICE_LOCATION,
-    SAMPLES_PER_PIXEL, NUMBER_OF_FRAMES, ROWS, COLUMNS, PIXEL_SPACING,
-    BITS_ALLOCATED, RESCALE_INTERCEPT, RESCALE_SLOPE,
-    SIEMENS_CREATOR, SIEMENS_B_VALUE, SIEMENS_MOSAIC_IMAGES,
-    GE_CREATOR, GE_B_VALUE, PHILIPS_CREATOR, PHILIPS_B_VALUE,
-    SHARED_FUNCTIONAL_GROUPS, PER_FRAME_FUNCTIONAL_GROUPS,
-)
+#: Everything discovery reads from a file header (the table's ``read`` rows).  The functional-group
+#: sequences of enhanced multi-frame objects are included whole because the per-frame b-values,
+#: positions and temporal indices live inside them.
+HEADER_TAGS: tuple[BaseTag, ...] = tuple(Tag(a.tag) for a in ATTRIBUTES if a.read)
 
 #: SOP classes of MR images SeqClassifier classifies.
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -140,21 +55,3 @@ SECONDARY_CAPTURE_MODALITIES = frozenset({"MR", "OT", ""})
 IMAGE_SOP_CLASSES = MR_SOP_CLASSES | SECONDARY_CAPTURE_SOP_CLASSES
 
 MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"   # DICOMDIR
-
-# Functional-group macros of enhanced multi-frame objects (PS3.3 C.7.6.16).
-PLANE_POSITION_SEQUENCE = Tag(0x0020, 0x9113)
-PLANE_ORIENTATION_SEQUENCE = Tag(0x0020, 0x9116)
-FRAME_CONTENT_SEQUENCE = Tag(0x0020, 0x9111)
-PIXEL_MEASURES_SEQUENCE = Tag(0x0028, 0x9110)
-PIXEL_VALUE_TRANSFORMATION_SEQUENCE = Tag(0x0028, 0x9145)
-MR_DIFFUSION_SEQUENCE = Tag(0x0018, 0x9117)
-MR_ECHO_SEQUENCE = Tag(0x0018, 0x9114)
-MR_TIMING_SEQUENCE = Tag(0x0018, 0x9112)
-MR_IMAGE_FRAME_TYPE_SEQUENCE = Tag(0x0018, 0x9226)
-MR_MODIFIER_SEQUENCE = Tag(0x0018, 0x9006)
-MR_FOV_GEOMETRY_SEQUENCE = Tag(0x0018, 0x9107)
-MR_METABOLITE_MAP_SEQUENCE = Tag(0x0018, 0x9152)
-EFFECTIVE_ECHO_TIME = Tag(0x0018, 0x9082)
-FRAME_TYPE = Tag(0x0008, 0x9007)
-STACK_ID = Tag(0x0020, 0x9056)
-IN_STACK_POSITION_NUMBER = Tag(0x0020, 0x9057)

@@ -4,7 +4,7 @@ Every header attribute the features read is missing or different somewhere:
 de-identification strips private tags and descriptions, some vendors never
 write ContrastBolusAgent or temporal tags, b-values sit in a private tag or
 nowhere.  :data:`ATTRIBUTE_GROUPS` names each optional group with the header
-keys and record fields it covers; :func:`drop_groups` returns a copy of a
+keys (from the attribute table, dicom.attribute_table) and record fields it covers; :func:`drop_groups` returns a copy of a
 series as an export without those attributes would look.  Training drops
 groups at random (attribute-group dropout), and the shortcut audit
 (:mod:`SeqClassifierLib.training.audit`) drops each in turn and counts how many
@@ -17,6 +17,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
+from SeqClassifierLib.dicom.attribute_table import ATTRIBUTES
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
@@ -34,27 +35,31 @@ class AttributeGroup:
     feature_prefixes: tuple[str, ...] = ()
 
 
+def _group(name: str, description: str, extra_keys: tuple[str, ...] = (), fields: tuple[str, ...] = (),
+           prefixes: tuple[str, ...] = ()) -> AttributeGroup:
+    """A group whose header keys are the attribute table's rows of that group (plus ``extra_keys``, keys
+    that are no DICOM attribute), and whose feature prefixes include those rows' ``num:`` / ``miss:``."""
+    rows = [a for a in ATTRIBUTES if a.header and a.group == name]
+    keys = tuple(a.keyword for a in rows) + tuple(extra_keys)
+    made = tuple(p for a in rows if a.feature is not None for p in (a.feature.name, "miss:" + a.feature.short))
+    return AttributeGroup(name, description, keys, fields, tuple(dict.fromkeys(tuple(prefixes) + made)))
+
+
 ATTRIBUTE_GROUPS: tuple[AttributeGroup, ...] = (
-    AttributeGroup("names", "SeriesDescription, ProtocolName, SequenceName, PulseSequenceName",
-                   ("SequenceName", "PulseSequenceName"), ("description", "protocol_name"), ("tok:",)),
-    AttributeGroup("image_type", "ImageType", ("ImageType",), (), ("it:",)),
-    AttributeGroup("sequence", "ScanningSequence, SequenceVariant, ScanOptions, MRAcquisitionType",
-                   ("ScanningSequence", "SequenceVariant", "ScanOptions", "MRAcquisitionType", "EchoPulseSequence"),
-                   (), ("ss:", "sv:", "so:", "acq:")),
-    AttributeGroup("contrast_timing", "ContrastBolusAgent, TriggerTime, temporal position tags",
-                   ("ContrastBolusAgent", "TriggerTime", "NumberOfTemporalPositions"), ("temporal_positions",),
-                   ("agent", "num:temporal", "miss:temporal")),
-    AttributeGroup("diffusion", "b-values (standard and private tags, Siemens protocol)",
-                   ("BValues", "BValueSource"), ("b_values",), ("b:",)),
-    AttributeGroup("inversion_etl", "InversionTime, EchoTrainLength",
-                   ("InversionTime", "EchoTrainLength"), (), ("num:ti", "miss:ti", "num:etl", "miss:etl")),
-    AttributeGroup("flip_angle", "FlipAngle", ("FlipAngle",), (), ("num:flip", "miss:flip")),
-    AttributeGroup("field_strength", "MagneticFieldStrength", ("MagneticFieldStrength",), (),
-                   ("num:field", "miss:field")),
-    AttributeGroup("manufacturer", "Manufacturer, ManufacturerModelName", ("ManufacturerModelName",),
-                   ("manufacturer",), ("mfr:",)),
-    AttributeGroup("times", "AcquisitionTime, ContentTime, SeriesTime (de-identified)",
-                   ("AcquisitionTime", "ContentTime", "SeriesTime"), (), ()),
+    _group("names", "SeriesDescription, ProtocolName, SequenceName, PulseSequenceName",
+           fields=("description", "protocol_name"), prefixes=("tok:",)),
+    _group("image_type", "ImageType", prefixes=("it:",)),
+    _group("sequence", "ScanningSequence, SequenceVariant, ScanOptions, MRAcquisitionType",
+           prefixes=("ss:", "sv:", "so:", "acq:")),
+    _group("contrast_timing", "ContrastBolusAgent, TriggerTime, temporal position tags",
+           fields=("temporal_positions",), prefixes=("agent", "num:temporal", "miss:temporal")),
+    _group("diffusion", "b-values (standard and private tags, Siemens protocol)",
+           extra_keys=("BValues", "BValueSource"), fields=("b_values",), prefixes=("b:",)),
+    _group("inversion_etl", "InversionTime, EchoTrainLength"),
+    _group("flip_angle", "FlipAngle"),
+    _group("field_strength", "MagneticFieldStrength"),
+    _group("manufacturer", "Manufacturer, ManufacturerModelName", fields=("manufacturer",), prefixes=("mfr:",)),
+    _group("times", "AcquisitionTime, ContentTime, SeriesTime (de-identified)"),
 )
 GROUP_NAMES: tuple[str, ...] = tuple(g.name for g in ATTRIBUTE_GROUPS)
 _BY_NAME = {g.name: g for g in ATTRIBUTE_GROUPS}

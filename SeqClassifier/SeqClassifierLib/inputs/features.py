@@ -44,16 +44,19 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from SeqClassifierLib.dicom.attribute_table import ATTRIBUTES, Kind
 from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.dicom.vendors import MANUFACTURER_FAMILIES, OTHER_FAMILY, manufacturer_family
 from SeqClassifierLib.inputs.study import SeriesContext, repeats_per_location
 from SeqClassifierLib.records import SeriesRecord
 
-#: Bump when the meaning or order of any feature changes; models record it.
+#: Bump when the meaning of a feature changes without its name changing.  A model card records the
+#: feature names themselves (``feature_names``, compared name by name by the classifier); the version
+#: alone is compared only for older cards that lack the names.
 FEATURE_SCHEMA_VERSION = "2.2"
 
 # Keyword groups: feature name -> (whole-word pattern, substring pattern,
@@ -122,7 +125,7 @@ def _h(key: str) -> Callable[[SeriesRecord], Optional[float]]:
 
 
 def _pixel_spacing(r: SeriesRecord) -> Optional[float]:
-    ps = r.header.get("PixelSpacing")
+    ps = r.header.get("PixelSpacing")  # (the one SPACING attribute of the table)
     return float(ps[0]) if isinstance(ps, (list, tuple)) and ps else None
 
 
@@ -131,24 +134,32 @@ def _n_slices(r: SeriesRecord) -> Optional[float]:
     return float(len(locs)) if locs else float(r.n_frames) if r.n_frames else None
 
 
-_NUMERIC: dict[str, tuple[Callable[[SeriesRecord], Optional[float]], Callable[[float], float], str]] = {
-    "num:te": (_h("EchoTime"), lambda v: _log1p(v) / 2.0, "log1p(EchoTime ms)/2"),
-    "num:tr": (_h("RepetitionTime"), lambda v: _log1p(v) / 3.0, "log1p(RepetitionTime ms)/3"),
-    "num:ti": (_h("InversionTime"), lambda v: _log1p(v) / 3.0, "log1p(InversionTime ms)/3"),
-    "num:flip": (_h("FlipAngle"), lambda v: v / 90.0, "FlipAngle deg / 90"),
-    "num:etl": (_h("EchoTrainLength"), lambda v: _log1p(v) / 2.0, "log1p(EchoTrainLength)/2"),
-    "num:thick": (_h("SliceThickness"), lambda v: _log1p(v), "log1p(SliceThickness mm)"),
-    "num:spacing": (_h("SpacingBetweenSlices"), lambda v: _log1p(abs(v)), "log1p(|SpacingBetweenSlices| mm)"),
-    "num:pixel": (_pixel_spacing, lambda v: _log1p(v), "log1p(PixelSpacing mm)"),
-    "num:rows": (_h("Rows"), lambda v: _log1p(v) / 3.0, "log1p(Rows)/3"),
-    "num:cols": (_h("Columns"), lambda v: _log1p(v) / 3.0, "log1p(Columns)/3"),
-    "num:slices": (_n_slices, lambda v: _log1p(v) / 2.0, "log1p(distinct slice positions)/2"),
-    "num:frames": (lambda r: float(r.n_frames) if r.n_frames else None, lambda v: _log1p(v) / 3.0, "log1p(number of 2D images)/3"),
-    "num:temporal": (lambda r: float(r.temporal_positions), lambda v: _log1p(v - 1.0), "log1p(temporal positions - 1)"),
-    "num:field": (_h("MagneticFieldStrength"), lambda v: v / 3.0 if v < 20 else v / 30000.0, "field strength T / 3 (gauss handled)"),
-    "num:repeats": (lambda r: float(repeats_per_location(r)) if r.frames else None, lambda v: _log1p(v - 1.0) / 2.0,
+#: Numeric features made from the record rather than one header attribute: name -> (position among the
+#: numeric features, getter, scaling, description).  The header attributes' own ``num:*`` features come
+#: from the attribute table (dicom.attribute_table), each at its ``order``.
+_DERIVED_NUMERIC: dict[str, tuple[float, Callable[[SeriesRecord], Optional[float]], Callable[[float], float], str]] = {
+    "num:slices": (110, _n_slices, lambda v: _log1p(v) / 2.0, "log1p(distinct slice positions)/2"),
+    "num:frames": (120, lambda r: float(r.n_frames) if r.n_frames else None, lambda v: _log1p(v) / 3.0,
+                   "log1p(number of 2D images)/3"),
+    "num:temporal": (130, lambda r: float(r.temporal_positions), lambda v: _log1p(v - 1.0),
+                     "log1p(temporal positions - 1)"),
+    "num:repeats": (150, lambda r: float(repeats_per_location(r)) if r.frames else None,
+                    lambda v: _log1p(v - 1.0) / 2.0,
                     "log1p(images per slice position - 1)/2 (time points / b-values / echoes in one series)"),
 }
+
+
+def _numeric_features() -> dict[str, tuple[Callable[[SeriesRecord], Optional[float]], Callable[[float], float], str]]:
+    rows = dict(_DERIVED_NUMERIC)
+    for a in ATTRIBUTES:
+        if a.header and a.feature is not None:
+            get = _pixel_spacing if a.kind == Kind.SPACING else _h(a.keyword)
+            rows[a.feature.name] = (a.feature.order, get, a.feature.scale, a.feature.description)
+    ordered = sorted(rows.items(), key=lambda item: item[1][0])
+    return {name: (get, scale, desc) for name, (_, get, scale, desc) in ordered}
+
+
+_NUMERIC: dict[str, tuple[Callable[[SeriesRecord], Optional[float]], Callable[[float], float], str]] = _numeric_features()
 
 #: Study-context features: name -> (function of the context, description).
 _CONTEXT: dict[str, tuple[Callable[[SeriesContext], float], str]] = {
@@ -232,6 +243,29 @@ _SCHEMA: list[tuple[str, str]] = _build_names()
 FEATURE_NAMES: tuple[str, ...] = tuple(n for n, _ in _SCHEMA)
 N_FEATURES: int = len(FEATURE_NAMES)
 _INDEX = {n: i for i, n in enumerate(FEATURE_NAMES)}
+
+def feature_difference(names: Sequence[str], limit: int = 8) -> str:
+    """How ``names`` (a model card's feature names) differ from :data:`FEATURE_NAMES` ("" when identical)."""
+    names = tuple(names)
+    if names == FEATURE_NAMES:
+        return ""
+    ours, theirs = set(FEATURE_NAMES), set(names)
+
+    def listed(items: list[str]) -> str:
+        return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+    added = [n for n in FEATURE_NAMES if n not in theirs]
+    missing = [n for n in names if n not in ours]
+    parts = []
+    if added:
+        parts.append(f"{len(added)} added in this SeqClassifier ({listed(added)})")
+    if missing:
+        parts.append(f"{len(missing)} missing from it ({listed(missing)})")
+    if not parts:
+        parts.append("the same features in another order" if len(names) == len(FEATURE_NAMES)
+                     else "some features repeated")
+    return "; ".join(parts)
+
 
 def schema_table() -> list[tuple[str, str]]:
     """(name, description) of every feature, in vector order."""

@@ -140,19 +140,31 @@ def series_time(record: SeriesRecord) -> Optional[float]:
     return None
 
 
-def _num(record: SeriesRecord, key: str) -> Optional[float]:
-    v = record.header.get(key)
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
+#: A header number beyond this magnitude is treated as missing (1e308 is finite, but rounding it to a
+#: step overflows; no acquisition parameter, spacing or position comes near it).
+MAX_MAGNITUDE = 1e9
+
+
+def _finite(v: Any) -> Optional[float]:
+    """``v`` as a float when it is a finite, plausible number, else None (missing)."""
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        f = float(v)
+        if math.isfinite(f) and abs(f) <= MAX_MAGNITUDE:
+            return f
     return None
 
 
+def _num(record: SeriesRecord, key: str) -> Optional[float]:
+    return _finite(record.header.get(key))
+
+
 def _round(v: Optional[float], step: float) -> Optional[float]:
+    v = _finite(v)
     return None if v is None else round(v / step) * step
 
 
 def _locations(record: SeriesRecord) -> list[float]:
-    return sorted({round(f.location, 1) for f in record.frames if f.location is not None})
+    return sorted({round(f.location, 1) for f in record.frames if _finite(f.location) is not None})
 
 
 def repeats_per_location(record: SeriesRecord) -> int:
@@ -168,7 +180,12 @@ def _geometry_key(record: SeriesRecord) -> Optional[tuple]:
         return None
     locs = _locations(record)
     ps = record.header.get("PixelSpacing")
-    ps0 = float(ps[0]) if isinstance(ps, (list, tuple)) and ps else None
+    try:
+        ps0 = _finite(float(ps[0])) if isinstance(ps, (list, tuple)) and ps else None
+    except (TypeError, ValueError):
+        ps0 = None
+    if not all(_finite(c) is not None for c in record.normal):
+        return None
     normal = tuple(round(c, 2) + 0.0 for c in record.normal)
     span = (round(locs[0]), round(locs[-1])) if locs else None
     return (normal, _num(record, "Rows"), _num(record, "Columns"), _round(ps0, 0.05), len(locs), span)
@@ -183,7 +200,7 @@ def _sequence_key(record: SeriesRecord, with_te: bool = True) -> tuple:
 
 def max_b_value(record: SeriesRecord) -> float:
     """The highest b-value of a series (0 when it has none)."""
-    bs = [b for b in record.b_values if b is not None]
+    bs = [b for b in record.b_values if _finite(b) is not None]
     return max(bs) if bs else 0.0
 
 

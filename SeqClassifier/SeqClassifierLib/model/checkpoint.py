@@ -35,6 +35,7 @@ from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save_file as _st_save_file
 
 from SeqClassifierLib.model.backbones import sha256_file
+from SeqClassifierLib.model.card import CARD_FORMAT_VERSION, CardError, CheckpointError, ModelCard, parse_card, read_card_json
 from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
 from SeqClassifierLib.model.ensemble import EnsembleModel, checked_temperature
 from SeqClassifierLib.model.ood import OodScorer, stats_from_tensors, stats_to_tensors
@@ -44,6 +45,8 @@ from SeqClassifierLib.labels import CLASS_NAMES
 __all__ = [
     "CARD_FORMAT_VERSION",
     "CheckpointError",
+    "CardError",
+    "ModelCard",
     "EnsembleModel",
     "save_checkpoint",
     "load_checkpoint",
@@ -52,8 +55,6 @@ __all__ = [
     "sha256_file",
 ]
 
-#: Version of the card / file layout written by :func:`save_checkpoint`.
-CARD_FORMAT_VERSION = 1
 
 _FORMAT_MARKER = "seqclassifier-checkpoint"
 
@@ -62,10 +63,6 @@ _RESERVED_KEYS = ("format", "format_version", "classes", "model", "n_folds", "we
                   "weights_dtype")
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, incomplete, tampered with or incompatible."""
 
 
 # --------------------------------------------------------------------------------------
@@ -215,39 +212,10 @@ def save_checkpoint(path: PathLike, models: Sequence[SequenceModel], card: Optio
 
 
 def read_card(path: PathLike) -> Dict[str, Any]:
-    """Read and minimally validate a checkpoint's JSON card (weights untouched)."""
+    """Read a checkpoint's JSON card as it is on disk (weights untouched; at most
+    :data:`~.card.MAX_CARD_BYTES`).  :func:`~.card.parse_card` gives the typed, validated card."""
     card_path, _ = checkpoint_paths(path)
-    if not card_path.is_file():
-        raise CheckpointError(f"checkpoint card {card_path} does not exist")
-    try:
-        with open(card_path, "r", encoding="utf-8") as fh:
-            card = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read checkpoint card {card_path}: {exc}") from exc
-    if not isinstance(card, dict):
-        raise CheckpointError(f"checkpoint card {card_path} is not a JSON object")
-    version = card.get("format_version")
-    if not isinstance(version, int):
-        raise CheckpointError(f"checkpoint card {card_path} has no integer format_version")
-    if version > CARD_FORMAT_VERSION:
-        raise CheckpointError(
-            f"checkpoint card {card_path} has format_version {version}; this SeqClassifier reads "
-            f"up to {CARD_FORMAT_VERSION} (update SeqClassifier)"
-        )
-    return card
-
-
-def _check_card(card: Dict[str, Any], card_path: Path) -> None:
-    classes = card.get("classes")
-    if classes != list(CLASS_NAMES):
-        raise CheckpointError(
-            f"checkpoint {card_path} predicts classes {classes}, but this SeqClassifier uses {list(CLASS_NAMES)}"
-        )
-    for key in ("model", "n_folds", "weights_sha256"):
-        if key not in card:
-            raise CheckpointError(f"checkpoint card {card_path} lacks {key!r}")
-    if not isinstance(card["n_folds"], int) or card["n_folds"] < 1:
-        raise CheckpointError(f"checkpoint card {card_path} has an invalid n_folds {card['n_folds']!r}")
+    return read_card_json(card_path)
 
 
 def update_card(path: PathLike, **entries: Any) -> Path:
@@ -267,7 +235,7 @@ def update_card(path: PathLike, **entries: Any) -> Path:
     return card_path
 
 
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, Dict[str, Any]]:
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, ModelCard]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     ``path`` may be the ``.json`` card, the ``.safetensors`` file or their
@@ -275,15 +243,13 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     before anything else is read from it; a mismatch raises
     :class:`CheckpointError` naming the file and both hashes.  Returns the
     ensemble (in ``eval`` mode, parameters with ``requires_grad=False``, on
-    ``map_location``) and the card.
+    ``map_location``) and the typed card (:class:`~.card.ModelCard`; ``card.raw`` is the JSON as read).
+    Every number of the card is range-checked before anything is built from it.
     """
     card_path, default_weights = checkpoint_paths(path)
-    card = read_card(card_path)
-    _check_card(card, card_path)
-    weights_name = card.get("weights_file") or default_weights.name
-    if os.path.basename(weights_name) != weights_name:
-        raise CheckpointError(f"checkpoint card {card_path} names a weights file outside its folder: {weights_name!r}")
-    weights_path = card_path.parent / weights_name
+    # every field range-checked before anything is allocated from it (CardError names the field)
+    card = parse_card(read_card(card_path), card_path)
+    weights_path = card_path.parent / (card.weights_file or default_weights.name)
     if not weights_path.is_file():
         raise CheckpointError(
             f"weights file {weights_path} referenced by checkpoint card {card_path} does not exist "
@@ -291,7 +257,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         )
 
     actual = sha256_file(weights_path)
-    expected = str(card["weights_sha256"]).lower()
+    expected = card.weights_sha256
     if actual != expected:
         raise CheckpointError(
             f"weights file {weights_path} has SHA-256 {actual}, but its card {card_path} expects {expected}; "
@@ -305,7 +271,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         tensors = _st_load_file(str(weights_path), device=device)
     except Exception as exc:  # corrupt header etc.
         raise CheckpointError(f"cannot read weights file {weights_path}: {exc}") from exc
-    n_folds = int(card["n_folds"])
+    n_folds = card.n_folds
     if header.get("n_folds") not in (None, str(n_folds)):
         raise CheckpointError(
             f"weights file {weights_path} holds {header.get('n_folds')} folds but its card says {n_folds}"
@@ -318,7 +284,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         if not state:
             raise CheckpointError(f"weights file {weights_path} has no tensors for fold {i}")
         try:
-            model = model_from_config(card["model"])
+            model = model_from_config(dict(card.model.config))
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint card {card_path} has an unusable model config: {exc}") from exc
         if model.num_classes != len(CLASS_NAMES):
@@ -339,10 +305,7 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
             per_fold = stats_from_tensors(ood_tensors, n_folds)
         except ValueError as exc:
             raise CheckpointError(f"weights file {weights_path}: {exc}") from exc
-        ood_card = card.get("ood") if isinstance(card.get("ood"), dict) else {}
-        thresholds = ood_card.get("thresholds") if isinstance(ood_card.get("thresholds"), dict) else {}
-        scorer = OodScorer(per_fold, {k: v for k, v in thresholds.items()
-                                      if isinstance(v, (int, float)) and math.isfinite(v)})
+        scorer = OodScorer(per_fold, dict(card.ood_thresholds))
 
     ensemble = EnsembleModel(models, card).to(map_location)
     ensemble.ood = scorer

@@ -16,20 +16,24 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MODEL_ENV: API)
-from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features
+from SeqClassifierLib.inputs.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features,
+                                              feature_difference)
 from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
+from SeqClassifierLib.model.card import ModelCard
 from SeqClassifierLib.model.decision import RULES as DECISION_RULES, decide
 from SeqClassifierLib.model.evidence import Facts, evidence_conflict_items
+from SeqClassifierLib.model.reasons import Reason, ReasonKind, review_reasons
 from SeqClassifierLib.model.review_rule import ReviewRule
-from SeqClassifierLib.model.reasons import review_reasons
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
+from SeqClassifierLib.lifetime import raise_if_terminated
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice, standardize
 from SeqClassifierLib.records import Prediction, SeriesRecord
 
@@ -59,15 +63,40 @@ def default_model_path() -> Optional[Path]:
     return path if path.is_file() else None
 
 
-def check_feature_schema(card: dict, where: object) -> None:
-    """ValueError unless the card's feature schema is exactly the one this library computes."""
-    schema = str(card.get("feature_schema_version", ""))
-    n = (card.get("model") or {}).get("num_meta_features")
-    if schema != FEATURE_SCHEMA_VERSION or (n is not None and int(n) != N_FEATURES):
+def check_feature_schema(card: Union[ModelCard, Mapping[str, Any]], where: object) -> None:
+    """ValueError unless the model's metadata features are exactly the ones this library computes.
+
+    A card lists its feature names (``feature_names``): they are compared name by name and the message
+    says which were added or are missing.  An older card without them stands for the names of its
+    ``feature_schema_version``: accepted when that is this library's version with as many features.
+    """
+    if isinstance(card, ModelCard):
+        names, schema, n = card.feature_names, card.feature_schema_version, card.model.num_meta_features
+    else:
+        names = card.get("feature_names")
+        schema = str(card.get("feature_schema_version", ""))
+        n = (card.get("model") or {}).get("num_meta_features")
+    if names is None:
+        if schema != FEATURE_SCHEMA_VERSION or (n is not None and int(n) != N_FEATURES):
+            raise ValueError(
+                f"{where}: the model was trained on metadata feature schema {schema or '(none)'} with {n} features; "
+                f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION} with {N_FEATURES} features. "
+                "Retrain the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
+        names = FEATURE_NAMES
+    names = tuple(names)
+    if n and int(n) != len(names):
+        raise ValueError(f"{where}: the card lists {len(names)} feature names for a model of {n} metadata inputs")
+    difference = feature_difference(names)
+    if difference:
         raise ValueError(
-            f"{where}: the model was trained on metadata feature schema {schema or '(none)'} with {n} features; "
-            f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION} with {N_FEATURES} features. "
-            "Retrain the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
+            f"{where}: the model was trained on {len(names)} metadata features, this SeqClassifier computes "
+            f"{N_FEATURES}: {difference}. Retrain the model with this version (seqclassifier train) or use the "
+            "SeqClassifier it was made with.")
+    if schema and schema != FEATURE_SCHEMA_VERSION:
+        raise ValueError(
+            f"{where}: the model's feature names are this SeqClassifier's, but their meaning changed: it was "
+            f"trained on schema {schema}, this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION}. Retrain "
+            "the model with this version (seqclassifier train) or use the SeqClassifier it was made with.")
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -125,12 +154,27 @@ def resolve_precision(precision: str, device: str) -> str:
     return "bf16" if _cpu_has_native_bf16() else "fp32"
 
 
+@dataclass(frozen=True)
+class PreparedInput:
+    """What the model is given for one series, prepared on the worker threads."""
+
+    #: The metadata feature vector (:func:`~SeqClassifierLib.inputs.features.extract_features`).
+    meta: np.ndarray
+    #: The standardised centre slice ``[3, size, size]``, or None (no image, unreadable, too low quality).
+    image: Optional[np.ndarray]
+    #: Why the image could not be used ("" when it could, or when it was not read).
+    image_note: str = ""
+    quality: Optional[ImageQuality] = None
+
+
 class Classifier:
     """Classify series with a trained checkpoint.
 
     ``model`` is a checkpoint path (``.json`` card or ``.safetensors``), or
     None for the shipped default.  If neither exists the classifier is
     *untrained*: :meth:`classify` returns predictions with ``label=None``.
+    :meth:`from_ensemble` builds one around an ensemble already in memory
+    (e.g. one fold of a checkpoint, see :mod:`~SeqClassifierLib.training.held_out`).
     """
 
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
@@ -140,7 +184,8 @@ class Classifier:
         self.batch_size = batch_size
         self.workers = workers
         self.model_path: Optional[Path] = Path(model) if model is not None else default_model_path()
-        self.card: dict = {}
+        #: The typed card of the loaded checkpoint (None: untrained).
+        self.card: Optional[ModelCard] = None
         self._model = None
         self.device = "cpu"
         #: Names of the decision rules (model.decision) the card was validated with; None: none apply.
@@ -155,31 +200,53 @@ class Classifier:
         if self.model_path is not None:
             from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
-            self.device = resolve_device(device)
-            self.precision = resolve_precision(precision, self.device)
-            self._model, self.card = load_checkpoint(self.model_path, map_location=self.device)
-            self._model.to(self.device).eval()
-            if self._preprocessing()[3]:
-                import torch
+            device = resolve_device(device)
+            ensemble, card = load_checkpoint(self.model_path, map_location=device)
+            self._attach(ensemble, card, device, precision)
 
-                # NHWC: oneDNN / cuDNN convolutions run ~1.7x faster on the CPU than NCHW, same fp32 math
-                self._model.to(memory_format=torch.channels_last)
-            if self.device.startswith("cuda"):
-                self._warm_up()
-            check_feature_schema(self.card, self.model_path)
-            self._apply_card_rules()
+    @classmethod
+    def from_ensemble(cls, ensemble: Any, card: ModelCard, *, device: str = "cpu", precision: str = "fp32",
+                      batch_size: int = 64, workers: int = 4,
+                      model_path: Union[str, os.PathLike, None] = None) -> "Classifier":
+        """A classifier around an :class:`~.ensemble.EnsembleModel` already in memory, with the card of
+        the checkpoint it came from (preprocessing, review threshold, name).  Nothing is read from disk."""
+        self = cls.__new__(cls)
+        _checked_precision(precision)
+        self.batch_size, self.workers, self.precision = batch_size, workers, "fp32"
+        self.model_path = Path(model_path) if model_path is not None else card.path
+        self.card, self._model, self.device = None, None, "cpu"
+        self._attach(ensemble, card, resolve_device(device), precision)
+        return self
+
+    def _attach(self, ensemble: Any, card: ModelCard, device: str, precision: str) -> None:
+        """Use ``ensemble`` (described by ``card``) on ``device``: the one place a model is installed."""
+        check_feature_schema(card, card.path or self.model_path)
+        self.device = device
+        self.precision = resolve_precision(precision, device)
+        self._model, self.card = ensemble, card
+        self._model.to(self.device).eval()
+        if card.uses_image:
+            import torch
+
+            # NHWC: oneDNN / cuDNN convolutions run ~1.7x faster on the CPU than NCHW, same fp32 math
+            self._model.to(memory_format=torch.channels_last)
+        if self.device.startswith("cuda"):
+            self._warm_up()
+        self._apply_card_rules()
 
     def _apply_card_rules(self) -> None:
         """The card's decision rules and review rule (ValueError naming the card when malformed)."""
-        rules = self.card.get("decision_rules")
+        raw = self.card.raw
+        self.decision_rules, self.review_rule = None, None
+        rules = raw.get("decision_rules")
         if rules is not None:
             unknown = [r for r in rules if r not in DECISION_RULES] if isinstance(rules, list) else [rules]
             if unknown:
                 raise ValueError(f"{self.model_path}: unknown decision rules {unknown}")
             self.decision_rules = list(rules)
-        if self.card.get("review_rule") is not None:
+        if raw.get("review_rule") is not None:
             try:
-                self.review_rule = ReviewRule.from_dict(self.card["review_rule"])
+                self.review_rule = ReviewRule.from_dict(raw["review_rule"])
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{self.model_path}: {exc}") from None
             ood = getattr(self._model, "ood", None)
@@ -191,8 +258,8 @@ class Classifier:
         compilation happen here instead of delaying the first real series."""
         import torch
 
-        size, _, _, uses_image = self._preprocessing()
-        images = torch.zeros(2, 3, size, size, device=self.device) if uses_image else None
+        size = self.card.preprocessing.input_size
+        images = torch.zeros(2, 3, size, size, device=self.device) if self.card.uses_image else None
         meta = torch.zeros(2, N_FEATURES, device=self.device)
         with torch.inference_mode(), self._autocast():
             self._model(images, meta)
@@ -213,27 +280,22 @@ class Classifier:
     def model_name(self) -> str:
         if not self.is_trained:
             return UNTRAINED
-        return str(self.card.get("name") or self.model_path.stem) + (
-            f"@{self.card['version']}" if self.card.get("version") else ""
-        )
+        return self.card.display_name(self.model_path.stem if self.model_path is not None else "model")
 
     @property
     def review_threshold(self) -> float:
         if self.review_rule is not None:
             return float(self.review_rule.confidence)
-        return float(self.card.get("review_threshold", DEFAULT_REVIEW_THRESHOLD))
+        t = self.card.review_threshold if self.card is not None else None
+        return float(DEFAULT_REVIEW_THRESHOLD if t is None else t)
 
-    def _preprocessing(self) -> tuple[int, Sequence[float], Sequence[float], bool]:
-        pre = self.card.get("preprocessing", {})
-        uses_image = self.card.get("model", {}).get("strategy", "joint") != "metadata"
-        return int(pre.get("input_size", 224)), pre.get("mean", (0.5,) * 3), pre.get("std", (0.5,) * 3), uses_image
-
-    def _prepare(self, record: SeriesRecord, context: Optional[SeriesContext]):
-        """(metadata vector, model image or None, image note, image quality or None) of one series."""
-        size, mean, std, uses_image = self._preprocessing()
+    def _prepare(self, record: SeriesRecord, context: Optional[SeriesContext]) -> PreparedInput:
+        """The :class:`PreparedInput` of one series."""
+        pre = self.card.preprocessing
+        size, mean, std = pre.input_size, pre.mean, pre.std
         meta = extract_features(record, context)
         img, note, quality = None, "", None
-        if uses_image:
+        if self.card.uses_image:
             try:
                 raw = load_center_slice(record)
                 quality = image_quality(raw)
@@ -245,7 +307,7 @@ class Classifier:
                 note = f"image unavailable, metadata only: {exc}"
             except Exception as exc:  # a corrupt slice must not stop the batch
                 note = f"image unreadable, metadata only: {type(exc).__name__}: {exc}"
-        return meta, img, note, quality
+        return PreparedInput(meta, img, note, quality)
 
     def classify(self, records: Sequence[SeriesRecord], progress: Optional[ProgressFn] = None) -> list[Prediction]:
         """One prediction per record, in the same order."""
@@ -261,7 +323,7 @@ class Classifier:
             return out
         import torch
 
-        size, _, _, uses_image = self._preprocessing()
+        size, uses_image = self.card.preprocessing.input_size, self.card.uses_image
         contexts = study_contexts(records)
         results: list[Prediction] = []
         done = 0
@@ -275,16 +337,17 @@ class Classifier:
 
             pending = submit(0)
             for k, batch in enumerate(batches):
-                prepared = [f.result() for f in pending]
+                raise_if_terminated()
+                prepared: list[PreparedInput] = [f.result() for f in pending]
                 pending = submit(k + 1)
-                meta = torch.from_numpy(np.stack([p[0] for p in prepared])).to(self.device)
-                present = torch.tensor([p[1] is not None for p in prepared], device=self.device)
+                meta = torch.from_numpy(np.stack([p.meta for p in prepared])).to(self.device)
+                present = torch.tensor([p.image is not None for p in prepared], device=self.device)
                 images = None
                 if uses_image:
                     arr = np.zeros((len(batch), 3, size, size), dtype=np.float32)
                     for i, p in enumerate(prepared):
-                        if p[1] is not None:
-                            arr[i] = p[1]
+                        if p.image is not None:
+                            arr[i] = p.image
                     images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
                         memory_format=torch.channels_last)
                 meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
@@ -292,15 +355,16 @@ class Classifier:
                     probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
                                                                     meta_present=meta_present)
                 probs = probs.float().cpu().numpy()
-                for i, (r, p, (_, _, note, quality)) in enumerate(zip(batch, probs, prepared)):
+                for i, (r, p, prep) in enumerate(zip(batch, probs, prepared)):
                     if self.score_log is not None:
                         self.score_log.append({place: float(v[i]) for place, v in scores.items()
-                                               if place != "image" or prepared[i][1] is not None})
+                                               if place != "image" or prep.image is not None})
                     unlike = self._model.ood.reasons(scores, i) if scores else []
                     # without an image the image place's distance measures the "missing" vector
-                    if prepared[i][1] is None:
-                        unlike = [u for u in unlike if "(image distance" not in u]
-                    results.append(self._to_prediction(r, p, note, contexts.get(r.key), quality, unlike))
+                    if prep.image is None:
+                        unlike = [u for u in unlike if u.place != "image"]
+                    results.append(self._to_prediction(r, p, prep.image_note, contexts.get(r.key),
+                                                       prep.quality, unlike))
                 done += len(batch)
                 if progress:
                     progress(done, len(records))
@@ -308,7 +372,7 @@ class Classifier:
 
     def _to_prediction(self, record: SeriesRecord, probs: np.ndarray, note: str,
                        context: Optional[SeriesContext] = None, quality: Optional[ImageQuality] = None,
-                       unlike: Sequence[str] = ()) -> Prediction:
+                       unlike: Sequence[Reason] = ()) -> Prediction:
         facts = Facts.of(record, context)
         ruled = []
         if self.decision_rules is not None:
@@ -325,7 +389,7 @@ class Classifier:
         if context is not None and context.note:
             notes.append(context.note)
         notes += [f"ruled out by evidence ({name})" for name in ruled]
-        notes += [r for r in reasons if not r.startswith("image unreadable")]
+        notes += [r for r in reasons if r.kind is not ReasonKind.IMAGE_UNREADABLE]
         notes += [f"evidence: {t}" for n, t in items if rule is not None and n not in rule.conflicts]
         return Prediction(
             series_uid=record.series_uid,

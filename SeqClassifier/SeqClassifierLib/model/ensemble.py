@@ -5,7 +5,7 @@ run (identical architecture).  ``forward(image, meta, image_present=None,
 meta_present=None)`` returns the mean over folds of ``softmax(logits / T)`` --
 class probabilities ``[B, num_classes]`` in :data:`~SeqClassifierLib.labels.CLASS_NAMES`
 order -- with the one temperature ``T`` fitted on the out-of-fold logits
-(``card["temperature"]``, 1 when absent).  :meth:`EnsembleModel.fold_probabilities`
+(the card's ``temperature``, 1 when absent).  :meth:`EnsembleModel.fold_probabilities`
 gives the members' own calibrated probabilities ``[F, B, num_classes]``
 (their spread is a measure of disagreement); :meth:`EnsembleModel.average`
 also runs a context manager around each fold's forward pass (a feature
@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Callable, ContextManager, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, ContextManager, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
 
 from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.model.card import ModelCard
 from SeqClassifierLib.model.fusion import SequenceModel
 from SeqClassifierLib.model.ood import OodScorer, capture
 
@@ -47,7 +48,7 @@ def checked_temperature(value: Any) -> float:
 class EnsembleModel(nn.Module):
     """The fold models of a checkpoint, averaged (see the module docstring)."""
 
-    def __init__(self, models: Sequence[SequenceModel], card: Optional[Dict[str, Any]] = None):
+    def __init__(self, models: Sequence[SequenceModel], card: Union[ModelCard, Mapping[str, Any], None] = None):
         super().__init__()
         if not models:
             raise ValueError("an ensemble needs at least one model")
@@ -56,9 +57,13 @@ class EnsembleModel(nn.Module):
             if m.config != config:
                 raise ValueError(f"fold {i} has a different model configuration than fold 0")
         self.models = nn.ModuleList(models)
-        self.card: Dict[str, Any] = dict(card or {})
-        self.temperature = checked_temperature(self.card.get("temperature"))
-        self.classes: Tuple[str, ...] = tuple(self.card.get("classes", CLASS_NAMES))
+        #: The checkpoint's :class:`~.card.ModelCard`, or the plain mapping a caller built the ensemble from.
+        self.card: Union[ModelCard, Dict[str, Any]] = card if isinstance(card, ModelCard) else dict(card or {})
+        if isinstance(card, ModelCard):
+            self.temperature, self.classes = card.temperature, tuple(card.classes)
+        else:
+            self.temperature = checked_temperature(self.card.get("temperature"))
+            self.classes = tuple(self.card.get("classes", CLASS_NAMES))
         if len(self.classes) != models[0].num_classes:
             raise ValueError(f"the card names {len(self.classes)} classes but the models predict "
                              f"{models[0].num_classes}")

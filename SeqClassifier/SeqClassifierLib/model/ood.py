@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from SeqClassifierLib.model.places import PLACES  # noqa: E402 (re-exported)
+from SeqClassifierLib.model.places import PLACES  # noqa: F401 (re-exported)
+from SeqClassifierLib.model.reasons import Reason
 SHRINKAGE = 0.1
 #: Default share of held-out (in-distribution) series flagged per place.
 TARGET_RATE = 0.01
@@ -157,13 +158,13 @@ class OodScorer:
                 out[place] = torch.stack(ds).mean(0).cpu().numpy()
         return out
 
-    def reasons(self, scores: Mapping[str, np.ndarray], i: int) -> list[str]:
+    def reasons(self, scores: Mapping[str, np.ndarray], i: int) -> list[Reason]:
         """The review reasons of sample ``i``: one per place over its threshold."""
         out = []
         for place, values in scores.items():
             t = self.thresholds.get(place)
             if t is not None and float(values[i]) > t:
-                out.append(f"unlike training data ({place} distance {float(values[i]):.1f} > {t:.1f})")
+                out.append(Reason.unlike_training(place, float(values[i]), t))
         return out
 
 

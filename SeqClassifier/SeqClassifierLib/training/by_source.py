@@ -156,24 +156,27 @@ def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn =
     form as :func:`leave_one_source_out`, without training anything.
     """
     ensemble, card = load_checkpoint(model_path, map_location="cpu")
-    by_source = tuple(card.get("training", {}).get("folds_by_source") or ())
+    by_source = tuple((card.raw.get("training") or {}).get("folds_by_source") or ())
     if not by_source:
         raise ValueError(f"{model_path}: trained without folds by source (train --fold-by-source); "
                          "use leave-one-source-out training instead")
-    if len(samples) != int(card.get("data", {}).get("n_series", len(samples))):
-        log(f"warning: {len(samples)} labelled series now, the card says {card['data']['n_series']} "
+    if card.n_training_series is not None and len(samples) != card.n_training_series:
+        log(f"warning: {len(samples)} labelled series now, the card says {card.n_training_series} "
             "(the folds may differ from training)")
     k = len(ensemble.models)
     folds = sample_folds([s.group for s in samples], [s.source for s in samples], k if k > 1 else 5,
-                         int(card.get("training", {}).get("seed", 0)), by_source)
-    clf = _classifier(model_path, rules)
+                         card.training_seed, by_source)
     out = _Collected()
     groups = []
     for i, model in enumerate(ensemble.models):
         single = EnsembleModel([model], card)
         if ensemble.ood is not None:
             single.ood = OodScorer([ensemble.ood.per_fold[i]], {})
-        clf._model = single
+        clf = Classifier.from_ensemble(single, card, device="cpu", precision="fp32")
+        clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
+        clf.review_rule = None
+        if single.ood is not None:
+            single.ood.thresholds = {}
         names = sorted({source_name(s.source) for s, f in zip(samples, folds) if f == i} & set(by_source))
         groups.append(names)
         for name in names:

@@ -170,9 +170,7 @@ def evaluate_models(models: Sequence[os.PathLike], labels: Sequence[os.PathLike]
     text = []
     for mpath in models:
         clf = Classifier(mpath, device=device)
-        model_cfg = clf.card.get("model", {})
-        key = (str(model_cfg.get("strategy", clf.card.get("training", {}).get("strategy", "?"))),
-               str(model_cfg.get("backbone", clf.card.get("training", {}).get("backbone", "?"))))
+        key = (str(clf.card.model.strategy), str(clf.card.model.backbone)) if clf.card is not None else ("?", "?")
         results[key] = {}
         for name, lab, root in zip(names, labels, roots):
             m = score(clf, lab, root)

@@ -34,7 +34,7 @@ from SeqClassifierLib.model.checkpoint import _RESERVED_KEYS, load_checkpoint, s
 from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.model.ensemble import EnsembleModel
 from SeqClassifierLib.model.ood import OodScorer
-from SeqClassifierLib.model.reasons import LOW_CONFIDENCE, reason_kind
+from SeqClassifierLib.model.reasons import Reason, ReasonKind, as_reason
 from SeqClassifierLib.training.evaluate import prediction_scores
 from SeqClassifierLib.training.families import family_of, read_families
 from SeqClassifierLib.training.folds import sample_folds
@@ -64,9 +64,9 @@ def choose_review_threshold(confidence: np.ndarray, wrong: np.ndarray, other: np
 
 def _with_threshold(p, threshold: float):
     """The prediction with its low-confidence reason redone for another review threshold."""
-    reasons = [r for r in p.review_reasons if reason_kind(r) != LOW_CONFIDENCE]
+    reasons = [r for r in map(as_reason, p.review_reasons) if r.kind is not ReasonKind.LOW_CONFIDENCE]
     if p.confidence is not None and p.confidence < threshold:
-        reasons.insert(0, f"{LOW_CONFIDENCE} ({p.confidence:.2f} < {threshold:.2f})")
+        reasons.insert(0, Reason.low_confidence(p.confidence, threshold))
     return dataclasses.replace(p, review_reasons=reasons, needs_review=bool(reasons))
 
 
@@ -74,14 +74,14 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
                     rate: float = 0.01, log=print, write: bool = True) -> dict[str, Any]:
     """Recompute the held-out statistics of ``model_path`` (see the module docstring); returns them."""
     ensemble, card = load_checkpoint(model_path, map_location="cpu")
-    size = int(card.get("preprocessing", {}).get("input_size", 128))
+    size = card.preprocessing.input_size
     samples = load_samples(labels, roots, input_size=size, log=log)
-    if len(samples) != int(card.get("data", {}).get("n_series", len(samples))):
-        log(f"warning: {len(samples)} labelled series now, the card says {card['data']['n_series']} "
+    if card.n_training_series is not None and len(samples) != card.n_training_series:
+        log(f"warning: {len(samples)} labelled series now, the card says {card.n_training_series} "
             "(the folds may differ from training)")
-    seed = int(card.get("training", {}).get("seed", 0))
+    seed = card.training_seed
     k = len(ensemble.models)
-    by_source = tuple(card.get("training", {}).get("folds_by_source") or ())
+    by_source = tuple((card.raw.get("training") or {}).get("folds_by_source") or ())
     folds = np.array(sample_folds([s.group for s in samples], [s.source for s in samples], k if k > 1 else 5, seed,
                                   by_source))
     data = _Tensors(samples, size, "cpu")
@@ -97,12 +97,11 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
 
     by_uid, by_dir = read_families(labels)
     synthetic = np.array([bool(family_of(s.record, by_uid, by_dir)) for s in samples])
-    clf = Classifier(model_path, device="cpu", precision="fp32")
     preds: list = [None] * len(samples)
     for i, model in enumerate(ensemble.models):
         single = EnsembleModel([model], card)
         single.ood = OodScorer([stats_all[i]], summary["thresholds"])
-        clf._model = single
+        clf = Classifier.from_ensemble(single, card, device="cpu", precision="fp32")
         idx = np.nonzero(folds == i)[0]
         for j, p in zip(idx, clf.classify([samples[j].record for j in idx])):
             preds[j] = p
@@ -111,7 +110,8 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
     # The review threshold rule, set on the held-out synthetic series only (the real ones are reported, not used).
     conf = np.array([p.confidence for p in preds])
     wrong = np.array([p.label.value != CLASS_NAMES[t] for p, t in zip(preds, y)])
-    other = np.array([any(reason_kind(r) != LOW_CONFIDENCE for r in p.review_reasons) for p in preds])
+    other = np.array([any(as_reason(r).kind is not ReasonKind.LOW_CONFIDENCE for r in p.review_reasons)
+                      for p in preds])
     threshold = choose_review_threshold(conf[synthetic], wrong[synthetic], other[synthetic])
     preds = [_with_threshold(p, threshold) for p in preds]
     s_conf, s_wrong, s_other = conf[synthetic], wrong[synthetic], other[synthetic]
@@ -134,11 +134,11 @@ def held_out_report(model_path: os.PathLike, labels: Sequence[os.PathLike], root
                  "review_reasons": preds[j].review_reasons}
                 for j in idx if preds[j].label.value != CLASS_NAMES[y[j]]][:50]
     if write:
-        new_card = {key: v for key, v in card.items() if key not in _RESERVED_KEYS
+        new_card = {key: v for key, v in card.raw.items() if key not in _RESERVED_KEYS
                     and key not in ("created", "torch_version")}
         new_card["ood"] = summary
         new_card["review_threshold"] = round(threshold, 4)
         new_card.setdefault("metrics", {})["held_out_by_source"] = report
-        dtype = torch.float16 if str(card.get("weights_dtype", "")) == "float16" else None
+        dtype = torch.float16 if card.weights_dtype == "float16" else None
         save_checkpoint(model_path, list(ensemble.models), new_card, dtype=dtype, ood_stats=stats_all)
     return {"ood": summary, "held_out_by_source": report}

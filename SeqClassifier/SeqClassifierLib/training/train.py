@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
+from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES
 from SeqClassifierLib.model.checkpoint import save_checkpoint
 from SeqClassifierLib.model.classifier import resolve_device
 from SeqClassifierLib.model.fusion import create_model
@@ -536,6 +536,7 @@ def train(samples: Sequence[Sample], cfg: TrainConfig, out: os.PathLike, log: Lo
         "name": Path(out).stem,
         "version": time.strftime("%Y%m%d"),
         "feature_schema_version": FEATURE_SCHEMA_VERSION,
+        "feature_names": list(FEATURE_NAMES),
         "preprocessing": {"input_size": int(size), "mean": list(probe.mean or (0.5,) * 3),
                           "std": list(probe.std or (0.5,) * 3), "center_slice_rule": "see inputs.image.choose_volume",
                           "intensity": "percentile 0.5-99.5 -> [0,1], pad to square, resize"},

@@ -144,6 +144,9 @@ def test_kind_beside_good_series(kind, tmp_path, clean, mode):
                 assert r["n_files"] == case.extra["n_files"]
             if mode != "untrained":  # a trained model reads the image: compressed kinds must decode
                 assert "cannot decode" not in (r["note"] or ""), r["note"]
+            if case.extra.get("one_line_notes"):  # classified; what was wrong said in one line at most
+                assert r["label"] or mode == "untrained", r
+                assert "\n" not in (r["note"] or "") and "Traceback" not in (r["note"] or ""), r["note"]
         assert code == cli.EXIT_OK, err
     # the run summary on stderr counts the skips
     assert f"({len(skipped)} skipped)" in err
@@ -402,3 +405,108 @@ def test_special_file_given_as_a_path_is_reported_not_opened(tmp_path):
     d = discover_series([fifo, good])
     assert [(s.path, s.reason) for s in d.skipped] == [(str(fifo), "not a regular file: a named pipe (FIFO); not read")]
     assert len(d.series) == 1
+
+
+def test_huge_file_of_zeros_is_refused_from_its_first_bytes(tmp_path, monkeypatch):
+    """A 2 GB sparse file of zeros: refused as not DICOM after reading a few hundred bytes of it, not 2 GB."""
+    import builtins
+
+    from SeqClassifierLib.dicom.discovery import discover_series
+
+    case = corpus.build("zeros_2gb", tmp_path / "in")
+    (zeros,) = case.paths
+    read = {"bytes": 0, "opens": 0}
+    real_open = builtins.open
+
+    class Counting:
+        def __init__(self, fh):
+            self._fh = fh
+
+        def read(self, n=-1):
+            data = self._fh.read(n)
+            read["bytes"] += len(data)
+            return data
+
+        def readinto(self, buf):
+            n = self._fh.readinto(buf)
+            read["bytes"] += n or 0
+            return n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._fh.close()
+
+        def __getattr__(self, name):
+            return getattr(self._fh, name)
+
+    def counting_open(file, *args, **kwargs):
+        fh = real_open(file, *args, **kwargs)
+        if isinstance(file, (str, os.PathLike)) and os.fspath(file) == str(zeros):
+            read["opens"] += 1
+            return Counting(fh)
+        return fh
+
+    monkeypatch.setattr(builtins, "open", counting_open)
+    d = discover_series(tmp_path / "in", workers=1)
+    monkeypatch.undo()
+    assert [(s.path, s.reason) for s in d.skipped] == [
+        (str(zeros), "not a DICOM file (no 'DICM' marker and no DICOM data set)")]
+    assert d.series == []
+    assert read["opens"] >= 1, "the counting wrapper saw no open: the test measures nothing"
+    assert read["bytes"] <= 4096, f"read {read['bytes']} bytes of a file of zeros"
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                out |= {int(c) for c in fh.read().split()}
+    except OSError:
+        pass
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process tree from /proc")
+def test_sigterm_early_leaves_no_worker_and_closes_the_pipes(big_folder, tmp_path):
+    """SIGTERM to the command as soon as its first header-reading worker exists: the command ends with its
+    own exit status, every worker ends with it (nothing keeps the output pipes open) and no result is left."""
+    from SeqClassifierLib.lifetime import EXIT_TERMINATED
+
+    out = tmp_path / "F.json"
+    env = dict(os.environ, SEQCLASSIFIER_WORKERS="3")
+    proc = subprocess.Popen([sys.executable, "-m", "SeqClassifierLib.app.cli", "classify", str(big_folder["root"]),
+                             "--format", "json", "--out", str(out)], cwd=str(REPO / "SeqClassifier"), env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    workers: set[int] = set()
+    try:
+        t0 = time.monotonic()
+        while not workers and proc.poll() is None and time.monotonic() - t0 < 60:
+            workers = _children(proc.pid)
+            time.sleep(0.005)
+        assert workers, f"no worker process was started (exit {proc.poll()})"
+        proc.send_signal(signal.SIGTERM)
+        try:
+            # communicate() returns once every writer of the pipes is gone: the command and its workers
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the output pipes are still open after SIGTERM: workers {sorted(w for w in workers if _running(w))}")
+        err = err.decode(errors="replace")
+        assert proc.returncode == EXIT_TERMINATED, err[-2000:]
+        assert "terminated" in err and "Traceback" not in err, err[-2000:]
+        assert [w for w in workers if _running(w)] == []
+        assert list(tmp_path.iterdir()) == []  # neither F.json nor its temporary file
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -8,6 +8,7 @@ through ``load_samples`` -> ``_Tensors`` -> ``_forward_batch`` with augmentation
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION, N_FEATURES
 from SeqClassifierLib.inputs.image import load_center_slice, model_slice, prepare_image, standardize
 from SeqClassifierLib.model.backbones import get_backbone_config
+from SeqClassifierLib.model.card import Preprocessing
 from SeqClassifierLib.model.checkpoint import save_checkpoint
 from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.model.fusion import create_model
@@ -37,8 +39,8 @@ def _assert_same_inputs(samples, classifier: Classifier, model) -> None:
     assert samples and all(s.image is not None for s in samples)
     trained_on = _training_inputs(samples, model)
     for s, x in zip(samples, trained_on):
-        prepared = classifier._prepare(s.record, None)  # (metadata, image, note, quality)
-        img, note = prepared[1], prepared[2]
+        prepared = classifier._prepare(s.record, None)  # a PreparedInput
+        img, note = prepared.image, prepared.image_note
         assert note == "" and img is not None, note
         assert img.dtype == np.float32 and img.shape == tuple(x.shape)
         assert torch.equal(x, torch.from_numpy(img)), (
@@ -55,12 +57,13 @@ def default_classifier(tmp_path_factory):
             "preprocessing": {"input_size": model.input_size, "mean": list(model.mean), "std": list(model.std)}}
     path = save_checkpoint(tmp_path_factory.mktemp("model") / "m.json", [model, model], card)
     clf = Classifier(path, device="cpu", precision="fp32")
-    assert clf.is_trained and clf._preprocessing() == (128, [0.5] * 3, [0.5] * 3, True)
+    assert clf.is_trained and clf.card.uses_image
+    assert clf.card.preprocessing == Preprocessing(128, (0.5,) * 3, (0.5,) * 3)
     return clf
 
 
 def test_real_series_same_input_in_training_and_inference(prostatex, default_classifier):
-    size = int(default_classifier.card["preprocessing"]["input_size"])
+    size = default_classifier.card.preprocessing.input_size
     samples = T.load_samples([prostatex / "labels.csv"], [prostatex], input_size=size, log=lambda m: None)
     assert len(samples) == 18
     fold = default_classifier._model.models[0]  # the classifier's own model: architecture and mean/std
@@ -78,7 +81,8 @@ def test_synthetic_series_same_input_at_another_size(tmp_path, default_classifie
     bb = get_backbone_config("dinov2_s14")
     size, mean, std = bb.input_size, bb.mean, bb.std
     model = SimpleNamespace(input_size=size, mean=mean, std=std, uses_image=True)
-    monkeypatch.setattr(default_classifier, "_preprocessing", lambda: (size, mean, std, True))
+    monkeypatch.setattr(default_classifier, "card", dataclasses.replace(
+        default_classifier.card, preprocessing=Preprocessing(size, tuple(mean), tuple(std))))
     samples = T.load_samples([tmp_path / "synth" / "labels.csv"], [tmp_path / "synth"], input_size=size,
                              log=lambda m: None)
     assert len(samples) >= 5

@@ -129,7 +129,7 @@ def test_round_trip_every_strategy(tmp_path, strategy):
     models = _folds(strategy, n=2)
     save_checkpoint(tmp_path / "m", models, {})
     ensemble, card = load_checkpoint(tmp_path / "m")
-    assert "temperature" not in card and ensemble.temperature == 1.0
+    assert "temperature" not in card.raw and card.temperature == ensemble.temperature == 1.0
     image, meta = _batch()
     present = torch.tensor([True, False, True])
     with torch.no_grad():
@@ -142,7 +142,7 @@ def test_round_trip_lora(tmp_path):
     models = _folds("joint", n=2, lora=True)
     save_checkpoint(tmp_path / "m", models, {})
     ensemble, card = load_checkpoint(tmp_path / "m")
-    assert card["model"]["lora"]["rank"] == 2
+    assert card.raw["model"]["lora"]["rank"] == card.model.lora.rank == 2
     image, meta = _batch()
     with torch.no_grad():
         assert torch.allclose(ensemble(image, meta), _expected_probs(models, image, meta), atol=1e-6)
@@ -228,5 +228,5 @@ def test_overwrite_replaces_both_files(tmp_path):
     models = _folds("joint", n=2)
     save_checkpoint(tmp_path / "m", models, {"note": "second"})
     ensemble, card = load_checkpoint(tmp_path / "m")
-    assert card["note"] == "second" and card["n_folds"] == 2 and ensemble.strategy == "joint"
+    assert card.raw["note"] == "second" and card.n_folds == 2 and ensemble.strategy == "joint"
     assert math.isclose(float(ensemble(*_batch()).sum()), 3.0, rel_tol=1e-5)

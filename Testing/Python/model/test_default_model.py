@@ -35,6 +35,9 @@ def test_default_model_ships_with_a_complete_card():
     assert held["review_rule"]["review_threshold"] == card["review_threshold"]
     assert set(card["ood"]["thresholds"]) == {"image", "meta", "fused", "header"}
     assert card["feature_schema_version"] == FEATURE_SCHEMA_VERSION and "attribute_group_dropout" in card["training"]
+    from SeqClassifierLib.inputs.features import FEATURE_NAMES
+
+    assert card["feature_names"] == list(FEATURE_NAMES)  # written into the card; the weights untouched
 
 
 def test_default_model_classifies_every_real_series_correctly(prostatex_discovery, prostatex_labels):

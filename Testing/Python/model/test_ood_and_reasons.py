@@ -160,3 +160,20 @@ def test_shortcut_audit_counts_flips_per_group(tiny_model):
 
     bad = shortcut_audit(Shortcut(), [r for r, _, _ in found], [y for _, y, _ in found])
     assert not bad.passed and bad.worst[0] == "contrast_timing" and bad.worst[1] == "DCE" and bad.worst[2] == 1.0
+
+
+def test_reasons_are_typed_values_that_read_as_before():
+    import json
+    import pickle
+
+    from SeqClassifierLib.model.reasons import Reason, ReasonKind, as_reason
+
+    u = Reason.unlike_training("image", 31.26, 20.0)
+    assert u == "unlike training data (image distance 31.3 > 20.0)" and u.kind is ReasonKind.UNLIKE_TRAINING
+    assert u.place == "image" and json.dumps([u]) == '["unlike training data (image distance 31.3 > 20.0)"]'
+    back = pickle.loads(pickle.dumps(u))
+    assert (back, back.kind, back.place) == (u, u.kind, "image")
+    low = as_reason("low confidence (0.50 < 0.80)")  # text read back from a file
+    assert low.kind is ReasonKind.LOW_CONFIDENCE and reason_kind(low) == "low confidence"
+    with pytest.raises(ValueError):
+        as_reason("no such reason")

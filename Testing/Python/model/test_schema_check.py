@@ -26,3 +26,23 @@ def test_any_mismatch_is_refused_naming_both_schemas(card):
     assert text.startswith("old.json: the model was trained on metadata feature schema")
     assert f"this SeqClassifier computes schema {FEATURE_SCHEMA_VERSION} with {N_FEATURES} features" in text
     assert "Retrain" in text
+
+
+def test_cards_with_feature_names_are_compared_name_by_name():
+    from SeqClassifierLib.inputs.features import FEATURE_NAMES
+
+    names = list(FEATURE_NAMES)
+    check_feature_schema({"feature_schema_version": FEATURE_SCHEMA_VERSION, "feature_names": names,
+                          "model": {"num_meta_features": N_FEATURES}}, "m.json")
+    older = [n for n in names if n not in ("num:flip", "miss:flip")] + ["num:gone", "miss:gone"]
+    with pytest.raises(ValueError) as err:
+        check_feature_schema({"feature_schema_version": FEATURE_SCHEMA_VERSION, "feature_names": older,
+                              "model": {"num_meta_features": len(older)}}, "old.json")
+    text = str(err.value)
+    assert text.startswith("old.json: the model was trained on")
+    assert "2 added in this SeqClassifier (num:flip, miss:flip)" in text and "2 missing from it (num:gone, miss:gone)" in text
+    with pytest.raises(ValueError, match="another order"):
+        check_feature_schema({"feature_names": names[::-1], "model": {"num_meta_features": N_FEATURES}}, "r.json")
+    with pytest.raises(ValueError, match="meaning changed"):  # same names, another schema: still refused
+        check_feature_schema({"feature_schema_version": "9.0", "feature_names": names,
+                              "model": {"num_meta_features": N_FEATURES}}, "v.json")
