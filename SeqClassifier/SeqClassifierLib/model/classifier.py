@@ -177,6 +177,14 @@ class Classifier:
     (e.g. one fold of a checkpoint, see :mod:`~SeqClassifierLib.training.held_out`).
     """
 
+    #: Names of the decision rules (model.decision) the card was validated with; None: none apply.
+    decision_rules: Optional[list] = None
+    #: The card's review rule (model.review_rule), fitted on real out-of-source predictions; None: the
+    #: older rule (confidence below review_threshold, every distance place, every evidence conflict).
+    review_rule: Optional[ReviewRule] = None
+    #: Set to a list to receive each classified series' raw distances ({place: value}), in order.
+    score_log: Optional[list] = None
+
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
                  batch_size: int = 64, workers: int = 4, precision: str = "auto"):
         _checked_precision(precision)  # refused even when no model is installed
@@ -188,13 +196,6 @@ class Classifier:
         self.card: Optional[ModelCard] = None
         self._model = None
         self.device = "cpu"
-        #: Names of the decision rules (model.decision) the card was validated with; None: none apply.
-        self.decision_rules: Optional[list] = None
-        #: The card's review rule (model.review_rule), fitted on real out-of-source predictions; None: the
-        #: older rule (confidence below review_threshold, every distance place, every evidence conflict).
-        self.review_rule: Optional[ReviewRule] = None
-        #: Set to a list to receive each classified series' raw distances ({place: value}), in order.
-        self.score_log: Optional[list] = None
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
