@@ -53,26 +53,33 @@ model=SeqClassifier/SeqClassifierLib/model/assets/seqclassifier_default.json
 # 1) the default model: all synthetic studies + every real source, 4 folds by patient
 if [ "${SKIP_DEFAULT:-0}" != 1 ]; then
   mkdir -p SeqClassifier/SeqClassifierLib/model/assets
-  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS PATIENCE=${PATIENCE:-8} OVERSAMPLE=${OVERSAMPLE:-8} REAL=<corpus> scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras --realism; then: seqclassifier train --labels <synth>/part*/labels.csv <real>/*/labels.csv --data <synth>/part* <real>/* --oversample <real>/*=${OVERSAMPLE:-8} --out $model --folds 4 ${common[*]}"
+  cmd="STUDIES=$STUDIES JOBS=$JOBS DEVICE=$DEVICE EPOCHS=$EPOCHS PATIENCE=${PATIENCE:-8} OVERSAMPLE=${OVERSAMPLE:-8} REAL=<corpus> scripts/train_default.sh  # synth: seqclassifier synth <synth>/partJ --seed 1000+100J --kinds prostate neuro --prostate-extras --realism; then: seqclassifier train --labels <synth>/part*/labels.csv <real>/*/labels.csv --data <synth>/part* <real>/* --fold-by-source <real>/* --oversample <real>/*=${OVERSAMPLE:-8} --out $model --folds 4 ${common[*]}"
   $SC train --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
-     --oversample "${over[@]}" --out "$model" --folds 4 "${common[@]}" --command-line "$cmd"
+     --fold-by-source "${real_roots[@]}" --oversample "${over[@]}" --out "$model" --folds 4 "${common[@]}" \
+     --command-line "$cmd"
   # 1b) held-out folds of the default model: distance statistics, out-of-fold scores (reported only)
   $SC held-out --model "$model" --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
      --quiet > "$work/held_out.json"
 fi
 
-# 2) leave-one-source-out: every real series predicted by a model that never saw its source (the real
-#    sources held out in LOSO_GROUPS balanced groups); the review rule is fitted on those predictions and
-#    stored in the card with the per-source table, the keyword baseline and the risk-coverage curve.
+# 2) leave-one-source-out: the folds of 1) hold each real source out whole, so every real series'
+#    out-of-fold prediction comes from a fold model that never saw its source; the review rule is fitted
+#    on those predictions and stored in the card with the per-source table, the keyword baseline and the
+#    risk-coverage curve.  LOSO_TRAIN=1 trains one model per group of sources instead (LOSO_GROUPS).
 if [ "${SKIP_BY_SOURCE:-0}" != 1 ]; then
-  $SC by-source --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
-     --real "${real_roots[@]}" --groups "${LOSO_GROUPS:-8}" --oversample "${OVERSAMPLE:-8}" --max-epochs "$EPOCHS" --patience "${PATIENCE:-8}" \
-     --device "$DEVICE" --out "$work/by_source" --into-card "$model"
+  if [ "${LOSO_TRAIN:-0}" = 1 ]; then
+    how=(--real "${real_roots[@]}" --groups "${LOSO_GROUPS:-8}" --oversample "${OVERSAMPLE:-8}"
+         --max-epochs "$EPOCHS" --patience "${PATIENCE:-8}" --device "$DEVICE")
+  else
+    how=(--model "$model")
+  fi
+  $SC by-source "${how[@]}" --labels $synth_labels "${real_labels[@]}" --data $synth_roots "${real_roots[@]}" \
+     --out "$work/by_source" --into-card "$model"
   cp "$work/by_source/risk_coverage.png" docs/risk_coverage.png 2>/dev/null || true
 fi
 
-for r in "${real_roots[@]}"; do
-  echo "== default model on $(basename "$r") (trained on it: a sanity check, not a validation) =="
+for r in "$PROSTATEX" "$VENDORS"; do
+  echo "== default model on $(basename "$r") (in its training data: a sanity check, not a validation) =="
   $SC evaluate --models "$model" --labels "$r/labels.csv" --data "$r" --name "$(basename "$r")" \
      --out "$work/report_$(basename "$r")" --device "$DEVICE" | tail -3
 done
