@@ -5,6 +5,8 @@ Subcommands::
     seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
                                    [--format table|csv|json|jsonl] [--out FILE]
     seqclassifier classify --slicer-db PATH/ctkDICOM.sql
+    seqclassifier classify PATH... --adapt labels.json|labels.csv    (the site memory, see adapt_cli)
+    seqclassifier adapt FILE [PATH...] [--export OUT | --import IN]
     seqclassifier classify ARCHIVE --format jsonl --out F [--resume] [--engine dask [--scheduler ADDR]]
     seqclassifier idc plan [--collections ID...] --out manifest.csv
     seqclassifier idc download manifest.csv DEST
@@ -41,7 +43,7 @@ import warnings
 from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
-from SeqClassifierLib.app import archive_cli, validation_commands
+from SeqClassifierLib.app import adapt_cli, archive_cli, validation_commands
 from SeqClassifierLib.app.output import format_csv, format_json, format_jsonl, format_table, make_row, safe_text
 from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
 from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
@@ -183,11 +185,13 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     if not classifier.is_trained and not args.quiet:
         print("warning: no trained model is installed: series are listed WITHOUT labels "
               "(model: untrained)", file=sys.stderr)
+    adapting = adapt_cli.install(args, classifier)  # --adapt FILE: the site memory's hook (else None)
     bar = _progress("classifying", show, "classify" if jsonl_stream else None)
     try:
         predictions = classifier.classify(discovery.series, progress=bar)
     finally:
         bar.close()
+    predictions = adapt_cli.finish(adapting, classifier, discovery.series, predictions, quiet=args.quiet)
     return discovery, classifier, predictions
 
 
@@ -233,7 +237,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if problem:
             _say("error", problem)
             return EXIT_ERROR
-    problem = archive_cli.check_options(args)
+    problem = archive_cli.check_options(args) or adapt_cli.check_options(args, archive_cli.streams(args))
     if problem:
         _say("error", problem)
         return EXIT_ERROR
@@ -486,6 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thumbnails", action="store_true",
                    help="with --format jsonl: add a 64x64 grey thumbnail of the center slice to each series event")
     archive_cli.add_classify_options(p)
+    adapt_cli.add_classify_options(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("sort", help="copy or link the chosen series into DEST/<patient>/<study>/<label>_<plane>_<n>/")
@@ -556,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_synth)
 
     validation_commands.add_parsers(sub)
+    adapt_cli.add_parser(sub)
     archive_cli.add_idc_parser(sub)
     return parser
 

@@ -141,6 +141,9 @@ class Classifier:
         self.card: dict = {}
         self._model = None
         self.device = "cpu"
+        #: Optional site hook (:class:`SeqClassifierLib.adaptation.hook.SiteHook`): sees each series'
+        #: features and its shipped prediction, may return an adapted one. None: the shipped behaviour.
+        self.site = None
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
@@ -259,16 +262,25 @@ class Classifier:
                     images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
                         memory_format=torch.channels_last)
                 meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
+                captured = None
                 with torch.inference_mode(), self._autocast():
-                    probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
-                                                                    meta_present=meta_present)
+                    if self.site is None:
+                        probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
+                                                                        meta_present=meta_present)
+                    else:
+                        probs, scores, captured = self._model.forward_with_features(
+                            images, meta, image_present=present, meta_present=meta_present)
                 probs = probs.float().cpu().numpy()
                 for i, (r, p, (_, _, note, quality)) in enumerate(zip(batch, probs, prepared)):
                     unlike = self._model.ood.reasons(scores, i) if scores else []
                     # without an image the image place's distance measures the "missing" vector
                     if prepared[i][1] is None:
                         unlike = [u for u in unlike if "(image distance" not in u]
-                    results.append(self._to_prediction(r, p, note, contexts.get(r.series_uid), quality, unlike))
+                    pred = self._to_prediction(r, p, note, contexts.get(r.series_uid), quality, unlike)
+                    if self.site is not None:
+                        pred = self.site.adapt(self, r, p, pred, captured, i, scores, unlike, note,
+                                               contexts.get(r.series_uid), quality, prepared[i][1] is not None)
+                    results.append(pred)
                 done += len(batch)
                 if progress:
                     progress(done, len(records))
