@@ -30,10 +30,10 @@ import numpy as np
 
 from SeqClassifierLib.adaptation.memory import Geometry, SiteMemory, row_from_features
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.model.reasons import LOW_QUALITY
+from SeqClassifierLib.model.reasons import LOW_QUALITY, UNLIKE_TRAINING
 
-#: The kernel weight of the nearest voter from which unanimous voters vouch for a low-quality slice.
-VOUCH_WEIGHT = 0.5
+#: Unanimous voters vouch for a prediction when the nearest lies within the fused OOD threshold x this.
+VOUCH_FACTOR = 1.0
 _PLACE = re.compile(r"\((\w+) distance ")
 
 
@@ -111,12 +111,17 @@ class SiteHook:
             return dataclasses.replace(shipped, adapted=self._info(shipped, shipped, 0, 0.0, nb))
         kept = [u for u in unlike if _place_of(u) not in cleared]
         pred = classifier._to_prediction(record, new_probs, note, context, quality, kept)
-        if self._vouched(nb, w, pred):
-            # close confirmed series of this very label: the slice's low quality score is the site's normal
-            reasons = [r for r in pred.review_reasons if not r.startswith(LOW_QUALITY)]
+        if self._vouched(nb, pred):
+            # confirmed series of this very label as close as training series are to their class: the
+            # reader has seen the model right here, so "unlike training data" and the slice's low quality
+            # score (this scanner's normal) are no longer reasons to look again
+            gone = (UNLIKE_TRAINING, LOW_QUALITY)
+            reasons = [r for r in pred.review_reasons if not r.startswith(gone)]
             if len(reasons) != len(pred.review_reasons):
-                pred = dataclasses.replace(pred, review_reasons=reasons, needs_review=bool(reasons),
-                                           note=self._without(pred.note, LOW_QUALITY))
+                note_ = pred.note
+                for kind in gone:
+                    note_ = self._without(note_, kind)
+                pred = dataclasses.replace(pred, review_reasons=reasons, needs_review=bool(reasons), note=note_)
         info = self._info(shipped, pred, len(nb.voters), w, nb)
         words = []
         if info["label_changed"]:
@@ -130,9 +135,11 @@ class SiteHook:
             pred = dataclasses.replace(pred, note="; ".join([n for n in (pred.note, *words) if n]))
         return dataclasses.replace(pred, adapted=info)
 
-    def _vouched(self, nb, w: float, pred) -> bool:
-        """The voters all confirmed the predicted label and the nearest is close (w >= VOUCH_WEIGHT)."""
-        if not nb.voters or w < VOUCH_WEIGHT or pred.label is None:
+    def _vouched(self, nb, pred) -> bool:
+        """The voters all confirmed the predicted label and the nearest lies within the fused OOD
+        threshold x VOUCH_FACTOR (as close as the training series are to their class mean)."""
+        t = self.geometry.thresholds.get("fused") if self.geometry is not None else None
+        if not nb.voters or pred.label is None or t is None or nb.voters[0][1] > t * VOUCH_FACTOR:
             return False
         labels = self.memory.labels()
         k = CLASS_NAMES.index(pred.label.value)

@@ -41,7 +41,7 @@ PLACES = ("image", "meta", "fused", "header")
 #: Nearest confirmed series that vote.
 K = 5
 #: Neighbour radius as a multiple of the card's fused OOD threshold.
-RADIUS_FACTOR = 1.0
+RADIUS_FACTOR = 1.5
 #: A confirmed series within (place threshold x this) counts as known for that place's flag.
 OOD_FACTOR = 1.0
 
