@@ -58,8 +58,8 @@ def load_confirmations(path: PathLike) -> Dict[str, Dict[str, Any]]:
     ValueError (one line, naming the file) when the file cannot be used.
     """
     if is_store(path):
-        if not os.path.isfile(path):
-            raise ValueError(f"label store {path}: no such file")
+        if not os.path.exists(path):
+            return {}  # a store nobody confirmed anything in yet
         store = LabelStore(path, on_corrupt="raise")
         out = {}
         for uid, e in store.load().items():

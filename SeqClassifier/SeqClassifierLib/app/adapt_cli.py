@@ -67,6 +67,7 @@ class AdaptRun:
     confirmations: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     memory: Optional[SiteMemory] = None
     site_used: bool = False
+    sources: Optional[Sources] = None
 
 
 def install(args: argparse.Namespace, classifier: Classifier) -> Optional[AdaptRun]:
@@ -103,7 +104,8 @@ def install(args: argparse.Namespace, classifier: Classifier) -> Optional[AdaptR
     hook = SiteHook(memory if site_used else None, geometry, record=True,
                     confirmations=confirmations if site_used else None)
     classifier.site = hook
-    return AdaptRun(str(path), str(anchor), hook, geometry, identity, confirmations, memory, site_used)
+    return AdaptRun(str(path), str(anchor), hook, geometry, identity, confirmations, memory, site_used,
+                    Sources.of(list(getattr(args, "paths", None) or [])))
 
 
 def finish(run: Optional[AdaptRun], classifier: Classifier, records: List[Any], predictions: List[Any],
@@ -118,7 +120,11 @@ def finish(run: Optional[AdaptRun], classifier: Classifier, records: List[Any], 
         if added:
             again = SiteHook(run.memory, run.geometry, confirmations=run.confirmations)
             predictions = [_replay(again, classifier, hook, r, p) for r, p in zip(records, predictions)]
-    if build.is_store(run.path) and run.geometry is not None and hook.rows:
+    recent = sitefile.site_paths(build.recent_path(run.path))[0]
+    problem = _writable(str(recent), run.sources or Sources(), "the recent feature rows")
+    if problem and build.is_store(run.path) and not quiet:
+        _say("warning", f"{problem}: not saved")
+    if build.is_store(run.path) and run.geometry is not None and hook.rows and not problem:
         try:
             build.save_recent(run.path, run.geometry.layout(), run.identity, hook.shipped, hook.rows)
         except (OSError, ValueError) as exc:
