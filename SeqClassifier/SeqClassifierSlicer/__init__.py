@@ -7,6 +7,8 @@
   its tests; also what a series is loaded as (label, confirmed).
 * :mod:`.session` runs classification in a background process and keeps the
   panel's rows and the label store in step (plain Python).
+* :mod:`.site`: the site memory in the panel (``--adapt`` the store, confirmations join the
+  site file at once, the shipped model's answers on a switch) (plain Python).
 * :mod:`.dependencies` lists the missing Python requirements and those already
   imported (a restart is needed after updating them) (plain Python).
 * :mod:`.compat`: every difference between Slicer 5.8, 5.10 and 5.12 the module meets.

@@ -22,7 +22,7 @@ from SeqClassifierLib.app.background import BackgroundProcess, State
 from SeqClassifierLib.curation.label_store import LabelStore
 from SeqClassifierLib.records import ResultRow
 
-from . import review
+from . import review, site
 
 #: Return codes of ``seqclassifier classify`` that produced a result (2: some files skipped,
 #: 3: no MR series found).
@@ -58,6 +58,8 @@ class ClassificationSession:
         self.python = python or sys.executable
         self.module_dir = module_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env = dict(env) if env is not None else None
+        #: Classify with the site memory of the label store (SeqClassifierSlicer.site); False: shipped only.
+        self.adapt = True
         self.process: Optional[BackgroundProcess] = None
         #: SeriesInstanceUID -> ReviewRow, in display order.
         self.rows: dict[str, review.ReviewRow] = {}
@@ -68,6 +70,8 @@ class ClassificationSession:
         self.n_skipped = 0
         self.progress_fraction = 0.0
         self.status_text = ""
+        #: What the last confirmation did to the site memory (one line, empty when nothing).
+        self.site_note = ""
         self._wanted: Optional[set] = None
         self._pending: list[dict] = []
         self._on_event: Optional[Callable[[dict], None]] = None
@@ -89,7 +93,7 @@ class ClassificationSession:
                 "--format", "jsonl", "--thumbnails", "--device", device or "auto", "--cache"]
         if not _is_empty_path(model):
             argv += ["--model", str(model)]
-        return argv
+        return argv + (site.adapt_args(self.store) if self.adapt else [])
 
     @property
     def is_running(self) -> bool:
@@ -224,17 +228,20 @@ class ClassificationSession:
         self.n_skipped = 0
         return list(self.rows.values())
 
-    def review_rows(self, only_labels: str = "") -> list[review.ReviewRow]:
-        """Rows, optionally only those whose label is in the comma-separated ``only_labels``."""
+    def review_rows(self, only_labels: str = "", shipped: bool = False) -> list[review.ReviewRow]:
+        """Rows, optionally only those whose label is in the comma-separated ``only_labels``;
+        ``shipped``: as the shipped model answered, without the site memory."""
         wanted = {s.strip().lower() for s in (only_labels or "").split(",") if s.strip()}
-        rows = list(self.rows.values())
+        rows = site.shipped_rows(list(self.rows.values())) if shipped else list(self.rows.values())
         return [r for r in rows if (r.label or "").lower() in wanted] if wanted else rows
 
-    def model_status_text(self) -> str:
+    def model_status_text(self, shipped: bool = False) -> str:
         rows = list(self.rows.values())
         if not rows:
             return "No series to review: classify, or select series classified before."
-        return review.status_text(rows, self.model_trained, self.n_skipped)
+        text = review.status_text(rows, self.model_trained, self.n_skipped)
+        adapted = site.status_text(self.store, shipped) if self.adapt else ""
+        return f"{text} {adapted}" if adapted else text
 
     def preset_selection(self, preset: str) -> set[str]:
         return review.select_preset(list(self.rows.values()), preset)
@@ -251,6 +258,7 @@ class ClassificationSession:
         entry = self.store.confirm(series_uid, label, user=user, **self._series_info(series_uid))
         if series_uid in self.rows:
             self.rows[series_uid].apply_entry(entry)
+        self.site_note = site.after_confirmation(self.store, [series_uid])  # the next run learns it
         return entry
 
     def confirm_all(self, series_uids: Iterable[str], user: Optional[str] = None) -> tuple[int, int]:
@@ -264,6 +272,7 @@ class ClassificationSession:
         entries = self.store.load()
         for uid in labels:
             self.rows[uid].apply_entry(entries[uid])
+        self.site_note = site.after_confirmation(self.store, list(labels))
         return n, len(uids) - len(labels)
 
     def export_labels(self, path: str, confirmed_only: bool = False) -> int:
