@@ -119,13 +119,7 @@ class Prediction:
     adapted: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = self._shipped_dict()
-        if self.adapted is not None:
-            out["adapted"] = dict(self.adapted)
-        return out
-
-    def _shipped_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "series_uid": self.series_uid,
             "label": self.label.value if self.label is not None else None,
             "confidence": self.confidence,
@@ -137,6 +131,9 @@ class Prediction:
             "group": self.group,
             "image_quality": self.image_quality,
         }
+        if self.adapted is not None:  # only with a site memory: the shipped rows are unchanged
+            out["adapted"] = dict(self.adapted)
+        return out
 
 
 #: Version of the result row's fields; bump it when a field is added, renamed or changes meaning.

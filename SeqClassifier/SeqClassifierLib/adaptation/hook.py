@@ -11,8 +11,13 @@ then calls :meth:`SiteHook.adapt` with the features of every fold.  The hook:
   (:meth:`.memory.SiteMemory.blend`) and the "unlike training data" places a
   confirmed series is close to are dropped; the review reasons are made again
   by the classifier's own rule from the blended confidence and label;
-* nothing close (no voter, no flag cleared): the shipped prediction object
-  itself comes back, probabilities bit for bit.
+* unanimous voters of the predicted label, the nearest within the fused OOD
+  threshold (as close as training series are to their class mean), *vouch* for
+  the prediction: its "unlike training data" and "low image quality" reasons go
+  (the reader has seen the model right on series like it); low confidence and
+  evidence conflicts stay with the rule;
+* nothing close (no voter, no flag cleared): the shipped prediction comes back
+  unchanged, probabilities bit for bit (``adapted`` says ``neighbours: 0``).
 
 ``adapted`` on the prediction says what changed: ``label_changed``,
 ``flag_changed``, ``neighbours`` (voters), ``weight``, ``confirmed`` and the
