@@ -108,9 +108,10 @@ class SiteHook:
             return self._confirmed(classifier, record, probs, shipped, confirmed, note, context, quality)
         if row is None or self.geometry is None or self.memory is None:
             return dataclasses.replace(shipped, adapted=self._info(shipped, shipped, 0, 0.0))
-        nb = self.memory.neighbours(row, skip_places=() if has_image else ("image",))
-        new_probs, w = self.memory.blend(probs, nb.voters)
         flagged = {_place_of(u) for u in unlike} - {""}
+        # distances of the fused place (the voters) and of the flagged places only: the cost stays small
+        nb = self.memory.neighbours(row, skip_places=() if has_image else ("image",), places=sorted(flagged))
+        new_probs, w = self.memory.blend(probs, nb.voters)
         cleared = set(self.memory.known_places(nb.nearest)) & flagged
         if w == 0.0 and not cleared:
             return dataclasses.replace(shipped, adapted=self._info(shipped, shipped, 0, 0.0, nb))
@@ -146,7 +147,7 @@ class SiteHook:
         t = self.geometry.thresholds.get("fused") if self.geometry is not None else None
         if not nb.voters or pred.label is None or t is None or nb.voters[0][1] > t * VOUCH_FACTOR:
             return False
-        labels = self.memory.labels()
+        labels = self.memory._labels if len(self.memory._labels) == len(self.memory) else self.memory.labels()
         k = CLASS_NAMES.index(pred.label.value)
         return all(int(labels[i]) == k for i, _ in nb.voters)
 

@@ -127,8 +127,9 @@ class SiteMemory:
         self.entries: List[Dict[str, Any]] = []
         self.vectors = np.zeros((0, row_width(self.layout)), dtype=np.float32)
         self._index: Dict[str, int] = {}
-        self._whitened: Optional[Dict[str, np.ndarray]] = None
+        self._whitened: Optional[Dict[str, Tuple[np.ndarray, np.ndarray]]] = None
         self._geometry: Optional[Geometry] = None
+        self._labels = np.zeros(0, dtype=np.int64)
 
     # -- contents ------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -192,6 +193,7 @@ class SiteMemory:
                 raise ValueError(f"series {uid}: label {label!r} is not one of {', '.join(CLASS_NAMES)}")
             e["label"] = label
             e.update({k: v for k, v in info.items() if v is not None})
+            self._whitened = None  # labels are cached with the whitened rows
 
     def labels(self) -> np.ndarray:
         return np.array([CLASS_NAMES.index(e["label"]) for e in self.entries], dtype=np.int64)
@@ -204,16 +206,17 @@ class SiteMemory:
             start += f * d
         return out
 
-    def whiten(self, rows: np.ndarray, geometry: Geometry) -> Dict[str, np.ndarray]:
-        """place -> [N, F, D] whitened features of these rows (float32)."""
+    def whiten(self, rows: np.ndarray, geometry: Geometry, places: Optional[Sequence[str]] = None
+               ) -> Dict[str, np.ndarray]:
+        """place -> [N, F, D] whitened features (float64) of these rows, for ``places`` (default: all)."""
         rows = np.asarray(rows, dtype=np.float32).reshape(-1, self.vectors.shape[1])
         out = {}
         for place, sl in self._place_slices().items():
-            if place not in geometry.factors:
+            if place not in geometry.factors or (places is not None and place not in places):
                 continue
             f, d = self.layout[place]
-            x = rows[:, sl].reshape(-1, f, d).astype(np.float64)
-            out[place] = np.einsum("nfd,fde->nfe", x, geometry.factors[place]).astype(np.float32)
+            x = rows[:, sl].reshape(-1, f, d).astype(np.float64).transpose(1, 0, 2)  # [F, N, D]
+            out[place] = np.matmul(x, geometry.factors[place]).transpose(1, 0, 2)    # [N, F, D], BLAS
         return out
 
     def fit(self, geometry: Geometry) -> None:
@@ -221,7 +224,11 @@ class SiteMemory:
         if geometry.layout() != {p: self.layout[p] for p in geometry.places if p in self.layout}:
             raise ValueError("the model's feature layout differs from the site memory's")
         self._geometry = geometry
-        self._whitened = self.whiten(self.vectors, geometry)
+        w = self.whiten(self.vectors, geometry)
+        # per place: [F, N, D] float64 rows and their squared norms [F, N], for one BLAS product a query
+        self._whitened = {p: (np.ascontiguousarray(v.transpose(1, 0, 2)), (v ** 2).sum(-1).T.copy())
+                          for p, v in w.items()}
+        self._labels = self.labels()
 
     def distances(self, whitened_query: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """place -> [Q, N] fold-averaged distances from whitened queries ``[Q, F, D]`` to every stored row."""
@@ -231,23 +238,27 @@ class SiteMemory:
             self.fit(self._geometry)
         out = {}
         for place, q in whitened_query.items():
-            s = self._whitened.get(place)
-            if s is None or not len(s):
+            stored = self._whitened.get(place)
+            if stored is None or not stored[0].shape[1]:
                 continue
+            s, ss = stored                                                 # [F, N, D], [F, N]
+            q = np.asarray(q, dtype=np.float64).transpose(1, 0, 2)         # [F, Q, D]
             # ||q - s||^2 = |q|^2 + |s|^2 - 2 q.s, per fold, then sqrt and mean over folds
-            qq = (q.astype(np.float64) ** 2).sum(-1)                     # [Q, F]
-            ss = (s.astype(np.float64) ** 2).sum(-1)                     # [N, F]
-            qs = np.einsum("qfd,nfd->qnf", q.astype(np.float64), s.astype(np.float64))
-            d2 = np.clip(qq[:, None, :] + ss[None, :, :] - 2 * qs, 0, None)
-            out[place] = np.sqrt(d2).mean(-1)
+            qq = (q ** 2).sum(-1)                                          # [F, Q]
+            qs = np.matmul(q, s.transpose(0, 2, 1))                        # [F, Q, N]
+            d2 = np.clip(qq[:, :, None] + ss[:, None, :] - 2 * qs, 0, None)
+            out[place] = np.sqrt(d2).mean(0)                               # [Q, N]
         return out
 
-    def neighbours(self, row: np.ndarray, skip_places: Sequence[str] = ()) -> Neighbours:
-        """The nearest distances per place and the voters of one feature row."""
+    def neighbours(self, row: np.ndarray, skip_places: Sequence[str] = (),
+                   places: Optional[Sequence[str]] = None) -> Neighbours:
+        """The nearest distances per place (``places``, default all; ``fused`` always) and the voters
+        of one feature row."""
         result = Neighbours()
         if not len(self) or self._geometry is None:
             return result
-        q = self.whiten(row, self._geometry)
+        wanted = None if places is None else set(places) | {"fused"}
+        q = self.whiten(row, self._geometry, None if wanted is None else sorted(wanted))
         q = {p: v for p, v in q.items() if p not in skip_places}
         dists = self.distances(q)
         result.nearest = {p: float(d[0].min()) for p, d in dists.items()}
@@ -263,7 +274,7 @@ class SiteMemory:
         radius = self._geometry.radius if self._geometry is not None else None
         if not voters or not radius:
             return probs, 0.0
-        labels = self.labels()
+        labels = self._labels if self._whitened is not None else self.labels()
         kern = np.array([(1.0 - min(1.0, d / radius) ** 2) ** 2 for _, d in voters], dtype=np.float64)
         if kern.sum() <= 0:
             return probs, 0.0
