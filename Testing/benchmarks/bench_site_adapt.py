@@ -108,7 +108,8 @@ class Source:
         self.records = records
         self.truth = {r.series_uid: truth[r.series_uid] for r in records}
         self.geometry: Geometry = self.hook.geometry
-        self.uids = [r.series_uid for r in records if r.series_uid in self.hook.rows]
+        # one entry per series UID (a UID found twice, e.g. split by discovery, counts once)
+        self.uids = list(dict.fromkeys(r.series_uid for r in records if r.series_uid in self.hook.rows))
 
     def replay(self, confirmed: List[str]) -> List[Any]:
         """The other series' predictions with ``confirmed`` in the site memory."""

@@ -163,7 +163,10 @@ class SiteMemory:
                 raise ValueError(f"series {e.get('series_uid')}: label {e.get('label')!r} is not one of "
                                  f"{', '.join(CLASS_NAMES)}")
             i = self._index.get(e["series_uid"])
-            if i is not None:
+            if i is not None and i >= len(self.entries):  # twice in this batch: the last one wins
+                new_entries[i - len(self.entries)] = e
+                new_rows[i - len(self.entries)] = r
+            elif i is not None:
                 self.entries[i] = e
                 self.vectors[i] = r
             else:

@@ -242,6 +242,8 @@ def test_blend_is_untouched_far_away_and_follows_a_near_twin():
     assert m.known_places(twin.nearest) == ["fused", "header"]
     m.remove(["u1"])
     assert len(m) == 2 and "u1" not in m
+    m.add_many([{"series_uid": "u9", "label": "DWI"}, {"series_uid": "u9", "label": "ADC"}], rows[:2])
+    assert len(m) == 3 and m.label_of("u9") == "ADC"  # the same series twice in one batch: the last wins
 
 
 def test_building_a_thousand_series_site_roundtrips(tmp_path):
