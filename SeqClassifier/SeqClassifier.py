@@ -184,6 +184,7 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadButton.connect("clicked(bool)", self.onLoadButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.showLabelsLineEdit.connect("editingFinished()", self.onShowLabelsEdited)
+        self.ui.showShippedCheckBox.connect("toggled(bool)", lambda _on: self.updateReviewTable())
 
         self.initializeParameterNode()
         self.connectDICOMBrowser()
@@ -329,13 +330,14 @@ class SeqClassifierWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- review table ----------------------------------------------------------------------------
     def shownRows(self):
-        return self.logic.reviewRows(self._parameterNode.onlyLabels if self._parameterNode else "")
+        return self.logic.reviewRows(self._parameterNode.onlyLabels if self._parameterNode else "",
+                                     shipped=self.ui.showShippedCheckBox.checked)
 
     def updateReviewTable(self) -> None:
         """Fill the table from the logic's rows (a new result set; keeps the Load ticks)."""
         rows = self.shownRows()
         self.table.fill(rows)
-        self.ui.modelStatusLabel.text = self.logic.modelStatusText()
+        self.ui.modelStatusLabel.text = self.logic.modelStatusText(shipped=self.ui.showShippedCheckBox.checked)
         self._thumbnailQueue = [(r.series_uid, r.thumbnail) for r in rows if r.thumbnail is not None]
         self.thumbnailTimer.start()
         self.updateButtonStates()

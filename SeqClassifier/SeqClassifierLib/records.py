@@ -186,9 +186,12 @@ class Prediction:
     group: str = ""
     #: Quality score in [0, 1] of the slice the model saw (inputs.quality); None without an image.
     image_quality: Optional[float] = None
+    #: What the site memory changed (SeqClassifierLib.adaptation), e.g. ``{"label_changed": False,
+    #: "flag_changed": True, "neighbours": 3, ...}``; None when no site memory was used.
+    adapted: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "series_uid": self.series_uid,
             "label": self.label.value if self.label is not None else None,
             "confidence": self.confidence,
@@ -200,6 +203,9 @@ class Prediction:
             "group": self.group,
             "image_quality": self.image_quality,
         }
+        if self.adapted is not None:  # only with a site memory: the shipped rows are unchanged
+            out["adapted"] = dict(self.adapted)
+        return out
 
 
 #: Version of the result row's fields; bump it when a field is added, renamed or changes meaning.
@@ -249,6 +255,8 @@ class ResultRow:
     folder: str = ""
     files: list[str] = field(default_factory=list, repr=False)
     version: int = ROW_VERSION
+    #: What the site memory changed (see :attr:`Prediction.adapted`); None (and not written) without one.
+    adapted: Optional[dict[str, Any]] = None
 
     #: Fields written by the output formats, in order (``files`` stays in memory).
     FIELDS = ("patient_id", "study_uid", "study_date", "series_number", "series_uid", "description",
@@ -276,7 +284,8 @@ class ResultRow:
             needs_review=prediction.needs_review, review_reasons=list(prediction.review_reasons),
             group=group or prediction.group, image_quality=prediction.image_quality, b_values=list(record.b_values), manufacturer=record.manufacturer,
             model=prediction.model, note=prediction.note, folder=_common_folder(record.files),
-            files=list(record.files))
+            files=list(record.files),
+            adapted=dict(prediction.adapted) if prediction.adapted is not None else None)
 
     def to_dict(self, with_files: bool = False) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.FIELDS}
@@ -284,6 +293,8 @@ class ResultRow:
         d["review_reasons"] = list(self.review_reasons)
         d["b_values"] = list(self.b_values)
         d["version"] = self.version
+        if self.adapted is not None:
+            d["adapted"] = dict(self.adapted)
         if with_files:
             d["files"] = list(self.files)
         return d
@@ -347,4 +358,5 @@ class ResultRow:
             b_values=[float(b) for b in lists["b_values"] if b is not None], manufacturer=text("manufacturer"),
             model=text("model"), note=text("note"), folder=text("folder"),
             files=[str(f) for f in lists["files"]],
-            version=int(data.get("version") or ROW_VERSION))
+            version=int(data.get("version") or ROW_VERSION),
+            adapted=dict(data["adapted"]) if isinstance(data.get("adapted"), dict) else None)

@@ -14,6 +14,8 @@
 * :mod:`.review_table`: the panel's table, one row updated per label edit (the ``qt`` module
   is passed in, not imported); :mod:`.store_writes`: label-store writes that never wait for
   the lock on the GUI thread (queued, retried from a QTimer).
+* :mod:`.site`: the site memory in the panel (``--adapt`` the store, confirmations join the
+  site file at once, the shipped model's answers on a switch) (plain Python).
 * :mod:`.compat`: every difference between Slicer 5.8, 5.10 and 5.12 the module meets.
 * :mod:`.logic` (imports ``slicer``, no Qt): the module's logic; :mod:`.loaded`: the
   "series loaded in the scene" source; :mod:`.options`: source/preset Enums;

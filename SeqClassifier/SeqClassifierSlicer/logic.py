@@ -248,11 +248,16 @@ class ModuleLogic:
         self.sceneNodeIDs = {}
         return self.session.show_stored(seriesUIDs)
 
-    def reviewRows(self, onlyLabels=""):
-        return self.session.review_rows(onlyLabels)
+    def reviewRows(self, onlyLabels="", shipped=False):
+        """The rows shown; ``shipped``: the shipped model's answers instead of the site-adapted ones."""
+        return self.session.review_rows(onlyLabels, shipped=shipped)
 
-    def modelStatusText(self):
-        return self.session.model_status_text()
+    def modelStatusText(self, shipped=False):
+        return self.session.model_status_text(shipped=shipped)
+
+    def setAdaptToSite(self, enabled):
+        """Classify with the label store's site memory (default) or with the shipped model only."""
+        self.session.adapt = bool(enabled)
 
     def presetSelection(self, preset):
         return self.session.preset_selection(getattr(preset, "value", preset))

@@ -23,7 +23,7 @@ from SeqClassifierLib.curation import label_store as _ls
 from SeqClassifierLib.curation.label_store import LabelStore
 from SeqClassifierLib.records import ResultRow, SeriesKey, lookup
 
-from . import review
+from . import review, site
 from .store_writes import StoreWrites, confirmed_entry
 
 #: Return codes of ``seqclassifier classify`` that produced a result (2: some files skipped,
@@ -60,6 +60,8 @@ class ClassificationSession:
         self.python = python or sys.executable
         self.module_dir = module_dir or os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         self.env = dict(env) if env is not None else None
+        #: Classify with the site memory of the label store (SeqClassifierSlicer.site); False: shipped only.
+        self.adapt = True
         self.process: Optional[BackgroundProcess] = None
         #: SeriesKey (patient, study, series UID) -> ReviewRow, in display order.  Methods take a
         #: SeriesKey or a UID (:meth:`key_of`).
@@ -71,6 +73,8 @@ class ClassificationSession:
         self.n_skipped = 0
         self.progress_fraction = 0.0
         self.status_text = ""
+        #: What the last confirmation did to the site memory (one line, empty when nothing).
+        self.site_note = ""
         self._wanted: Optional[set] = None
         self._pending: list[dict] = []
         self._on_event: Optional[Callable[[dict], None]] = None
@@ -98,7 +102,7 @@ class ClassificationSession:
             argv += ["--slicer-db", str(slicer_db)]
         if not _is_empty_path(model):
             argv += ["--model", str(model)]
-        return argv
+        return argv + (site.adapt_args(self.store) if self.adapt else [])
 
     @property
     def is_running(self) -> bool:
@@ -266,15 +270,19 @@ class ClassificationSession:
         self.n_skipped = 0
         return list(self.rows.values())
 
-    def review_rows(self, only_labels: str = "") -> list[review.ReviewRow]:
-        """Rows, optionally only those whose label is in the comma-separated ``only_labels``."""
-        return [r for r in self.rows.values() if row_shown(r, only_labels)]
+    def review_rows(self, only_labels: str = "", shipped: bool = False) -> list[review.ReviewRow]:
+        """Rows, optionally only those whose label is in the comma-separated ``only_labels``;
+        ``shipped``: as the shipped model answered, without the site memory."""
+        rows = site.shipped_rows(list(self.rows.values())) if shipped else list(self.rows.values())
+        return [r for r in rows if row_shown(r, only_labels)]
 
-    def model_status_text(self) -> str:
+    def model_status_text(self, shipped: bool = False) -> str:
         rows = list(self.rows.values())
         if not rows:
             return "No series to review: classify, or select series classified before."
-        return review.status_text(rows, self.model_trained, self.n_skipped)
+        text = review.status_text(rows, self.model_trained, self.n_skipped)
+        adapted = site.status_text(self.store, shipped) if self.adapt else ""
+        return f"{text} {adapted}" if adapted else text
 
     def preset_selection(self, preset: str) -> set[str]:
         return review.select_preset(list(self.rows.values()), preset)
@@ -304,6 +312,8 @@ class ClassificationSession:
         entry = entry if done else self.writes.provisional[key]
         if key in self.rows:
             self.rows[key].apply_entry(entry)
+        if done:
+            self.site_note = site.after_confirmation(self.store, [key.series_uid])  # the next run learns it
         return entry
 
     def confirm_all(self, series: Iterable[Union[SeriesKey, str]], user: Optional[str] = None) -> tuple[int, int]:
@@ -325,6 +335,8 @@ class ClassificationSession:
             done, result = self.writes.submit(f"{len(labels)} confirmations",
                                               lambda: self.store.confirm_many(labels, user=who), provisional)
             n = result if done else len(labels)
+        if labels and n:
+            self.site_note = site.after_confirmation(self.store, [k.series_uid for k in labels])
         entries = self.writes.entries()
         for key in labels:
             self.rows[key].apply_entry(lookup(entries, key))

@@ -5,6 +5,8 @@ Subcommands::
     seqclassifier classify PATH... [--model FILE] [--device auto|cpu|cuda]
                                    [--format table|csv|json|jsonl] [--out FILE]
     seqclassifier classify --slicer-db PATH/ctkDICOM.sql
+    seqclassifier classify PATH... --adapt labels.json|labels.csv    (the site memory, see adapt_cli)
+    seqclassifier adapt FILE [PATH...] [--export OUT | --import IN]
     seqclassifier classify ARCHIVE --format jsonl --out F [--resume] [--engine dask [--scheduler ADDR]]
     seqclassifier idc plan [--collections ID...] --out manifest.csv
     seqclassifier idc download manifest.csv DEST
@@ -41,7 +43,7 @@ from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.app import archive_cli, by_source_cli, validation_commands
+from SeqClassifierLib.app import adapt_cli, archive_cli, by_source_cli, validation_commands
 from SeqClassifierLib.app.output import (event_line, format_csv, format_json, format_jsonl, format_table, make_row,
                                          model_info, safe_text, summary_event)
 from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
@@ -164,6 +166,7 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     if not classifier.is_trained and not args.quiet:
         print("warning: no trained model is installed: series are listed WITHOUT labels "
               "(model: untrained)", file=sys.stderr)
+    adapting = adapt_cli.install(args, classifier)  # --adapt FILE: the site memory's hook (else None)
     cache, cache_problem = _header_cache(args, sources)
     reading = _progress("reading headers", show, "discover" if jsonl_stream else None)
     classifying = _progress("classifying", show, "classify" if jsonl_stream else None)
@@ -196,7 +199,8 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
         if not args.quiet:
             print(f"header cache {cache.path}: {cache.hits} of {cache.hits + cache.misses} files unchanged "
                   "since the last run", file=sys.stderr)
-    return discovery, classifier, run.predictions
+    predictions = adapt_cli.finish(adapting, classifier, discovery.series, run.predictions, quiet=args.quiet)
+    return discovery, classifier, predictions
 
 
 def _header_cache(args: argparse.Namespace, sources=None):
@@ -241,7 +245,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         if problem:
             _say("error", problem)
             return EXIT_ERROR
-    problem = archive_cli.check_options(args)
+    problem = archive_cli.check_options(args) or adapt_cli.check_options(args, archive_cli.streams(args))
     if problem:
         _say("error", problem)
         return EXIT_ERROR
@@ -497,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--thumbnails", action="store_true",
                    help="with --format jsonl: add a 64x64 grey thumbnail of the center slice to each series event")
     archive_cli.add_classify_options(p)
+    adapt_cli.add_classify_options(p)
     p.set_defaults(func=cmd_classify)
 
     p = sub.add_parser("sort", help="copy or link the chosen series into DEST/<patient>/<study>/<label>_<plane>_<n>/")
@@ -571,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validation_commands.add_parsers(sub)
     by_source_cli.add_parser(sub)
+    adapt_cli.add_parser(sub)
     archive_cli.add_idc_parser(sub)
     return parser
 

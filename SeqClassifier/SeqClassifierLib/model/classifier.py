@@ -196,6 +196,9 @@ class Classifier:
         self.card: Optional[ModelCard] = None
         self._model = None
         self.device = "cpu"
+        #: Optional site hook (:class:`SeqClassifierLib.adaptation.hook.SiteHook`): sees each series'
+        #: features and its shipped prediction, may return an adapted one. None: the shipped behaviour.
+        self.site = None
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
@@ -250,9 +253,18 @@ class Classifier:
                 self.review_rule = ReviewRule.from_dict(raw["review_rule"])
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{self.model_path}: {exc}") from None
-            ood = getattr(self._model, "ood", None)
-            if ood is not None:  # only the places the rule names flag, at its thresholds
-                ood.thresholds = {p: float(t) for p, t in self.review_rule.distances.items()}
+
+    def _unlike(self, scores: Mapping[str, np.ndarray], i: int) -> list:
+        """The "unlike training data" reasons of series ``i``: with a review rule, only the places it
+        names at its thresholds; else every place over the card's threshold.  (The card's thresholds
+        stay on the scorer: the site memory measures its radius in them.)"""
+        if not scores:
+            return []
+        if self.review_rule is None:
+            return self._model.ood.reasons(scores, i)
+        return [Reason.unlike_training(place, float(scores[place][i]), float(t))
+                for place, t in self.review_rule.distances.items()
+                if place in scores and float(scores[place][i]) > float(t)]
 
     def _warm_up(self) -> None:
         """One dummy batch at load time: CUDA context, cuDNN autotuning and kernel
@@ -352,20 +364,28 @@ class Classifier:
                     images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
                         memory_format=torch.channels_last)
                 meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
+                captured = None
                 with torch.inference_mode(), self._autocast():
-                    probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
-                                                                    meta_present=meta_present)
+                    if self.site is None:
+                        probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
+                                                                        meta_present=meta_present)
+                    else:
+                        probs, scores, captured = self._model.forward_with_features(
+                            images, meta, image_present=present, meta_present=meta_present)
                 probs = probs.float().cpu().numpy()
                 for i, (r, p, prep) in enumerate(zip(batch, probs, prepared)):
                     if self.score_log is not None:
                         self.score_log.append({place: float(v[i]) for place, v in scores.items()
                                                if place != "image" or prep.image is not None})
-                    unlike = self._model.ood.reasons(scores, i) if scores else []
+                    unlike = self._unlike(scores, i)
                     # without an image the image place's distance measures the "missing" vector
                     if prep.image is None:
                         unlike = [u for u in unlike if u.place != "image"]
-                    results.append(self._to_prediction(r, p, prep.image_note, contexts.get(r.key),
-                                                       prep.quality, unlike))
+                    pred = self._to_prediction(r, p, prep.image_note, contexts.get(r.key), prep.quality, unlike)
+                    if self.site is not None:
+                        pred = self.site.adapt(self, r, p, pred, captured, i, scores, unlike, prep.image_note,
+                                               contexts.get(r.key), prep.quality, prep.image is not None)
+                    results.append(pred)
                 done += len(batch)
                 if progress:
                     progress(done, len(records))

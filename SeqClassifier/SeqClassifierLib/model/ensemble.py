@@ -158,3 +158,13 @@ class EnsembleModel(nn.Module):
             return self.forward(image, meta, image_present, meta_present), {}
         probs, captured = self.average(image, meta, image_present, meta_present, around=capture)
         return probs, self.ood.scores(captured)
+
+    def forward_with_features(self, image, meta, image_present=None, meta_present=None):
+        """``(probabilities [B, C], {place: distance [B]}, [each fold's {place: features [B, D]}])``.
+
+        :meth:`forward_with_scores` plus the features of :func:`~.ood.capture` (the pre-logit fused
+        vector among them) for the site memory (:mod:`SeqClassifierLib.adaptation`): the hooks only
+        copy, so the probabilities are the same numbers.
+        """
+        probs, captured = self.average(image, meta, image_present, meta_present, around=capture)
+        return probs, (self.ood.scores(captured) if self.ood is not None else {}), captured
