@@ -184,6 +184,9 @@ class Classifier:
     review_rule: Optional[ReviewRule] = None
     #: Set to a list to receive each classified series' raw distances ({place: value}), in order.
     score_log: Optional[list] = None
+    #: Optional site hook (:class:`SeqClassifierLib.adaptation.hook.SiteHook`): sees each series'
+    #: features and its shipped prediction, may return an adapted one. None: the shipped behaviour.
+    site: Any = None
 
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
                  batch_size: int = 64, workers: int = 4, precision: str = "auto"):
@@ -196,9 +199,6 @@ class Classifier:
         self.card: Optional[ModelCard] = None
         self._model = None
         self.device = "cpu"
-        #: Optional site hook (:class:`SeqClassifierLib.adaptation.hook.SiteHook`): sees each series'
-        #: features and its shipped prediction, may return an adapted one. None: the shipped behaviour.
-        self.site = None
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:

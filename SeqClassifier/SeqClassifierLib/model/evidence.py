@@ -145,6 +145,23 @@ def _derived_map(label: SequenceLabel, f: Facts) -> Optional[str]:
     return None
 
 
+#: Below these a spin echo is proton-density or T1 weighted, not T2 weighted (T2 weighting needs a long
+#: echo time and a repetition time long enough for T1 to recover; T2w TSE: TE 80-130 ms, TR > 2000 ms).
+T2W_MIN_TE_MS = 50.0
+T2W_MIN_TR_MS = 1200.0
+
+
+def _t2w_short_te_tr(label: SequenceLabel, f: Facts) -> Optional[str]:
+    if label is not SequenceLabel.T2w or f.epi:
+        return None
+    why = []
+    if f.te is not None and 0 < f.te < T2W_MIN_TE_MS:
+        why.append(f"EchoTime {f.te:g} ms")
+    if f.tr is not None and 0 < f.tr < T2W_MIN_TR_MS:
+        why.append(f"RepetitionTime {f.tr:g} ms")
+    return ("T2w predicted, but " + " and ".join(why) + " say proton-density or T1 weighting") if why else None
+
+
 #: name -> check.  Each returns the conflict in words, or None.
 CHECKS: dict[str, Check] = {
     "adc_image_type": _adc_type,
@@ -155,6 +172,7 @@ CHECKS: dict[str, Check] = {
     "dynamic_not_dce": _dynamic_not_dce,
     "dce_not_dynamic": _dce_not_dynamic,
     "derived_map": _derived_map,
+    "t2w_short_te_tr": _t2w_short_te_tr,
 }
 
 

@@ -17,7 +17,9 @@ Fitting is greedy forward selection: start from confidence alone (the lowest
 threshold that flags ``target`` of the wrong predictions); add, one at a
 time, the signal (a check, low quality, or a place at one of a few quantiles
 of the right predictions' distances) that lowers the false-alarm rate most
-at that coverage, while it lowers it by at least ``min_gain``.  A signal
+at that coverage, while it lowers it by at least ``min_gain``.  The
+confidence threshold is then raised to the panel's green (0.90) when the
+false alarms stay within 10 %: a margin for sources the fit never saw.  A signal
 that flags no more mistakes than its share of right predictions never
 helps, so a blank description or an unseen vendor flags nothing on its own
 unless the data show it predicts mistakes.
@@ -155,8 +157,16 @@ def _signals(s: Scores) -> dict[str, tuple[np.ndarray, tuple]]:
     return out
 
 
-def fit_review_rule(s: Scores, target: float = TARGET_COVERAGE, min_gain: float = 0.005) -> ReviewRule:
-    """The rule of fewest false alarms at ``target`` coverage of the wrong predictions, by forward selection."""
+#: The panel shows confidences from 0.90 in green: the threshold is raised to this when that keeps the
+#: false alarms within :data:`MAX_FALSE_ALARMS` (a margin for sources the fit never saw).
+CONFIDENCE_FLOOR = 0.90
+MAX_FALSE_ALARMS = 0.10
+
+
+def fit_review_rule(s: Scores, target: float = TARGET_COVERAGE, min_gain: float = 0.005,
+                    floor: float = CONFIDENCE_FLOOR, max_false_alarms: float = MAX_FALSE_ALARMS) -> ReviewRule:
+    """The rule of fewest false alarms at ``target`` coverage of the wrong predictions, by forward selection;
+    its confidence threshold then raised to ``floor`` if the false alarms stay within ``max_false_alarms``."""
     if len(s) == 0:
         raise ValueError("review rule: no predictions to fit on")
     signals = _signals(s)
@@ -187,6 +197,8 @@ def fit_review_rule(s: Scores, target: float = TARGET_COVERAGE, min_gain: float 
         best_fa, best_t = fa, t
     if best_t is None:  # even every signal with the highest threshold cannot reach the target
         best_t = CONFIDENCE_BOUNDS[1]
+    if best_t < floor and _rates(other | (s.confidence < floor), s.wrong)[1] <= max_false_alarms:
+        best_t = floor
     distances, conflicts, quality = {}, [], False
     for name in chosen:
         how = signals[name][1]

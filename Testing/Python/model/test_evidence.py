@@ -78,3 +78,15 @@ def test_real_prostatex_right_labels_raise_no_conflict(prostatex_discovery, pros
     conflicts = {r.description: evidence_conflicts(r, truth[r.series_uid], ctx[r.key])
                  for r in prostatex_discovery.series}
     assert all(v == [] for v in conflicts.values()), conflicts
+
+
+def test_t2w_with_short_echo_or_repetition_time_is_a_conflict():
+    pd = _rec(te=22.0, ss=("SE",))
+    pd.header["RepetitionTime"] = 2300.0
+    assert evidence_conflicts(pd, L.T2w) == ["T2w predicted, but EchoTime 22 ms say proton-density or T1 weighting"]
+    t1 = _rec(te=15.0, ss=("SE",))
+    t1.header["RepetitionTime"] = 500.0
+    assert evidence_conflicts(t1, L.T2w) == [
+        "T2w predicted, but EchoTime 15 ms and RepetitionTime 500 ms say proton-density or T1 weighting"]
+    t2 = _rec(te=102.0, ss=("SE",))
+    assert evidence_conflicts(t2, L.T2w) == [] and evidence_conflicts(pd, L.OTHER) == []

@@ -42,6 +42,19 @@ def test_fit_picks_the_signals_that_catch_mistakes_and_skips_weak_ones():
     assert alone.conflicts == () and alone.fitted["false_alarm_rate"] > 0.3
 
 
+def test_threshold_raised_to_the_floor_only_within_the_false_alarm_budget():
+    rng = np.random.default_rng(3)
+    wrong = np.zeros(200, dtype=bool)
+    wrong[:10] = True
+    conf = np.where(wrong, rng.uniform(0.4, 0.6, 200), rng.uniform(0.95, 1.0, 200))
+    conf[10:16] = 0.85                                    # 6 right predictions (3 %) between the two
+    s = Scores(conf, wrong, {}, [set()] * 200, np.zeros(200, dtype=bool))
+    assert fit_review_rule(s, 0.9, floor=0.5).confidence < 0.61
+    raised = fit_review_rule(s, 0.9)                      # floor 0.90, 3 % false alarms: within 10 %
+    assert raised.confidence == 0.90 and raised.fitted["false_alarm_rate"] == pytest.approx(6 / 190, abs=1e-3)
+    assert fit_review_rule(s, 0.9, max_false_alarms=0.02).confidence < 0.61  # over budget: not raised
+
+
 def test_rule_round_trips_and_is_validated():
     rule = fit_review_rule(_scores(), target=0.9)
     back = ReviewRule.from_dict(rule.to_dict())
