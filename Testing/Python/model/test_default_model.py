@@ -11,6 +11,7 @@ from SeqClassifierLib.model.checkpoint import load_checkpoint, read_card, sha256
 from SeqClassifierLib.inputs.features import FEATURE_SCHEMA_VERSION
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.model.classifier import Classifier, default_model_path
+from SeqClassifierLib.model.decision import RULES as DECISION_RULES
 
 REPO = Path(__file__).resolve().parents[3]
 MODEL = REPO / "SeqClassifier" / "SeqClassifierLib" / "model" / "assets" / "seqclassifier_default.json"
@@ -29,10 +30,21 @@ def test_default_model_ships_with_a_complete_card():
     assert card["training"]["wall_time_s"] > 0 and card["training"]["device"]
     assert 0.5 <= card["review_threshold"] <= 0.99 and card["temperature"] > 0
     assert card["metrics"]["out_of_fold"]["macro_f1"] >= 0.95
-    # honest validation in the card: real held-out series apart from synthetic ones, the review rule
-    held = card["metrics"]["held_out_by_source"]
-    assert held["real"]["n"] == 18 and held["synthetic"]["n"] > 900
-    assert held["review_rule"]["review_threshold"] == card["review_threshold"]
+    # honest validation in the card: every real series predicted by a fold model that never saw its
+    # source, and the review rule fitted on those predictions (training.by_source, model.review_rule)
+    loso = card["leave_one_source_out"]
+    assert loso["n_series"] >= 250 and len(loso["sources"]) >= 8
+    assert loso["pooled"]["macro_f1"] >= 0.95 and loso["pooled"]["expected_calibration_error"] <= 0.03
+    assert loso["pooled"]["macro_f1"] > loso["keyword_rule_macro_f1"]["pooled"]
+    rule = card["review_rule"]
+    assert rule == loso["review_rule"] and rule["fitted"]["n_predictions"] == loso["n_series"]
+    assert rule["fitted"]["coverage"] >= 0.9 and rule["fitted"]["false_alarm_rate"] <= 0.1
+    assert loso["review_rule_cross_validated"]["coverage"] >= 0.85
+    assert set(card["decision_rules"]) == set(DECISION_RULES)
+    assert set(loso["sources"]) <= set(card["training"]["folds_by_source"])  # (sources of '?' rows only: none)
+    # data sources by name, never this machine's paths
+    assert {s["name"] for s in card["data"]["sources"]} >= set(loso["sources"])
+    assert "/work/" not in json.dumps(card["data"]) and "/work/" not in json.dumps(card["training"])
     assert set(card["ood"]["thresholds"]) == {"image", "meta", "fused", "header"}
     assert card["feature_schema_version"] == FEATURE_SCHEMA_VERSION and "attribute_group_dropout" in card["training"]
     from SeqClassifierLib.inputs.features import FEATURE_NAMES
