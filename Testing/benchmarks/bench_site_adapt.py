@@ -97,9 +97,10 @@ def scores(truth: List[str], preds: List[Any]) -> Dict[str, Optional[float]]:
 class Source:
     """One source classified once: shipped predictions and the recorded replay inputs."""
 
-    def __init__(self, name: str, root: Path, model: Optional[str]):
+    def __init__(self, name: str, root: Path, model: Any):
         self.name, self.root = name, root
-        self.classifier = Classifier(model, device="cpu", precision="fp32")
+        self.classifier = model if isinstance(model, Classifier) else Classifier(model, device="cpu",
+                                                                                   precision="fp32")
         truth = read_truth(root)
         records = [r for r in discover_series(root).series if r.series_uid in truth]
         t0 = time.perf_counter()
@@ -235,6 +236,9 @@ def main(argv=None) -> int:
     ap.add_argument("--corpus", default=None, help="also every <corpus>/<source_id>/labels.csv")
     ap.add_argument("--model", action="append", default=[], metavar="NAME=MODEL",
                     help="the model that held NAME out (default: the shipped model)")
+    ap.add_argument("--held-out-folds", default=None, metavar="MODEL",
+                    help="an ensemble trained with train --fold-by-source: each source is classified by the "
+                         "fold model that never saw it (as in its card's leave-one-source-out report)")
     ap.add_argument("--ks", default=",".join(map(str, KS)))
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--out", default=str(REPO / "Testing" / "benchmarks" / "results"))
@@ -247,7 +251,13 @@ def main(argv=None) -> int:
         for d in sorted(Path(args.corpus).iterdir()):
             if (d / "labels.csv").is_file():
                 sources.setdefault(d.name, str(d))
-    models = dict(m.split("=", 1) for m in args.model)
+    models: Dict[str, Any] = dict(m.split("=", 1) for m in args.model)
+    if args.held_out_folds:
+        from SeqClassifierLib.training.by_source import fold_classifiers  # torch: only with this option
+
+        for name, clf in fold_classifiers(args.held_out_folds).items():
+            models.setdefault(name, clf)
+        sources = {n: r for n, r in sources.items() if n in models}  # a source no fold held out: not scored
     ks = [int(k) for k in args.ks.split(",")]
     results: Dict[str, Any] = {"ks": ks, "seeds": args.seeds, "sources": {}}
     first = None

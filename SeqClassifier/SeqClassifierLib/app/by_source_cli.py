@@ -50,7 +50,8 @@ def _plot(path: Path, curves: dict, rule: dict) -> bool:
     ax2.axvline(0.1, color="grey", lw=0.8, ls="--")
     fit = rule.get("fitted", {})
     if fit:
-        ax2.plot([fit["false_alarm_rate"]], [fit["coverage"]], "r*", ms=12, label="chosen rule")
+        ax2.plot([fit["false_alarm_rate"]], [fit["coverage"]], "r*", ms=12,
+                 label=f"the card's rule (confidence < {rule['confidence']:.2f})")
     ax2.set_xlabel("right predictions flagged (false alarms)")
     ax2.set_ylabel("wrong predictions flagged (coverage of mistakes)")
     ax2.set_title("review flags")
@@ -74,7 +75,8 @@ def report_from_rows(rows: list, result: dict, target: float) -> dict:
     return {"per_source": result.get("per_source", {}), "pooled": result.get("pooled", {}),
             "keyword_rule_macro_f1": keyword_scores(rows), "review_rule": rule.to_dict(),
             "review_rule_cross_validated": cv, "risk_coverage": curves,
-            "sources": sorted({r["source"] for r in rows}), "n_series": len(rows)}
+            "sources": sorted({r["source"] for r in rows}), "n_series": len(rows),
+            "groups": result.get("groups", [])}
 
 
 def cmd_by_source(args: argparse.Namespace) -> int:

@@ -186,6 +186,24 @@ def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn =
     return out.result(groups)
 
 
+def fold_classifiers(model_path: os.PathLike) -> dict[str, Classifier]:
+    """``{source name: the classifier of the fold model that never saw it}`` of an ensemble trained with
+    folds by source, from its card's leave-one-source-out report (``groups``: the sources of each fold)."""
+    ensemble, card = load_checkpoint(model_path, map_location="cpu")
+    groups = (card.raw.get("leave_one_source_out") or {}).get("groups")
+    if not groups or len(groups) != len(ensemble.models):
+        raise ValueError(f"{model_path}: its card has no leave-one-source-out fold groups (seqclassifier "
+                         "by-source --model ... --into-card)")
+    out = {}
+    for i, (model, names) in enumerate(zip(ensemble.models, groups)):
+        single = EnsembleModel([model], card)
+        if ensemble.ood is not None:
+            single.ood = OodScorer([ensemble.ood.per_fold[i]], ensemble.ood.thresholds)
+        clf = Classifier.from_ensemble(single, card, device="cpu", precision="fp32")
+        out.update({n: clf for n in names})
+    return out
+
+
 def keyword_label(description: str) -> SequenceLabel:
     """A keyword rule on SeriesDescription, the baseline a person would write first."""
     d = (description or "").lower()
