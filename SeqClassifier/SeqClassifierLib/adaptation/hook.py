@@ -35,7 +35,7 @@ import numpy as np
 
 from SeqClassifierLib.adaptation.memory import Geometry, SiteMemory, row_from_features
 from SeqClassifierLib.labels import CLASS_NAMES
-from SeqClassifierLib.model.reasons import LOW_QUALITY, UNLIKE_TRAINING
+from SeqClassifierLib.model.reasons import LOW_CONFIDENCE, LOW_QUALITY, UNLIKE_TRAINING
 
 #: Unanimous voters vouch for a prediction when the nearest lies within the fused OOD threshold x this.
 VOUCH_FACTOR = 1.0
@@ -121,7 +121,7 @@ class SiteHook:
             # confirmed series of this very label as close as training series are to their class: the
             # reader has seen the model right here, so "unlike training data" and the slice's low quality
             # score (this scanner's normal) are no longer reasons to look again
-            gone = (UNLIKE_TRAINING, LOW_QUALITY)
+            gone = (UNLIKE_TRAINING, LOW_QUALITY, LOW_CONFIDENCE)
             reasons = [r for r in pred.review_reasons if not r.startswith(gone)]
             if len(reasons) != len(pred.review_reasons):
                 note_ = pred.note

@@ -42,6 +42,8 @@ PLACES = ("image", "meta", "fused", "header")
 K = 5
 #: Neighbour radius as a multiple of the card's fused OOD threshold.
 RADIUS_FACTOR = 1.5
+#: The blend weight is the nearest's kernel x min(1, UNSURE_GAIN x (1 - shipped confidence)).
+UNSURE_GAIN = 1.0
 #: A confirmed series within (place threshold x this) counts as known for that place's flag.
 OOD_FACTOR = 1.0
 
@@ -285,7 +287,10 @@ class SiteMemory:
         for (i, _), k in zip(voters, kern):
             p_knn[labels[i]] += k
         p_knn /= kern.sum()
-        w = float(kern[0])
+        # The nearest's kernel weight, scaled by how unsure the shipped model is: a confident shipped
+        # answer (the out-of-source mistakes were unsure: 8 of 9 below 0.85) is not overruled by
+        # neighbours that are merely the closest confirmed series; an unsure one follows them.
+        w = float(kern[0]) * min(1.0, UNSURE_GAIN * (1.0 - float(np.max(probs))))
         if w <= 0:
             return probs, 0.0
         out = (1.0 - w) * probs.astype(np.float64) + w * p_knn

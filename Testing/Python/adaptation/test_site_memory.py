@@ -236,9 +236,15 @@ def test_blend_is_untouched_far_away_and_follows_a_near_twin():
     far = m.neighbours(rows[0] + 100.0)
     out, w = m.blend(probs, far.voters)
     assert far.voters == [] and w == 0.0 and out is probs
-    twin = m.neighbours(rows[1])  # the confirmed DWI itself: weight 1, its label
+    twin = m.neighbours(rows[1])  # the confirmed DWI itself: kernel 1, weight = how unsure the model is
     out, w = m.blend(probs, twin.voters)
-    assert w == pytest.approx(1.0) and int(np.argmax(out)) == 1 and out.sum() == pytest.approx(1.0, abs=1e-6)
+    assert w == pytest.approx(1.0 - 0.7) and out.sum() == pytest.approx(1.0, abs=1e-6)
+    unsure = np.array([0.4, 0.35, 0.1, 0.1, 0.05], dtype=np.float32)
+    out, w = m.blend(unsure, twin.voters)
+    assert int(np.argmax(out)) == 1 and w == pytest.approx(0.6)  # an unsure model follows its twin
+    sure = np.array([0.99, 0.0025, 0.0025, 0.0025, 0.0025], dtype=np.float32)
+    out, w = m.blend(sure, twin.voters)
+    assert int(np.argmax(out)) == 0 and w == pytest.approx(0.01, abs=1e-6)  # a sure one is not overruled
     assert m.known_places(twin.nearest) == ["fused", "header"]
     m.remove(["u1"])
     assert len(m) == 2 and "u1" not in m
