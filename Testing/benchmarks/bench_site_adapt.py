@@ -269,7 +269,7 @@ def main(argv=None) -> int:
         first = first or src
         t0 = time.perf_counter()
         curve = src.curve(ks, args.seeds)
-        results["sources"][name] = {"root": str(root), "model": src.classifier.model_name,
+        results["sources"][name] = {"root": Path(root).name, "model": src.classifier.model_name,
                                     "n_labelled": len(src.uids), "classify_s": round(src.classify_s, 2),
                                     "simulate_s": round(time.perf_counter() - t0, 2), "curve": curve}
         print(f"{name} ({len(src.uids)} labelled series, model {src.classifier.model_name})")

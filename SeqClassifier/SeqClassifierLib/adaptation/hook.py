@@ -39,6 +39,10 @@ from SeqClassifierLib.model.reasons import LOW_CONFIDENCE, LOW_QUALITY, UNLIKE_T
 
 #: Unanimous voters vouch for a prediction when the nearest lies within the fused OOD threshold x this.
 VOUCH_FACTOR = 1.0
+#: Low confidence is cleared only by a confirmed near twin of the same label: within this share of the
+#: fused threshold (on real out-of-source predictions a right series' nearest confirmed neighbour of its
+#: own source lies far inside it; a loose radius let a confirmed qT2 vouch for a DTI b0 called OTHER).
+CLEAR_CONFIDENCE_FACTOR = 0.2
 _PLACE = re.compile(r"\((\w+) distance ")
 
 
@@ -120,8 +124,10 @@ class SiteHook:
         if self._vouched(nb, pred):
             # confirmed series of this very label as close as training series are to their class: the
             # reader has seen the model right here, so "unlike training data" and the slice's low quality
-            # score (this scanner's normal) are no longer reasons to look again
-            gone = (UNLIKE_TRAINING, LOW_QUALITY, LOW_CONFIDENCE)
+            # score (this scanner's normal) are no longer reasons to look again; low confidence only
+            # when the nearest is a near twin (CLEAR_CONFIDENCE_FACTOR of that distance)
+            twin = self._vouched(nb, pred, CLEAR_CONFIDENCE_FACTOR)
+            gone = (UNLIKE_TRAINING, LOW_QUALITY) + ((LOW_CONFIDENCE,) if twin else ())
             reasons = [r for r in pred.review_reasons if not r.startswith(gone)]
             if len(reasons) != len(pred.review_reasons):
                 note_ = pred.note
@@ -141,11 +147,12 @@ class SiteHook:
             pred = dataclasses.replace(pred, note="; ".join([n for n in (pred.note, *words) if n]))
         return dataclasses.replace(pred, adapted=info)
 
-    def _vouched(self, nb, pred) -> bool:
+    def _vouched(self, nb, pred, factor: float = None) -> bool:
         """The voters all confirmed the predicted label and the nearest lies within the fused OOD
-        threshold x VOUCH_FACTOR (as close as the training series are to their class mean)."""
+        threshold x ``factor`` (default VOUCH_FACTOR: as close as the training series are to their class mean)."""
+        factor = VOUCH_FACTOR if factor is None else factor
         t = self.geometry.thresholds.get("fused") if self.geometry is not None else None
-        if not nb.voters or pred.label is None or t is None or nb.voters[0][1] > t * VOUCH_FACTOR:
+        if not nb.voters or pred.label is None or t is None or nb.voters[0][1] > t * factor:
             return False
         labels = self.memory._labels if len(self.memory._labels) == len(self.memory) else self.memory.labels()
         k = CLASS_NAMES.index(pred.label.value)
