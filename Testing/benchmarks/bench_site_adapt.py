@@ -214,20 +214,22 @@ def plot(results: Dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for name, res in results["sources"].items():
+    # sources with enough series that k = 10 leaves some to score; the others are in the JSON
+    shown = {n: r for n, r in results["sources"].items() if r["n_labelled"] > 10} or results["sources"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    for name, res in shown.items():
         ks = [r["k"] for r in res["curve"]]
         for ax, key in zip(axes, ("macro_f1", "false_alarm", "coverage")):
             ys = [r[key] if r[key] is not None else np.nan for r in res["curve"]]
-            ax.plot(ks, ys, marker="o", label=name)
+            ax.plot(ks, ys, marker="o", label=f"{name} ({res['n_labelled']})")
     for ax, title in zip(axes, ("macro-F1 (others)", "right predictions flagged", "mistakes flagged")):
         ax.set_title(title)
         ax.set_xlabel("confirmed series k")
         ax.set_ylim(-0.02, 1.02)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    axes[2].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def main(argv=None) -> int:
