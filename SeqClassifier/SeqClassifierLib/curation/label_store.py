@@ -92,6 +92,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import math
 import stat
 
+from SeqClassifierLib.curation.file_lock import file_lock
 from SeqClassifierLib.atomic import atomic_write_text, fsync_dir as _fsync_dir
 from SeqClassifierLib.config import HOME_ENV, label_store_dir, user_data_dir  # noqa: F401  (user_data_dir: API)
 from SeqClassifierLib.labels import SequenceLabel
@@ -298,57 +299,6 @@ def _serialise(entries: Mapping[SeriesKey, LabelEntry]) -> str:
     return json.dumps(doc, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-@contextlib.contextmanager
-def file_lock(lock_path: PathLike, timeout: float = 30.0, poll: float = 0.05) -> Iterator[None]:
-    """Exclusive inter-process lock on ``lock_path`` (created if missing).
-
-    POSIX: ``fcntl.flock``; Windows: ``msvcrt.locking`` on the first byte.
-    The lock is released when the file is closed, also if the process dies.
-    """
-    lock_path = str(lock_path)
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise LabelStoreError(f"cannot open the lock file {lock_path}: {exc.strerror or exc}") from None
-    deadline = time.monotonic() + timeout
-    try:
-        if os.name == "nt":
-            import msvcrt
-
-            while True:
-                try:
-                    os.lseek(fd, 0, os.SEEK_SET)
-                    msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise LockTimeout(f"could not lock {lock_path} within {timeout:.0f} s")
-                    time.sleep(poll)
-            try:
-                yield
-            finally:
-                os.lseek(fd, 0, os.SEEK_SET)
-                with contextlib.suppress(OSError):
-                    msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        else:
-            import fcntl
-
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise LockTimeout(f"could not lock {lock_path} within {timeout:.0f} s")
-                    time.sleep(poll)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
-
-
 def _folder_of(files: Sequence[str]) -> str:
     if not files:
         return ""
@@ -397,7 +347,8 @@ class LabelStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self._ensure_folder()
-        with file_lock(self.lock_path, timeout=self.lock_timeout):
+        with file_lock(self.lock_path, timeout=self.lock_timeout, timeout_error=LockTimeout,
+                       open_error=LabelStoreError):
             yield
 
     def _read_raw(self) -> tuple[Optional[dict[SeriesKey, LabelEntry]], Optional[str]]:
