@@ -41,6 +41,7 @@ WORKERS_ENV = "SEQCLASSIFIER_WORKERS"
 DATA_ENV = "SEQCLASSIFIER_DATA"
 #: scripts/test.sh only: ``0`` skips the short benchmark after the tests.
 BENCH_ENV = "SEQCLASSIFIER_BENCH"
+VERMIN_ENV = "SEQCLASSIFIER_VERMIN"
 #: ``1``: the command line shows the traceback of an environment failure instead of one line.
 DEBUG_ENV = "SEQCLASSIFIER_DEBUG"
 #: The Slicer self-test: ``1`` runs only what needs no download (the extension build machines).
@@ -78,6 +79,8 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
     EnvVar(DATA_ENV, "tests and benchmarks: folder of the real test data (read only)", "../shared/data",
            library=False),
     EnvVar(BENCH_ENV, "scripts/test.sh: 0 skips the short benchmark after the tests", "1", library=False),
+    EnvVar(VERMIN_ENV, "scripts/test.sh: the vermin command of the Python 3.9 check (e.g. one installed aside)",
+           ".venv/bin/vermin", library=False),
     EnvVar(DEBUG_ENV, "1: the command line shows the traceback of an unexpected environment failure "
                       "(a full disk, a permission) instead of one line", "off"),
     EnvVar(SELFTEST_OFFLINE_ENV, "Slicer self-test: 1 runs only what needs no download (set by the extension's "
