@@ -260,11 +260,8 @@ class Classifier:
         stay on the scorer: the site memory measures its radius in them.)"""
         if not scores:
             return []
-        if self.review_rule is None:
-            return self._model.ood.reasons(scores, i)
-        return [Reason.unlike_training(place, float(scores[place][i]), float(t))
-                for place, t in self.review_rule.distances.items()
-                if place in scores and float(scores[place][i]) > float(t)]
+        rule = self.review_rule
+        return self._model.ood.reasons(scores, i, None if rule is None else rule.distances)
 
     def _warm_up(self) -> None:
         """One dummy batch at load time: CUDA context, cuDNN autotuning and kernel

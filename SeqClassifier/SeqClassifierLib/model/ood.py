@@ -158,11 +158,14 @@ class OodScorer:
                 out[place] = torch.stack(ds).mean(0).cpu().numpy()
         return out
 
-    def reasons(self, scores: Mapping[str, np.ndarray], i: int) -> list[Reason]:
-        """The review reasons of sample ``i``: one per place over its threshold."""
+    def reasons(self, scores: Mapping[str, np.ndarray], i: int,
+                thresholds: Optional[Mapping[str, float]] = None) -> list[Reason]:
+        """The review reasons of sample ``i``: one per place over its threshold (``thresholds``: these
+        instead of the card's, e.g. a review rule's; a place not in them never flags)."""
+        thresholds = self.thresholds if thresholds is None else thresholds
         out = []
         for place, values in scores.items():
-            t = self.thresholds.get(place)
+            t = thresholds.get(place)
             if t is not None and float(values[i]) > t:
                 out.append(Reason.unlike_training(place, float(values[i]), t))
         return out
