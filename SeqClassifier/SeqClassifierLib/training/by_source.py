@@ -69,12 +69,27 @@ def _classified(clf: Classifier, samples: Sequence[Sample], source: str) -> tupl
     return preds, rows
 
 
-def _classifier(checkpoint: os.PathLike, rules: Optional[Sequence[str]]) -> Classifier:
-    """The checkpoint's classifier with the decision rules ``rules`` (all when None) and no review rule."""
-    clf = Classifier(checkpoint, device="cpu", precision="fp32")
+def _for_rows(clf: Classifier, rules: Optional[Sequence[str]]) -> Classifier:
+    """``clf`` set to produce out-of-source rows: the decision rules ``rules`` (all when None), no review
+    rule (the rows hold the raw scores the rule is fitted on)."""
     clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
     clf.review_rule = None
     return clf
+
+
+def _classifier(checkpoint: os.PathLike, rules: Optional[Sequence[str]]) -> Classifier:
+    """The checkpoint's classifier, set up by :func:`_for_rows`."""
+    return _for_rows(Classifier(checkpoint, device="cpu", precision="fp32"), rules)
+
+
+def _fold_classifier(ensemble: Any, card: Any, i: int, thresholds: Optional[dict] = None) -> Classifier:
+    """A classifier of fold model ``i`` of ``ensemble`` alone, with its own distance statistics
+    (``thresholds``: the card's when None)."""
+    single = EnsembleModel([ensemble.models[i]], card)
+    if ensemble.ood is not None:
+        single.ood = OodScorer([ensemble.ood.per_fold[i]],
+                               ensemble.ood.thresholds if thresholds is None else thresholds)
+    return Classifier.from_ensemble(single, card, device="cpu", precision="fp32")
 
 
 def predict_source(checkpoint: os.PathLike, samples: Sequence[Sample], source: str,
@@ -168,15 +183,8 @@ def out_of_fold(model_path: os.PathLike, samples: Sequence[Sample], log: LogFn =
                          card.training_seed, by_source)
     out = _Collected()
     groups = []
-    for i, model in enumerate(ensemble.models):
-        single = EnsembleModel([model], card)
-        if ensemble.ood is not None:
-            single.ood = OodScorer([ensemble.ood.per_fold[i]], {})
-        clf = Classifier.from_ensemble(single, card, device="cpu", precision="fp32")
-        clf.decision_rules = list(DECISION_RULES) if rules is None else list(rules)
-        clf.review_rule = None
-        if single.ood is not None:
-            single.ood.thresholds = {}
+    for i in range(k):
+        clf = _for_rows(_fold_classifier(ensemble, card, i, thresholds={}), rules)
         names = sorted({source_name(s.source) for s, f in zip(samples, folds) if f == i} & set(by_source))
         groups.append(names)
         for name in names:
@@ -195,11 +203,8 @@ def fold_classifiers(model_path: os.PathLike) -> dict[str, Classifier]:
         raise ValueError(f"{model_path}: its card has no leave-one-source-out fold groups (seqclassifier "
                          "by-source --model ... --into-card)")
     out = {}
-    for i, (model, names) in enumerate(zip(ensemble.models, groups)):
-        single = EnsembleModel([model], card)
-        if ensemble.ood is not None:
-            single.ood = OodScorer([ensemble.ood.per_fold[i]], ensemble.ood.thresholds)
-        clf = Classifier.from_ensemble(single, card, device="cpu", precision="fp32")
+    for i, names in enumerate(groups):
+        clf = _fold_classifier(ensemble, card, i)
         out.update({n: clf for n in names})
     return out
 
