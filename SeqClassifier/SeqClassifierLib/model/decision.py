@@ -48,20 +48,11 @@ PARAMETRIC_IMAGE_TYPES = frozenset({"FA", "COLFA", "T1MAP", "T2MAP", "CBF", "CBV
 Rule = Callable[[Facts, SeriesRecord], Optional[frozenset]]
 
 
-def _sequence_text(record: SeriesRecord) -> str:
-    return " ".join(str(record.header.get(k, "") or "") for k in ("SequenceName", "PulseSequenceName")).lower()
-
-
 def has_diffusion_encoding(f: Facts, record: SeriesRecord) -> bool:
     """Any sign of diffusion weighting in the series or its study (see :func:`no_diffusion_encoding`)."""
     return bool(f.b_max > 0 or (DIFFUSION_IMAGE_TYPES & f.image_type)
-                or any(m in _sequence_text(record) for m in DIFFUSION_SEQUENCE_MARKS)
+                or any(m in f.sequence_text for m in DIFFUSION_SEQUENCE_MARKS)
                 or f.context.kind == "diffusion" or f.context.diffusion_linked)
-
-
-def _scanning(record: SeriesRecord) -> set:
-    v = record.header.get("ScanningSequence") or []
-    return {str(x).upper() for x in v} if isinstance(v, (list, tuple)) else {str(v).upper()}
 
 
 def no_diffusion_encoding(f: Facts, record: SeriesRecord) -> Optional[frozenset]:
@@ -84,8 +75,7 @@ def no_diffusion_encoding(f: Facts, record: SeriesRecord) -> Optional[frozenset]
     """
     if has_diffusion_encoding(f, record):
         return None
-    scanning = _scanning(record)
-    gradient_echo = "GR" in scanning and "SE" not in scanning
+    gradient_echo = "GR" in f.scanning and "SE" not in f.scanning
     manufacturer = str(record.manufacturer or record.header.get("Manufacturer") or "").upper()
     siemens_named = "SIEMENS" in manufacturer and bool(str(record.header.get("SequenceName") or "").strip())
     if gradient_echo or siemens_named:

@@ -56,19 +56,25 @@ class Facts:
     time_points: int
     context: SeriesContext
     secondary_capture: bool
+    #: ScanningSequence values, upper case (empty when missing).
+    scanning: frozenset = frozenset()
+    #: SequenceName and PulseSequenceName, lower case, joined by a space.
+    sequence_text: str = ""
 
     @classmethod
     def of(cls, record: SeriesRecord, context: Optional[SeriesContext]) -> "Facts":
         context = context or SeriesContext()
         it = frozenset(_image_type(record))
         seq_text = " ".join(str(record.header.get(k, "")) for k in ("SequenceName", "PulseSequenceName")).lower()
-        epi = "EP" in _scanning(record) or "EPI" in it or "epi" in seq_text or "ep2d" in seq_text
+        scanning = frozenset(_scanning(record)) if record.header.get("ScanningSequence") else frozenset()
+        epi = "EP" in scanning or "EPI" in it or "epi" in seq_text or "ep2d" in seq_text
         time_points = max(int(record.temporal_positions or 1), context.repeats if max_b_value(record) == 0 else 1,
                           context.group_size if context.kind == "dynamic" else 1)
         return cls(image_type=it, b_max=max_b_value(record), te=_num(record, "EchoTime"), tr=_num(record, "RepetitionTime"),
-                   epi=epi, gradient_echo=("GR" in _scanning(record)) if record.header.get("ScanningSequence") else None,
+                   epi=epi, gradient_echo=("GR" in scanning) if scanning else None,
                    time_points=time_points, context=context,
-                   secondary_capture=record.sop_class_uid in T.SECONDARY_CAPTURE_SOP_CLASSES)
+                   secondary_capture=record.sop_class_uid in T.SECONDARY_CAPTURE_SOP_CLASSES,
+                   scanning=scanning, sequence_text=seq_text)
 
 
 Check = Callable[[SequenceLabel, Facts], Optional[str]]
