@@ -28,7 +28,8 @@ import numpy as np
 from SeqClassifierLib.inputs.features import N_FEATURES
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.model.classifier import resolve_device
-from SeqClassifierLib.training.train import _logits, _Tensors, group_folds, train_one
+from SeqClassifierLib.training.folds import group_folds
+from SeqClassifierLib.training.train import _logits, _Tensors, train_one
 
 LogFn = Callable[[str], None]
 

@@ -44,7 +44,7 @@ from SeqClassifierLib.model.classifier import resolve_device
 from SeqClassifierLib.model.fusion import create_model
 from SeqClassifierLib.model.lora import apply_lora
 from SeqClassifierLib.model.ood import PLACES, capture, distances, fit_statistics, threshold
-from SeqClassifierLib.training.folds import group_folds, sample_folds, source_name  # noqa: F401 (group_folds: API)
+from SeqClassifierLib.training.folds import sample_folds
 from SeqClassifierLib.training.dropout import VARIANTS, apply_dropout, metadata_variants, rates_vector
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice

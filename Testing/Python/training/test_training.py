@@ -10,8 +10,9 @@ import torch
 
 from SeqClassifierLib.app import cli
 from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.training.folds import group_folds
 from SeqClassifierLib.training.train import (augment_images, class_weights, classification_metrics,
-                                       expected_calibration_error, fit_temperature, group_folds, review_threshold)
+                                       expected_calibration_error, fit_temperature, review_threshold)
 
 
 def test_group_folds_never_split_a_patient():
