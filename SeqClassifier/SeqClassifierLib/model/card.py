@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Tuple, Union
 
 from SeqClassifierLib.labels import CLASS_NAMES
+from SeqClassifierLib.model.decision import RULES as DECISION_RULES
+from SeqClassifierLib.model.review_rule import ReviewRule
 
 __all__ = ["CheckpointError", "CardError", "ModelCard", "Architecture", "Preprocessing", "LoraSpec",
            "LIMITS", "MAX_CARD_BYTES", "CARD_FORMAT_VERSION", "parse_card", "read_card_json", "load_card"]
@@ -136,6 +138,10 @@ class ModelCard:
     training_seed: int
     #: Labelled series the model was trained on (None when not recorded).
     n_training_series: Optional[int]
+    #: Names of the decision rules (:mod:`.decision`) the model was validated with (None: none apply).
+    decision_rules: Optional[Tuple[str, ...]] = None
+    #: The review rule fitted on real out-of-source predictions (:mod:`.review_rule`; None: the older rule).
+    review_rule: Optional[ReviewRule] = None
     #: The card as read (free-form entries: training summary, metrics, history ...).
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -316,6 +322,19 @@ def parse_card(raw: Any, where: object = "<card>") -> ModelCard:
     if weights_file is not None and os.path.basename(weights_file) != weights_file:
         raise CardError(f"checkpoint card {where} names a weights file outside its folder: {weights_file!r}")
     sha = r.text(raw.get("weights_sha256"), "weights_sha256", max_len=128)
+    decision_rules = raw.get("decision_rules")
+    if decision_rules is not None:
+        unknown = [x for x in decision_rules if x not in DECISION_RULES] if isinstance(decision_rules, list) \
+            else [decision_rules]
+        if unknown:
+            raise r.fail("decision_rules", f"names unknown decision rules {_short(unknown)}")
+        decision_rules = tuple(decision_rules)
+    review_rule = None
+    if raw.get("review_rule") is not None:
+        try:
+            review_rule = ReviewRule.from_dict(raw["review_rule"])
+        except (TypeError, ValueError) as exc:
+            raise CardError(f"checkpoint card {where}: {exc}") from None
     return ModelCard(
         path=Path(os.fspath(where)) if isinstance(where, (str, os.PathLike)) else None,
         format_version=version,
@@ -336,6 +355,8 @@ def parse_card(raw: Any, where: object = "<card>") -> ModelCard:
         ood_thresholds=ood_thresholds,
         training_seed=r.integer(training.get("seed"), "training.seed", default=0),
         n_training_series=r.integer(data.get("n_series"), "data.n_series", default=None),
+        decision_rules=decision_rules,
+        review_rule=review_rule,
         raw=raw,
     )
 

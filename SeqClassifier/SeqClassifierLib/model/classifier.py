@@ -28,7 +28,7 @@ from SeqClassifierLib.inputs.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERS
 from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
 from SeqClassifierLib.model.card import ModelCard
-from SeqClassifierLib.model.decision import RULES as DECISION_RULES, decide
+from SeqClassifierLib.model.decision import decide
 from SeqClassifierLib.model.evidence import Facts, evidence_conflict_items
 from SeqClassifierLib.model.reasons import Reason, ReasonKind, review_reasons
 from SeqClassifierLib.model.review_rule import ReviewRule
@@ -239,20 +239,10 @@ class Classifier:
         self._apply_card_rules()
 
     def _apply_card_rules(self) -> None:
-        """The card's decision rules and review rule (ValueError naming the card when malformed)."""
-        raw = self.card.raw
-        self.decision_rules, self.review_rule = None, None
-        rules = raw.get("decision_rules")
-        if rules is not None:
-            unknown = [r for r in rules if r not in DECISION_RULES] if isinstance(rules, list) else [rules]
-            if unknown:
-                raise ValueError(f"{self.model_path}: unknown decision rules {unknown}")
-            self.decision_rules = list(rules)
-        if raw.get("review_rule") is not None:
-            try:
-                self.review_rule = ReviewRule.from_dict(raw["review_rule"])
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"{self.model_path}: {exc}") from None
+        """The card's decision rules and review rule (both validated when the card was parsed)."""
+        rules = self.card.decision_rules
+        self.decision_rules = list(rules) if rules is not None else None
+        self.review_rule = self.card.review_rule
 
     def _unlike(self, scores: Mapping[str, np.ndarray], i: int) -> list:
         """The "unlike training data" reasons of series ``i``: with a review rule, only the places it

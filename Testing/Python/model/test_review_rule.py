@@ -108,6 +108,12 @@ def test_classifier_follows_the_card_rule(tmp_path, prostatex):
     strict = Classifier(card, device="cpu", precision="fp32").classify(records)
     assert all(p.needs_review and p.review_reasons[0].startswith("low confidence") for p in strict
                if p.confidence < 0.999999)
+    # both are validated with the rest of the typed card, and the message names the card
+    from SeqClassifierLib.model.card import CardError
+
     update_card(card, review_rule={"confidence": 0.5, "conflicts": ["no_such_check"]})
-    with pytest.raises(ValueError, match="unknown evidence check"):
+    with pytest.raises(CardError, match="seqclassifier_default.json: review rule: unknown evidence check"):
+        Classifier(card, device="cpu", precision="fp32")
+    update_card(card, review_rule=None, decision_rules=["no_such_rule"])
+    with pytest.raises(CardError, match="decision_rules names unknown decision rules"):
         Classifier(card, device="cpu", precision="fp32")
