@@ -58,7 +58,7 @@ def _watch_parent(ppid: int) -> None:
             os._exit(1)  # re-parented: the parent is gone; nothing of ours left to clean
 
 
-def worker_init(parent_pid: Optional[int] = None) -> None:
+def worker_init(parent_pid: Optional[int] = None, watch: bool = True) -> None:
     """Initializer of every worker process: die with the parent (see the module docstring).
 
     ``parent_pid``: the pid of the process that starts the pool, when it is the
@@ -74,7 +74,8 @@ def worker_init(parent_pid: Optional[int] = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, signal.SIG_DFL)
-    threading.Thread(target=_watch_parent, args=(ppid,), name="parent-watch", daemon=True).start()
+    if watch:  # watch=False (Linux, where PDEATHSIG does it): no thread, so the worker may fork in turn
+        threading.Thread(target=_watch_parent, args=(ppid,), name="parent-watch", daemon=True).start()
 
 
 def terminate_pool(pool: Any) -> None:

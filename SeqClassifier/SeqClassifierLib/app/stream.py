@@ -45,7 +45,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Seq
 
 from SeqClassifierLib.app.output import event_line, model_info, series_event, skipped_event, written_key
 from SeqClassifierLib.atomic import atomic_write, fsync_dir
-from SeqClassifierLib.dicom.discovery import discover_series
+from SeqClassifierLib.dicom.discovery import Discovery, discover_series
 from SeqClassifierLib.records import Prediction, ResultRow, SeriesKey, SeriesRecord
 
 #: Partitions hold about this many files; a folder with more below it is split by its sub-folders.
@@ -216,11 +216,16 @@ class PartitionRun:
 def run_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[SeriesKey, str]] = None,
                   cache: Any = None, workers: Optional[int] = None, stamps: bool = True,
                   discover_progress: Optional[Callable[[int, int], None]] = None,
-                  classify_progress: Optional[Callable[[int, int], None]] = None) -> PartitionRun:
+                  classify_progress: Optional[Callable[[int, int], None]] = None,
+                  discovery: Optional[Discovery] = None, prepared: Optional[Sequence[Any]] = None) -> PartitionRun:
     """Discover and classify one partition -- the one path of every engine, and of the batch
     ``classify`` (its inputs are one partition).  Series whose (key as written, stamp) is in ``done``
-    are not classified; ``stamps=False`` (no resume, no streamed file) skips the stamps."""
-    discovery = discover_series(part.paths, progress=discover_progress, cache=cache, workers=workers)
+    are not classified; ``stamps=False`` (no resume, no streamed file) skips the stamps.
+    ``discovery``: the partition's discovery, already made (the command line reads headers while
+    torch imports, :mod:`.startup`); None: discovered here.  ``prepared``: the model inputs of its
+    series, in order, made with them (used only when every series is classified)."""
+    if discovery is None:
+        discovery = discover_series(part.paths, progress=discover_progress, cache=cache, workers=workers)
     todo, stamp_list, resumed = [], [], []
     for rec in discovery.series:
         stamp = series_stamp(rec.files) if stamps or done is not None else ""
@@ -230,10 +235,11 @@ def run_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[Se
             continue
         todo.append(rec)
         stamp_list.append(stamp)
+    extra = {"prepared": prepared} if prepared is not None and len(todo) == len(discovery.series) else {}
     if classify_progress is not None:
-        predictions = classifier.classify(todo, progress=classify_progress)
+        predictions = classifier.classify(todo, progress=classify_progress, **extra)
     else:
-        predictions = classifier.classify(todo) if todo else []
+        predictions = classifier.classify(todo, **extra) if todo else []
     return PartitionRun(discovery, todo, predictions, stamp_list, resumed)
 
 

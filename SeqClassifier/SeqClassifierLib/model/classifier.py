@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MODEL_ENV: API)
-from SeqClassifierLib.inputs.features import (FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, extract_features,
-                                              feature_difference)
-from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
+from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, feature_difference
+from SeqClassifierLib.inputs.quality import ImageQuality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
 from SeqClassifierLib.model.card import ModelCard
 from SeqClassifierLib.model.decision import decide
@@ -34,7 +32,7 @@ from SeqClassifierLib.model.reasons import Reason, ReasonKind, review_reasons
 from SeqClassifierLib.model.review_rule import ReviewRule
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.lifetime import raise_if_terminated
-from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice, standardize
+from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input  # noqa: F401  (PreparedInput: API)
 from SeqClassifierLib.records import Prediction, SeriesRecord
 
 ProgressFn = Callable[[int, int], None]
@@ -152,19 +150,6 @@ def resolve_precision(precision: str, device: str) -> str:
     if device.startswith("cuda"):
         return "bf16"
     return "bf16" if _cpu_has_native_bf16() else "fp32"
-
-
-@dataclass(frozen=True)
-class PreparedInput:
-    """What the model is given for one series, prepared on the worker threads."""
-
-    #: The metadata feature vector (:func:`~SeqClassifierLib.inputs.features.extract_features`).
-    meta: np.ndarray
-    #: The standardised centre slice ``[3, size, size]``, or None (no image, unreadable, too low quality).
-    image: Optional[np.ndarray]
-    #: Why the image could not be used ("" when it could, or when it was not read).
-    image_note: str = ""
-    quality: Optional[ImageQuality] = None
 
 
 class Classifier:
@@ -292,26 +277,18 @@ class Classifier:
     def _prepare(self, record: SeriesRecord, context: Optional[SeriesContext]) -> PreparedInput:
         """The :class:`PreparedInput` of one series."""
         pre = self.card.preprocessing
-        size, mean, std = pre.input_size, pre.mean, pre.std
-        meta = extract_features(record, context)
-        img, note, quality = None, "", None
-        if self.card.uses_image:
-            try:
-                raw = load_center_slice(record)
-                quality = image_quality(raw)
-                # A slice of too low quality (blank, pure noise, clipped) tells the image branch nothing it
-                # was trained on: the model decides from the metadata, as for a missing image.
-                if not quality.is_low:
-                    img = standardize(square_slice(raw, size), mean, std)  # the one image path (inputs.image)
-            except ImageUnavailable as exc:
-                note = f"image unavailable, metadata only: {exc}"
-            except Exception as exc:  # a corrupt slice must not stop the batch
-                note = f"image unreadable, metadata only: {type(exc).__name__}: {exc}"
-        return PreparedInput(meta, img, note, quality)
+        return prepare_input(record, context, size=pre.input_size, mean=pre.mean, std=pre.std,
+                             uses_image=self.card.uses_image)
 
-    def classify(self, records: Sequence[SeriesRecord], progress: Optional[ProgressFn] = None) -> list[Prediction]:
-        """One prediction per record, in the same order."""
+    def classify(self, records: Sequence[SeriesRecord], progress: Optional[ProgressFn] = None,
+                 prepared: Optional[Sequence[PreparedInput]] = None) -> list[Prediction]:
+        """One prediction per record, in the same order.  ``prepared``: their inputs, already made by
+        :func:`~SeqClassifierLib.inputs.prepared.prepare_input` with this card's preprocessing (the
+        command line's header-reading process makes them while torch imports); None: made here."""
         records = list(records)
+        given = list(prepared) if prepared is not None else None
+        if given is not None and len(given) != len(records):
+            raise ValueError(f"{len(given)} prepared inputs for {len(records)} series")
         if not self.is_trained:
             out = [
                 Prediction(r.series_uid, None, None, {}, True, UNTRAINED,
@@ -332,8 +309,13 @@ class Classifier:
             # The next batch's slices are read and resized while the model runs on this one;
             # at most two batches of prepared inputs exist at a time.
             def submit(k: int) -> list:
-                return [pool.submit(self._prepare, r, contexts.get(r.key))
-                        for r in batches[k]] if k < len(batches) else []
+                if k >= len(batches):
+                    return []
+                if given is not None:
+                    pre = self.card.preprocessing
+                    lo = k * self.batch_size
+                    return [pool.submit(p.standardized, pre.mean, pre.std) for p in given[lo:lo + len(batches[k])]]
+                return [pool.submit(self._prepare, r, contexts.get(r.key)) for r in batches[k]]
 
             pending = submit(0)
             for k, batch in enumerate(batches):

@@ -1,0 +1,157 @@
+"""Start-up overlap of the command line: headers are read while torch imports.
+
+``import torch`` and loading the model take 1.5-3 s, about as long as reading
+the headers of a 2,000-file study.  :class:`EarlyDiscovery` forks one child
+process *before* torch is imported (forking a process without torch and
+without other threads is cheap and safe), runs
+:func:`~SeqClassifierLib.dicom.discovery.discover_series` there (with its own
+reader processes for large inputs, and the caller's progress callback), and
+hands the :class:`~SeqClassifierLib.dicom.discovery.Discovery` back through a
+pipe while this process imports torch and loads the model.  When the model's
+card can be read without torch (it is JSON), the child also prepares every
+series' model input (:func:`~SeqClassifierLib.inputs.prepared.prepare_input`:
+metadata features, centre slice, image quality) with the card's preprocessing,
+so that only the model itself waits for torch.  The results are exactly those
+of ``discover_series`` and ``prepare_input`` in this process.
+
+It is used only where it is safe and pays: Linux (``fork``), torch not yet
+imported, no other Python thread running, no header cache (the cache object
+lives in this process), not inside the Slicer application.  Elsewhere
+:func:`start_discovery` returns None and the caller discovers in-process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import pickle
+import sys
+import threading
+from typing import Any, Callable, Optional, Sequence
+
+from SeqClassifierLib.dicom.discovery import Discovery, discover_series
+from SeqClassifierLib.lifetime import worker_init
+
+#: What the child needs to prepare model inputs: (input size, mean, std, uses image).
+Spec = tuple
+
+
+def card_spec(model: Any) -> Optional[Spec]:
+    """The preprocessing of the checkpoint ``model`` (None: the shipped default) read from its JSON
+    card without torch; None when there is no readable card (the classifier then says why)."""
+    from pathlib import Path
+
+    from SeqClassifierLib.model.card import parse_card, read_card_json
+    from SeqClassifierLib.model.classifier import default_model_path
+
+    try:
+        path = Path(os.fspath(model)).expanduser() if model is not None else default_model_path()
+        if path is None:
+            return None
+        stem = path.with_suffix("") if path.suffix.lower() in (".json", ".safetensors") else path
+        card = parse_card(read_card_json(stem.with_name(stem.name + ".json")), stem)
+        pre = card.preprocessing
+        return (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image))
+    except Exception:
+        return None
+
+
+def _prepare_all(discovery: Discovery, spec: Spec) -> list:
+    from SeqClassifierLib.inputs.prepared import prepare_input
+    from SeqClassifierLib.inputs.study import study_contexts
+
+    size, mean, std, uses_image = spec
+    contexts = study_contexts(discovery.series)
+    return [prepare_input(r, contexts.get(r.key), size=size, mean=mean, std=std, uses_image=uses_image,
+                          standardize_image=False) for r in discovery.series]
+
+#: Set to "0" to switch the start-up overlap off (e.g. to profile discovery in one process).
+EARLY_ENV = "SEQCLASSIFIER_EARLY_DISCOVERY"
+
+
+def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, int], None]],
+           workers: Optional[int], spec: Optional[Spec]) -> None:
+    worker_init(None, watch=False)  # dies with this process (PDEATHSIG); no thread: its readers fork
+    try:
+        found = discover_series(list(paths), progress=progress, workers=workers)
+        result: Any = ("ok", found, _prepare_all(found, spec) if spec is not None else None)
+    except BaseException as exc:  # noqa: BLE001 -- every failure travels back and is raised there
+        result = ("error", exc, None)
+    try:
+        data = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # an exception that cannot be pickled: its text
+        data = pickle.dumps(("error", RuntimeError(f"{type(exc).__name__}: {exc}"), None))
+    conn.send_bytes(data)
+    conn.close()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no atexit handlers, no second flush of the parent's buffers
+
+
+class EarlyDiscovery:
+    """``discover_series(paths)`` running in a forked child; :meth:`result` waits for it."""
+
+    def __init__(self, paths: Sequence[str], progress: Optional[Callable[[int, int], None]] = None,
+                 workers: Optional[int] = None, spec: Optional[Spec] = None):
+        ctx = mp.get_context("fork")
+        self._recv, send = ctx.Pipe(duplex=False)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        self._proc = ctx.Process(target=_child, args=(send, [str(p) for p in paths], progress, workers, spec),
+                                 name="seqclassifier-discovery")
+        self._proc.start()
+        send.close()
+        self._result: Optional[Discovery] = None
+        self._spec, self._prepared = spec, None
+
+    def result(self) -> Discovery:
+        """The discovery; raises what the child raised (KeyboardInterrupt, Terminated, ...)."""
+        if self._result is not None:
+            return self._result
+        try:
+            data = self._recv.recv_bytes()
+        except EOFError:
+            self._proc.join()
+            raise RuntimeError(f"header reading process ended without a result (exit code {self._proc.exitcode})")
+        finally:
+            self._recv.close()
+        self._proc.join()
+        status, value, prepared = pickle.loads(data)
+        if status != "ok":
+            raise value
+        self._result, self._prepared = value, prepared
+        return value
+
+    def prepared(self, card: Any) -> Optional[list]:
+        """The series' prepared inputs (after :meth:`result`), when they were made with ``card``'s
+        preprocessing (the card the model was loaded with); else None: the classifier prepares them."""
+        if self._prepared is None or card is None:
+            return None
+        pre = card.preprocessing
+        if self._spec != (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image)):
+            return None
+        return self._prepared
+
+    def cancel(self) -> None:
+        """Stop the child (an error elsewhere: its result is not wanted)."""
+        if self._proc.is_alive():
+            self._proc.kill()
+        self._proc.join()
+        self._recv.close()
+
+
+def start_discovery(paths: Sequence[str], progress: Optional[Callable[[int, int], None]] = None, *,
+                    model: Any = None, cache: Any = None, workers: Optional[int] = None,
+                    force: bool = False) -> Optional[EarlyDiscovery]:
+    """An :class:`EarlyDiscovery` of ``paths`` for the checkpoint ``model`` (None: the shipped one)
+    where it is safe and pays (see the module docstring), else None.
+    ``force``: skip the "torch not imported yet" condition (tests)."""
+    if os.environ.get(EARLY_ENV, "1").strip() == "0":
+        return None
+    if not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
+        return None
+    if cache is not None or "slicer" in sys.modules or threading.active_count() > 1:
+        return None
+    if "torch" in sys.modules and not force:
+        return None
+    return EarlyDiscovery(paths, progress, workers, card_spec(model))
