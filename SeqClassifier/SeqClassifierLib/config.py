@@ -37,6 +37,8 @@ OFFLINE_ENV = "SEQCLASSIFIER_OFFLINE"
 FAST_HEADERS_ENV = "SEQCLASSIFIER_FAST_HEADERS"
 #: Number of header readers in discovery (0 or 1: this process only).
 WORKERS_ENV = "SEQCLASSIFIER_WORKERS"
+#: ``0``/``false``/``no``/``off``: the command line reads headers after torch is imported, not meanwhile.
+EARLY_DISCOVERY_ENV = "SEQCLASSIFIER_EARLY_DISCOVERY"
 #: Tests and benchmarks only: the folder of the real test data.
 DATA_ENV = "SEQCLASSIFIER_DATA"
 #: scripts/test.sh only: ``0`` skips the short benchmark after the tests.
@@ -76,6 +78,9 @@ ENVIRONMENT: tuple[EnvVar, ...] = (
                              "reader (same results, slower)", "on"),
     EnvVar(WORKERS_ENV, "number of header readers in discovery (0 or 1: no worker processes)",
            "automatic: by file count and platform, never inside the Slicer application"),
+    EnvVar(EARLY_DISCOVERY_ENV, "0/false/no/off: the command line reads the headers after importing torch and "
+                                "loading the model instead of meanwhile in a forked process (same rows)",
+           "on (Linux)"),
     EnvVar(DATA_ENV, "tests and benchmarks: folder of the real test data (read only)", "../shared/data",
            library=False),
     EnvVar(BENCH_ENV, "scripts/test.sh: 0 skips the short benchmark after the tests", "1", library=False),
@@ -163,6 +168,11 @@ def selftest_offline() -> bool:
 def fast_headers_enabled() -> bool:
     """Whether discovery tries the fast header reader first (``$SEQCLASSIFIER_FAST_HEADERS``, default on)."""
     return _env(FAST_HEADERS_ENV).lower() not in _FALSE
+
+
+def early_discovery_enabled() -> bool:
+    """Whether the command line reads headers while torch imports (``$SEQCLASSIFIER_EARLY_DISCOVERY``, default on)."""
+    return _env(EARLY_DISCOVERY_ENV).lower() not in _FALSE
 
 
 def workers_override() -> Optional[int]:

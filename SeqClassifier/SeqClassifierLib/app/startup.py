@@ -29,8 +29,15 @@ import sys
 import threading
 from typing import Any, Callable, Optional, Sequence
 
+from pathlib import Path
+
+from SeqClassifierLib import config
 from SeqClassifierLib.dicom.discovery import Discovery, discover_series
+from SeqClassifierLib.inputs.prepared import prepare_input
+from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.lifetime import worker_init
+from SeqClassifierLib.model.card import parse_card, read_card_json
+from SeqClassifierLib.model.classifier import default_model_path
 
 #: What the child needs to prepare model inputs: (input size, mean, std, uses image).
 Spec = tuple
@@ -39,11 +46,6 @@ Spec = tuple
 def card_spec(model: Any) -> Optional[Spec]:
     """The preprocessing of the checkpoint ``model`` (None: the shipped default) read from its JSON
     card without torch; None when there is no readable card (the classifier then says why)."""
-    from pathlib import Path
-
-    from SeqClassifierLib.model.card import parse_card, read_card_json
-    from SeqClassifierLib.model.classifier import default_model_path
-
     try:
         path = Path(os.fspath(model)).expanduser() if model is not None else default_model_path()
         if path is None:
@@ -57,16 +59,13 @@ def card_spec(model: Any) -> Optional[Spec]:
 
 
 def _prepare_all(discovery: Discovery, spec: Spec) -> list:
-    from SeqClassifierLib.inputs.prepared import prepare_input
-    from SeqClassifierLib.inputs.study import study_contexts
-
     size, mean, std, uses_image = spec
     contexts = study_contexts(discovery.series)
     return [prepare_input(r, contexts.get(r.key), size=size, mean=mean, std=std, uses_image=uses_image,
                           standardize_image=False) for r in discovery.series]
 
 #: Set to "0" to switch the start-up overlap off (e.g. to profile discovery in one process).
-EARLY_ENV = "SEQCLASSIFIER_EARLY_DISCOVERY"
+EARLY_ENV = config.EARLY_DISCOVERY_ENV
 
 
 def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, int], None]],
@@ -146,7 +145,7 @@ def start_discovery(paths: Sequence[str], progress: Optional[Callable[[int, int]
     """An :class:`EarlyDiscovery` of ``paths`` for the checkpoint ``model`` (None: the shipped one)
     where it is safe and pays (see the module docstring), else None.
     ``force``: skip the "torch not imported yet" condition (tests)."""
-    if os.environ.get(EARLY_ENV, "1").strip() == "0":
+    if not config.early_discovery_enabled():
         return None
     if not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
         return None

@@ -27,7 +27,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 from safetensors import safe_open
@@ -235,7 +235,8 @@ def update_card(path: PathLike, **entries: Any) -> Path:
     return card_path
 
 
-def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> Tuple[EnsembleModel, ModelCard]:
+def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
+                    validate: Optional[Callable[[ModelCard], None]] = None) -> Tuple[EnsembleModel, ModelCard]:
     """Load a checkpoint written by :func:`save_checkpoint`.
 
     ``path`` may be the ``.json`` card, the ``.safetensors`` file or their
@@ -244,11 +245,14 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
     :class:`CheckpointError` naming the file and both hashes.  Returns the
     ensemble (in ``eval`` mode, parameters with ``requires_grad=False``, on
     ``map_location``) and the typed card (:class:`~.card.ModelCard`; ``card.raw`` is the JSON as read).
-    Every number of the card is range-checked before anything is built from it.
+    Every number of the card is range-checked before anything is built from it; ``validate(card)``
+    (e.g. the classifier's feature-schema check) runs then too, before the weights are hashed or read.
     """
     card_path, default_weights = checkpoint_paths(path)
     # every field range-checked before anything is allocated from it (CardError names the field)
     card = parse_card(read_card(card_path), card_path)
+    if validate is not None:
+        validate(card)
     weights_path = card_path.parent / (card.weights_file or default_weights.name)
     if not weights_path.is_file():
         raise CheckpointError(

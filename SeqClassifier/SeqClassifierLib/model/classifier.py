@@ -190,8 +190,10 @@ class Classifier:
             from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
             device = resolve_device(device)
-            ensemble, card = load_checkpoint(self.model_path, map_location=device)
-            self._attach(ensemble, card, device, precision)
+            # the feature schema is checked on the card, before the weights are hashed, read and built
+            ensemble, card = load_checkpoint(self.model_path, map_location=device,
+                                             validate=lambda c: check_feature_schema(c, c.path or self.model_path))
+            self._attach(ensemble, card, device, precision, checked=True)
 
     @classmethod
     def from_ensemble(cls, ensemble: Any, card: ModelCard, *, device: str = "cpu", precision: str = "fp32",
@@ -207,9 +209,11 @@ class Classifier:
         self._attach(ensemble, card, resolve_device(device), precision)
         return self
 
-    def _attach(self, ensemble: Any, card: ModelCard, device: str, precision: str) -> None:
-        """Use ``ensemble`` (described by ``card``) on ``device``: the one place a model is installed."""
-        check_feature_schema(card, card.path or self.model_path)
+    def _attach(self, ensemble: Any, card: ModelCard, device: str, precision: str, checked: bool = False) -> None:
+        """Use ``ensemble`` (described by ``card``) on ``device``: the one place a model is installed.
+        ``checked``: the card's feature schema was checked already (when the checkpoint was read)."""
+        if not checked:
+            check_feature_schema(card, card.path or self.model_path)
         self.device = device
         self.precision = resolve_precision(precision, device)
         self._model, self.card = ensemble, card

@@ -91,7 +91,7 @@ def test_precision_auto_and_bad_values(monkeypatch):
 
 def test_metadata_only_when_the_image_is_unreadable(prostatex_discovery, monkeypatch):
     """A series whose pixels cannot be read is still classified from its headers, and flagged."""
-    from SeqClassifierLib.model import classifier as predict
+    from SeqClassifierLib.inputs import prepared as predict  # where the classifier reads the slice
     from SeqClassifierLib.inputs.image import ImageUnavailable
 
     def broken(*args, **kwargs):

@@ -104,7 +104,7 @@ def test_unlike_inputs_are_flagged_and_reasons_explain_the_flag(tiny_model, monk
     records = discover_series(root).series
     _, base = _scores(clf, records)
     # An MR header with parameters no series had, over an image of pure noise.
-    from SeqClassifierLib.model import classifier as C
+    from SeqClassifierLib.inputs import prepared as C  # where the classifier reads the slice
     rng = np.random.default_rng(0)
     monkeypatch.setattr(C, "load_center_slice", lambda rec: rng.normal(1000, 300, (64, 64)).clip(0))
     odd = [dataclasses.replace(r, series_uid=r.series_uid + ".9", description="zq_unusual_name",

@@ -46,3 +46,21 @@ def test_cards_with_feature_names_are_compared_name_by_name():
     with pytest.raises(ValueError, match="meaning changed"):  # same names, another schema: still refused
         check_feature_schema({"feature_schema_version": "9.0", "feature_names": names,
                               "model": {"num_meta_features": N_FEATURES}}, "v.json")
+
+
+def test_schema_is_checked_before_the_weights_are_read(tmp_path):
+    """A model of another feature schema is refused from its card: the (here unreadable) weights
+    are never hashed or read."""
+    import json
+
+    from SeqClassifierLib.model.classifier import Classifier, default_model_path
+
+    shipped = default_model_path()
+    if shipped is None:
+        pytest.skip("no shipped model")
+    card = json.loads(shipped.read_text())
+    card["feature_names"] = list(card["feature_names"])[:-1] + ["a_feature_from_elsewhere"]
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    (tmp_path / card["weights_file"]).write_bytes(b"not safetensors")  # would fail the hash check
+    with pytest.raises(ValueError, match="a_feature_from_elsewhere"):
+        Classifier(tmp_path / "m.json", device="cpu")
