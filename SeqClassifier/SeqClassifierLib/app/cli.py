@@ -166,8 +166,7 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
             reading.close()
 
     # headers are read in a forked child while torch imports and the model loads (app.startup)
-    early = None if getattr(args, "cache", None) is not None else start_discovery(list(inputs), discovered,
-                                                                                       model=args.model)
+    early = start_discovery(list(inputs), discovered, model=args.model, cache=getattr(args, "cache", None))
     try:
         classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
                                 precision=getattr(args, "precision", "auto"))

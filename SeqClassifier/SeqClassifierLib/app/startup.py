@@ -27,33 +27,36 @@ import os
 import pickle
 import sys
 import threading
-from typing import Any, Callable, Optional, Sequence
-
 from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
 
 from SeqClassifierLib import config
 from SeqClassifierLib.dicom.discovery import Discovery, discover_series
 from SeqClassifierLib.inputs.prepared import prepare_input
 from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.lifetime import worker_init
-from SeqClassifierLib.model.card import parse_card, read_card_json
+from SeqClassifierLib.model.card import checkpoint_paths, load_card
 from SeqClassifierLib.model.classifier import default_model_path
+
+#: Set to "0" to switch the start-up overlap off (e.g. to profile discovery in one process).
+EARLY_ENV = config.EARLY_DISCOVERY_ENV
 
 #: What the child needs to prepare model inputs: (input size, mean, std, uses image).
 Spec = tuple
+
+
+def spec_of(card: Any) -> Spec:
+    """The :data:`Spec` of a typed model card."""
+    pre = card.preprocessing
+    return (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image))
 
 
 def card_spec(model: Any) -> Optional[Spec]:
     """The preprocessing of the checkpoint ``model`` (None: the shipped default) read from its JSON
     card without torch; None when there is no readable card (the classifier then says why)."""
     try:
-        path = Path(os.fspath(model)).expanduser() if model is not None else default_model_path()
-        if path is None:
-            return None
-        stem = path.with_suffix("") if path.suffix.lower() in (".json", ".safetensors") else path
-        card = parse_card(read_card_json(stem.with_name(stem.name + ".json")), stem)
-        pre = card.preprocessing
-        return (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image))
+        path = Path(os.fspath(model)) if model is not None else default_model_path()
+        return spec_of(load_card(checkpoint_paths(path)[0])) if path is not None else None
     except Exception:
         return None
 
@@ -63,9 +66,6 @@ def _prepare_all(discovery: Discovery, spec: Spec) -> list:
     contexts = study_contexts(discovery.series)
     return [prepare_input(r, contexts.get(r.key), size=size, mean=mean, std=std, uses_image=uses_image,
                           standardize_image=False) for r in discovery.series]
-
-#: Set to "0" to switch the start-up overlap off (e.g. to profile discovery in one process).
-EARLY_ENV = config.EARLY_DISCOVERY_ENV
 
 
 def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, int], None]],
@@ -124,10 +124,7 @@ class EarlyDiscovery:
     def prepared(self, card: Any) -> Optional[list]:
         """The series' prepared inputs (after :meth:`result`), when they were made with ``card``'s
         preprocessing (the card the model was loaded with); else None: the classifier prepares them."""
-        if self._prepared is None or card is None:
-            return None
-        pre = card.preprocessing
-        if self._spec != (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image)):
+        if self._prepared is None or card is None or self._spec != spec_of(card):
             return None
         return self._prepared
 
@@ -143,7 +140,8 @@ def start_discovery(paths: Sequence[str], progress: Optional[Callable[[int, int]
                     model: Any = None, cache: Any = None, workers: Optional[int] = None,
                     force: bool = False) -> Optional[EarlyDiscovery]:
     """An :class:`EarlyDiscovery` of ``paths`` for the checkpoint ``model`` (None: the shipped one)
-    where it is safe and pays (see the module docstring), else None.
+    where it is safe and pays (see the module docstring), else None.  ``cache``: the header cache
+    asked for (its object lives in this process: no overlap).
     ``force``: skip the "torch not imported yet" condition (tests)."""
     if not config.early_discovery_enabled():
         return None

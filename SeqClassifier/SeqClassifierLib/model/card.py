@@ -30,7 +30,8 @@ from SeqClassifierLib.model.decision import RULES as DECISION_RULES
 from SeqClassifierLib.model.review_rule import ReviewRule
 
 __all__ = ["CheckpointError", "CardError", "ModelCard", "Architecture", "Preprocessing", "LoraSpec",
-           "LIMITS", "MAX_CARD_BYTES", "CARD_FORMAT_VERSION", "parse_card", "read_card_json", "load_card"]
+           "LIMITS", "MAX_CARD_BYTES", "CARD_FORMAT_VERSION", "parse_card", "read_card_json", "load_card",
+           "checkpoint_paths"]
 
 #: Version of the card / file layout written by :func:`~.checkpoint.save_checkpoint`.
 CARD_FORMAT_VERSION = 1
@@ -387,6 +388,16 @@ def read_card_json(card_path: Path) -> dict:
             f"up to {CARD_FORMAT_VERSION} (update SeqClassifier)"
         )
     return card
+
+
+def checkpoint_paths(path: PathLike) -> Tuple[Path, Path]:
+    """``(card_path, weights_path)`` for a ``.json`` path, a ``.safetensors``
+    path or a stem (``models/seqclassifier`` -> ``models/seqclassifier.json``,
+    ``models/seqclassifier.safetensors``)."""
+    p = Path(os.fspath(path)).expanduser()
+    if p.suffix.lower() in (".json", ".safetensors"):
+        p = p.with_suffix("")
+    return p.with_name(p.name + ".json"), p.with_name(p.name + ".safetensors")
 
 
 def load_card(card_path: PathLike) -> ModelCard:

@@ -35,7 +35,8 @@ from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save_file as _st_save_file
 
 from SeqClassifierLib.model.backbones import sha256_file
-from SeqClassifierLib.model.card import CARD_FORMAT_VERSION, CardError, CheckpointError, ModelCard, parse_card, read_card_json
+from SeqClassifierLib.model.card import (CARD_FORMAT_VERSION, CardError, CheckpointError, ModelCard, checkpoint_paths,
+                                         parse_card, read_card_json)
 from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
 from SeqClassifierLib.model.ensemble import EnsembleModel, checked_temperature
 from SeqClassifierLib.model.ood import OodScorer, stats_from_tensors, stats_to_tensors
@@ -68,16 +69,6 @@ PathLike = Union[str, "os.PathLike[str]"]
 # --------------------------------------------------------------------------------------
 # Paths and atomic writes
 # --------------------------------------------------------------------------------------
-
-
-def checkpoint_paths(path: PathLike) -> Tuple[Path, Path]:
-    """``(card_path, weights_path)`` for a ``.json`` path, a ``.safetensors``
-    path or a stem (``models/seqclassifier`` -> ``models/seqclassifier.json``,
-    ``models/seqclassifier.safetensors``)."""
-    p = Path(os.fspath(path)).expanduser()
-    if p.suffix.lower() in (".json", ".safetensors"):
-        p = p.with_suffix("")
-    return p.with_name(p.name + ".json"), p.with_name(p.name + ".safetensors")
 
 
 def _jsonable(obj: Any) -> Any:
