@@ -44,6 +44,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.inputs import order_stats
 from SeqClassifierLib.dicom.pixels import FastPathUnsupported, luminance, pixel_array, read_native_frame
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
@@ -181,16 +182,26 @@ def load_center_slice(record: SeriesRecord) -> np.ndarray:
     return read_frame(frame)
 
 
-def normalize_intensity(img: np.ndarray, low: float = 0.5, high: float = 99.5) -> np.ndarray:
-    """Map the [low, high] percentile range to [0, 1] (robust to outliers and scale)."""
+def normalize_intensity(img: np.ndarray, low: float = 0.5, high: float = 99.5,
+                        sorted_values: Optional[np.ndarray] = None) -> np.ndarray:
+    """Map the [low, high] percentile range to [0, 1] (robust to outliers and scale).
+    ``sorted_values``: the pixels of a float32 ``img`` sorted (:func:`.order_stats.ordered`), when the
+    caller has them; ignored if ``img`` holds NaN or infinity."""
+    src = img
     img = np.asarray(img, dtype=np.float32)
     finite = np.isfinite(img)
     if not finite.all():
         img = np.where(finite, img, 0.0).astype(np.float32)
-    lo, hi = np.percentile(img, [low, high])
+        sorted_values = None
+    elif sorted_values is not None and np.asarray(src).dtype != np.float32:
+        sorted_values = None
+    # the same bits as np.percentile(img, [low, high]), from one sort
+    lo, hi = order_stats.percentile(img, [low, high], sorted_values)
     if not math.isfinite(lo) or not math.isfinite(hi) or hi - lo < 1e-6:
         return np.zeros_like(img, dtype=np.float32)
-    return np.clip((img - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+    out = np.subtract(img, lo)  # (img - lo) / (hi - lo), clipped, in one buffer: the same bits
+    np.divide(out, hi - lo, out=out)
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32, copy=False)
 
 
 def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
@@ -221,10 +232,12 @@ def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return rows[:, i0] * (1 - t)[None, :] + rows[:, i1] * t[None, :]
 
 
-def square_slice(img: np.ndarray, size: int) -> np.ndarray:
+def square_slice(img: np.ndarray, size: int, sorted_values: Optional[np.ndarray] = None) -> np.ndarray:
     """A rescaled 2D slice as the model sees it: percentile-normalised to [0, 1],
-    padded to square, resized to ``size`` x ``size`` (float32)."""
-    return _resize_square(normalize_intensity(img), int(size)).astype(np.float32, copy=False)
+    padded to square, resized to ``size`` x ``size`` (float32).  ``sorted_values``: as
+    :func:`normalize_intensity`'s."""
+    return _resize_square(normalize_intensity(img, sorted_values=sorted_values),
+                          int(size)).astype(np.float32, copy=False)
 
 
 def model_slice(record: SeriesRecord, size: int) -> np.ndarray:

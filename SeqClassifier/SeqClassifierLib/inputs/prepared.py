@@ -16,6 +16,7 @@ import numpy as np
 
 from SeqClassifierLib.inputs.features import extract_features
 from SeqClassifierLib.inputs.image import ImageUnavailable, load_center_slice, square_slice, standardize
+from SeqClassifierLib.inputs.order_stats import ordered
 from SeqClassifierLib.inputs.quality import ImageQuality, image_quality
 from SeqClassifierLib.inputs.study import SeriesContext
 from SeqClassifierLib.records import SeriesRecord
@@ -51,11 +52,13 @@ def prepare_input(record: SeriesRecord, context: Optional[SeriesContext], *, siz
     if uses_image:
         try:
             raw = load_center_slice(record)
-            quality = image_quality(raw)
+            # one sort of the pixels serves the percentiles of both (the same bits as without it)
+            values = ordered(raw) if raw.dtype == np.float32 and raw.ndim == 2 else None
+            quality = image_quality(raw, values)
             # A slice of too low quality (blank, pure noise, clipped) tells the image branch nothing it
             # was trained on: the model decides from the metadata, as for a missing image.
             if not quality.is_low:
-                img = square_slice(raw, size)  # the one image path (inputs.image)
+                img = square_slice(raw, size, values)  # the one image path (inputs.image)
         except ImageUnavailable as exc:
             note = f"image unavailable, metadata only: {exc}"
         except Exception as exc:  # a corrupt slice must not stop the batch

@@ -1,0 +1,63 @@
+"""Percentiles and medians of one slice's pixels, the same bits as numpy's, in a fraction of the time.
+
+``np.percentile`` and ``np.median`` partition a copy of the data around every
+index they need (four to six for a percentile pair), and numpy's partition is
+fast only for a single index: on a 384 x 384 slice the percentile pair of
+:func:`~SeqClassifierLib.inputs.image.normalize_intensity` took 3.7 ms, the
+99th percentile of :func:`~SeqClassifierLib.inputs.quality.image_quality` 1.4 ms
+and the median of its Laplacian 3.1 ms -- more than half of the image work of a
+series.
+
+Both results depend only on the multiset of values (partitioning places the
+exact order statistics at the indices; the interpolation between two of them
+is fixed), so:
+
+* :func:`ordered` sorts the pixels once (numpy's vectorised sort, 0.5 ms), and
+  :func:`percentile` hands that sorted array to ``np.percentile`` itself, where
+  the partition of sorted data is cheap: numpy's own interpolation, whatever
+  its version, hence its bits;
+* :func:`median` partitions around one index and takes the largest value below
+  it for an even count, then averages the two as ``np.median`` does
+  (``np.mean`` of the two middle values).
+
+``Testing/Python/inputs/test_order_stats.py`` compares both with numpy on
+random, tied, odd / even and real slices, bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Union
+
+import numpy as np
+
+__all__ = ["ordered", "percentile", "median"]
+
+
+def ordered(a: np.ndarray) -> np.ndarray:
+    """The values of ``a``, flattened and sorted (a new array; ``a`` is not changed)."""
+    return np.sort(np.asarray(a).ravel())
+
+
+def percentile(a: np.ndarray, q: Union[float, Sequence[float]], sorted_values: Optional[np.ndarray] = None):
+    """``np.percentile(a, q)`` (linear method), the same bits.  ``sorted_values``: :func:`ordered` of
+    ``a`` if the caller has it (it must hold the same values in the same dtype); else ``a`` is sorted here."""
+    a = np.asarray(a)
+    s = sorted_values if sorted_values is not None else ordered(a)
+    if s.dtype != a.dtype or s.size != a.size:
+        raise ValueError(f"sorted values of dtype {s.dtype} and size {s.size} given for an array "
+                         f"of dtype {a.dtype} and size {a.size}")
+    return np.percentile(s, q)
+
+
+def median(a: np.ndarray) -> float:
+    """``float(np.median(a))`` of a float array, the same bits (``a`` is not changed)."""
+    flat = np.asarray(a).ravel()
+    n = flat.size
+    if n == 0 or flat.dtype.kind != "f" or np.isnan(flat).any():
+        return float(np.median(flat))  # numpy's warnings and NaN rule
+    half = n // 2
+    part = np.partition(flat, half)
+    if n % 2:
+        return float(np.mean(part[half:half + 1]))
+    below = part[:half].max()
+    return float(np.mean(np.array([below, part[half]], dtype=flat.dtype)))
