@@ -30,13 +30,10 @@ skips files already read.
 from __future__ import annotations
 
 import math
-import multiprocessing as mp
 import os
 import stat
 import sys
-import threading
 from collections import Counter, defaultdict
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
@@ -48,7 +45,8 @@ from SeqClassifierLib.dicom.pydicom_reader import not_dicom_reason, read_file_he
 from SeqClassifierLib.dicom.values import _int
 from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_values
 from SeqClassifierLib.labels import Plane
-from SeqClassifierLib.lifetime import raise_if_terminated, terminate_pool, worker_init
+from SeqClassifierLib.lifetime import raise_if_terminated
+from SeqClassifierLib.parallel import available_cpus, ordered_map, start_method
 from SeqClassifierLib.records import FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (SeriesKey: API)
 
 PathLike = Union[str, os.PathLike]
@@ -456,36 +454,18 @@ def _read_chunk(paths: Sequence[str]) -> list[Outcome]:
 PARALLEL_MIN_FILES = {"fork": 1500, "forkserver": 4000, "spawn": 10000}
 
 
-def _available_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-def _start_method() -> str:
-    """``fork`` on Linux while no other Python thread runs (fast, safe enough for
-    this pure-Python work); else ``forkserver`` where available; else ``spawn``."""
-    methods = mp.get_all_start_methods()
-    if sys.platform.startswith("linux") and "fork" in methods and threading.active_count() == 1:
-        return "fork"
-    if "forkserver" in methods and sys.platform != "darwin":
-        return "forkserver"
-    return "spawn"
-
-
 def _plan_workers(n_files: int, workers: Optional[int]) -> tuple[int, str]:
     """(number of readers including this process, start method) for ``n_files``."""
     if workers is None:
         workers = workers_override()
-    method = _start_method()
+    method = start_method()
     if workers is None:
         # Inside the Slicer application itself (not its PythonSlicer CLI
         # children) never start processes unasked: forking a GUI or spawning
         # sys.executable (the Slicer launcher) is not safe there.
         if "slicer" in sys.modules or n_files < PARALLEL_MIN_FILES.get(method, 10000):
             return 1, method
-        workers = min(_available_cpus(), 8)
+        workers = min(available_cpus(), 8)
     workers = max(1, min(int(workers), 64, max(1, n_files // 64)))
     return workers, method
 
@@ -496,40 +476,13 @@ def _read_parallel(files: list[str], n_readers: int, method: str,
     n = len(files)
     chunk = max(32, min(1024, n // (n_readers * 6) or 1))
     bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    out: list[Optional[list[Outcome]]] = [None] * len(bounds)
-    ctx = mp.get_context(method)
-    if method == "forkserver":
-        ctx.set_forkserver_preload([__name__])
-    # the workers die with this process, whatever ends it (SeqClassifierLib.lifetime)
-    pool = ProcessPoolExecutor(max_workers=n_readers - 1, mp_context=ctx, initializer=worker_init,
-                               initargs=(os.getpid() if method == "fork" else None,))
-    pending: dict[Any, int] = {}
-    next_chunk = 0
     try:
-        while next_chunk < len(bounds) or pending:
-            # Keep every worker two chunks ahead; this process reads the next one itself.
-            while next_chunk < len(bounds) and len(pending) < 2 * (n_readers - 1):
-                lo, hi = bounds[next_chunk]
-                pending[pool.submit(_read_chunk, files[lo:hi])] = next_chunk
-                next_chunk += 1
-            if next_chunk < len(bounds):
-                lo, hi = bounds[next_chunk]
-                out[next_chunk] = _read_chunk(files[lo:hi])
-                report(hi - lo)
-                next_chunk += 1
-                done = [f for f in pending if f.done()]
-            else:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for fut in done:
-                i = pending.pop(fut)
-                out[i] = fut.result()
-                report(bounds[i][1] - bounds[i][0])
+        out = ordered_map(_read_chunk, [files[lo:hi] for lo, hi in bounds], n_readers, method,
+                          lambda i: report(bounds[i][1] - bounds[i][0]), preload=[__name__])
     except BaseException:
-        terminate_pool(pool)  # Ctrl-C, SIGTERM or a bug: the workers are killed, not left to drain the queue
         raise_if_terminated()  # workers killed by a SIGTERM to the process group: the run was terminated
         raise
-    pool.shutdown(wait=True)
-    return [o for part in out for o in part]  # type: ignore[union-attr]
+    return [o for part in out for o in part]
 
 
 def discover_series(

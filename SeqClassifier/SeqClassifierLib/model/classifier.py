@@ -2,8 +2,8 @@
 
 :class:`Classifier` loads a checkpoint (safetensors + JSON card, see
 :mod:`.checkpoint`) once and classifies batches of series: metadata features
-and center slices are prepared on a small thread pool (I/O and decoding
-overlap with the model), then run through the model in batches under
+and center slices are prepared with every core (worker processes,
+:mod:`~SeqClassifierLib.inputs.prepare_pool`), then run through the model in batches under
 ``torch.inference_mode``, in bfloat16 mixed precision where the hardware
 computes it natively (a CUDA GPU; a CPU with AMX / AVX512-BF16), else in
 float32 (see :func:`resolve_precision`; ``precision="fp32"`` forces float32).
@@ -15,13 +15,13 @@ labels: SeqClassifier never invents a label.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
 from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MODEL_ENV: API)
+from SeqClassifierLib.inputs.prepare_pool import prepare_many
 from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, feature_difference
 from SeqClassifierLib.inputs.quality import ImageQuality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
@@ -172,6 +172,11 @@ class Classifier:
     #: Optional site hook (:class:`SeqClassifierLib.adaptation.hook.SiteHook`): sees each series'
     #: features and its shipped prediction, may return an adapted one. None: the shipped behaviour.
     site: Any = None
+    #: Processes preparing the model inputs (this one included); None: automatic (see
+    #: :func:`~SeqClassifierLib.inputs.prepare_pool.plan_processes`), 1: this process only.
+    processes: Optional[int] = None
+    #: Batches prepared at a time before the model runs on them (bounds the prepared inputs in memory).
+    window_batches: int = 4
 
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
                  batch_size: int = 64, workers: int = 4, precision: str = "auto"):
@@ -302,67 +307,73 @@ class Classifier:
             if progress:
                 progress(len(records), len(records))
             return out
-        import torch
 
         size, uses_image = self.card.preprocessing.input_size, self.card.uses_image
+        pre = self.card.preprocessing
+        spec = (size, tuple(pre.mean), tuple(pre.std), uses_image)
         contexts = study_contexts(records)
         results: list[Prediction] = []
         done = 0
-        batches = [records[i:i + self.batch_size] for i in range(0, len(records), self.batch_size)]
-        with ThreadPoolExecutor(max_workers=max(1, self.workers)) as pool:
-            # The next batch's slices are read and resized while the model runs on this one;
-            # at most two batches of prepared inputs exist at a time.
-            def submit(k: int) -> list:
-                if k >= len(batches):
-                    return []
-                if given is not None:
-                    pre = self.card.preprocessing
-                    lo = k * self.batch_size
-                    return [pool.submit(p.standardized, pre.mean, pre.std) for p in given[lo:lo + len(batches[k])]]
-                return [pool.submit(self._prepare, r, contexts.get(r.key)) for r in batches[k]]
-
-            pending = submit(0)
-            for k, batch in enumerate(batches):
+        # Windows of a few batches: each one's inputs are prepared with every core (worker processes,
+        # inputs.prepare_pool), then the model runs on its batches; the two never run side by side (on
+        # the CPU they would share the cores and the GIL).  The batches are those of one pass.
+        window = self.batch_size * max(1, self.window_batches)
+        for lo in range(0, len(records), window):
+            raise_if_terminated()
+            part = records[lo:lo + window]
+            if given is not None:
+                inputs = [p.standardized(pre.mean, pre.std) for p in given[lo:lo + len(part)]]
+            else:
+                inputs = prepare_many(part, contexts, spec, processes=self.processes, threads=self.workers)
+            for b in range(0, len(part), self.batch_size):
                 raise_if_terminated()
-                prepared: list[PreparedInput] = [f.result() for f in pending]
-                pending = submit(k + 1)
-                meta = torch.from_numpy(np.stack([p.meta for p in prepared])).to(self.device)
-                present = torch.tensor([p.image is not None for p in prepared], device=self.device)
-                images = None
-                if uses_image:
-                    arr = np.zeros((len(batch), 3, size, size), dtype=np.float32)
-                    for i, p in enumerate(prepared):
-                        if p.image is not None:
-                            arr[i] = p.image
-                    images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
-                        memory_format=torch.channels_last)
-                meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
-                captured = None
-                with torch.inference_mode(), self._autocast():
-                    if self.site is None:
-                        probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
-                                                                        meta_present=meta_present)
-                    else:
-                        probs, scores, captured = self._model.forward_with_features(
-                            images, meta, image_present=present, meta_present=meta_present)
-                probs = probs.float().cpu().numpy()
-                for i, (r, p, prep) in enumerate(zip(batch, probs, prepared)):
-                    if self.score_log is not None:
-                        self.score_log.append({place: float(v[i]) for place, v in scores.items()
-                                               if place != "image" or prep.image is not None})
-                    unlike = self._unlike(scores, i)
-                    # without an image the image place's distance measures the "missing" vector
-                    if prep.image is None:
-                        unlike = [u for u in unlike if u.place != "image"]
-                    pred = self._to_prediction(r, p, prep.image_note, contexts.get(r.key), prep.quality, unlike)
-                    if self.site is not None:
-                        pred = self.site.adapt(self, r, p, pred, captured, i, scores, unlike, prep.image_note,
-                                               contexts.get(r.key), prep.quality, prep.image is not None)
-                    results.append(pred)
+                batch = part[b:b + self.batch_size]
+                results.extend(self._run_batch(batch, inputs[b:b + self.batch_size], contexts, size, uses_image))
                 done += len(batch)
                 if progress:
                     progress(done, len(records))
         return results
+
+    def _run_batch(self, batch: Sequence[SeriesRecord], prepared: Sequence[PreparedInput], contexts: dict,
+                   size: int, uses_image: bool) -> list[Prediction]:
+        """The model on one batch of prepared inputs, and a prediction per series."""
+        import torch
+
+        meta = torch.from_numpy(np.stack([p.meta for p in prepared])).to(self.device)
+        present = torch.tensor([p.image is not None for p in prepared], device=self.device)
+        images = None
+        if uses_image:
+            arr = np.zeros((len(batch), 3, size, size), dtype=np.float32)
+            for i, p in enumerate(prepared):
+                if p.image is not None:
+                    arr[i] = p.image
+            images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
+                memory_format=torch.channels_last)
+        meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
+        captured = None
+        with torch.inference_mode(), self._autocast():
+            if self.site is None:
+                probs, scores = self._model.forward_with_scores(images, meta, image_present=present,
+                                                                meta_present=meta_present)
+            else:
+                probs, scores, captured = self._model.forward_with_features(
+                    images, meta, image_present=present, meta_present=meta_present)
+        probs = probs.float().cpu().numpy()
+        out = []
+        for i, (r, p, prep) in enumerate(zip(batch, probs, prepared)):
+            if self.score_log is not None:
+                self.score_log.append({place: float(v[i]) for place, v in scores.items()
+                                       if place != "image" or prep.image is not None})
+            unlike = self._unlike(scores, i)
+            # without an image the image place's distance measures the "missing" vector
+            if prep.image is None:
+                unlike = [u for u in unlike if u.place != "image"]
+            pred = self._to_prediction(r, p, prep.image_note, contexts.get(r.key), prep.quality, unlike)
+            if self.site is not None:
+                pred = self.site.adapt(self, r, p, pred, captured, i, scores, unlike, prep.image_note,
+                                       contexts.get(r.key), prep.quality, prep.image is not None)
+            out.append(pred)
+        return out
 
     def _to_prediction(self, record: SeriesRecord, probs: np.ndarray, note: str,
                        context: Optional[SeriesContext] = None, quality: Optional[ImageQuality] = None,

@@ -1,0 +1,104 @@
+"""The model inputs of many series at once: worker processes where they pay, else threads.
+
+:func:`prepare_many` returns ``prepare_input(record, context, ...)`` for each
+series, in order and with the same bits as one call after another.
+
+Why processes: :func:`~.prepared.prepare_input` is numpy work on small arrays
+with Python in between, so it holds the GIL most of the time.  Worker threads
+run it barely faster than one thread, and threads running beside the model
+make the model's own thread wait for the GIL between its operations (measured
+on 95 series of the 2,000-file benchmark set, 2 cores: preparing in 4 threads
+while the model runs, min 1.54-1.71 s for the classify step; preparing in two
+processes, then the model, 1.36-1.48 s).  So the classifier prepares a window
+of series with all cores first, then runs the model on it
+(:meth:`~SeqClassifierLib.model.classifier.Classifier.classify`).
+
+Processes are used (this process counts as one) when the start method is
+cheap enough for the number of series (:data:`MIN_SERIES`), never unasked
+inside the Slicer application itself (its classification runs in a child
+process, where they are used), and ``SEQCLASSIFIER_WORKERS`` caps them as it
+caps discovery's readers.  A worker that dies (a crash in a native pixel
+decoder, killed for memory) costs nothing but time: what it had not returned
+is prepared in this process, as it was before processes were used.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Optional, Sequence
+
+from SeqClassifierLib.config import workers_override
+from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input
+from SeqClassifierLib.inputs.study import SeriesContext
+from SeqClassifierLib.lifetime import raise_if_terminated
+from SeqClassifierLib.parallel import available_cpus, ordered_map, start_method
+from SeqClassifierLib.records import SeriesRecord
+
+__all__ = ["MIN_SERIES", "Spec", "plan_processes", "prepare_many"]
+
+log = logging.getLogger(__name__)
+
+#: What :func:`~.prepared.prepare_input` needs besides the series: (input size, mean, std, uses image).
+Spec = tuple
+
+#: Fewest series for which worker processes pay off, by start method (prepare_input ~8 ms a
+#: series; a forked worker starts in ~10 ms, forkserver ~230 ms the first time, spawn ~300 ms).
+MIN_SERIES = {"fork": 16, "forkserver": 128, "spawn": 256}
+
+#: Series per task sent to a worker (few: the results come back in order).
+_MAX_CHUNK = 16
+
+
+def plan_processes(n_series: int, processes: Optional[int] = None) -> tuple[int, str]:
+    """(number of processes including this one, start method) to prepare ``n_series``;
+    1: this process only.  ``processes`` None: automatic (``SEQCLASSIFIER_WORKERS`` first)."""
+    if processes is None:
+        processes = workers_override()
+    method = start_method()
+    if processes is None:
+        # inside the Slicer application (not its PythonSlicer children): no processes unasked
+        if "slicer" in sys.modules or n_series < MIN_SERIES.get(method, 10 ** 9):
+            return 1, method
+        processes = min(available_cpus(), 8)
+    return max(1, min(int(processes), 64, n_series // 2)), method
+
+
+def _prepare_chunk(task: tuple) -> list:
+    """Worker entry point: the unstandardised inputs of ``[(record, context), ...]`` (a third of
+    the bytes of the standardised ones to send back)."""
+    items, (size, mean, std, uses_image) = task
+    return [prepare_input(r, c, size=size, mean=mean, std=std, uses_image=uses_image, standardize_image=False)
+            for r, c in items]
+
+
+def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
+                 processes: Optional[int] = None, threads: int = 1) -> list[PreparedInput]:
+    """The standardised :class:`~.prepared.PreparedInput` of each record, in order.
+
+    ``contexts``: ``{record.key: SeriesContext}`` (:func:`~.study.study_contexts` of the whole run);
+    ``spec``: :data:`Spec`; ``processes``: see :func:`plan_processes`; ``threads``: worker threads
+    where no processes are used (1: this thread only).
+    """
+    size, mean, std, uses_image = spec
+    items: list[tuple[SeriesRecord, Optional[SeriesContext]]] = [(r, contexts.get(r.key)) for r in records]
+    n, method = plan_processes(len(items), processes)
+    raw: Optional[list] = None
+    if n > 1:
+        step = max(1, min(_MAX_CHUNK, len(items) // (n * 4) or 1))
+        chunks = [(items[i:i + step], spec) for i in range(0, len(items), step)]
+        try:
+            parts = ordered_map(_prepare_chunk, chunks, n, method, lambda i: raise_if_terminated(),
+                                preload=[__name__])
+            raw = [p for part in parts for p in part]
+        except BrokenProcessPool as exc:
+            log.warning("a process preparing model inputs ended unexpectedly (%s); preparing them here", exc)
+    if raw is None:
+        if threads > 1 and len(items) > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                raw = [p for part in pool.map(_prepare_chunk, [([it], spec) for it in items]) for p in part]
+        else:
+            raw = _prepare_chunk((items, spec))
+    return [p.standardized(mean, std) for p in raw]

@@ -1,0 +1,119 @@
+"""Model inputs prepared in worker processes are those prepared one after another, bit for bit.
+
+Real series (ProstateX and the vendor studies of ``../shared/data``) go through
+:func:`prepare_many` with two and three processes, with threads and in this
+thread; every field of every :class:`PreparedInput` must be identical.  A
+worker that dies (here: one that calls ``os._exit``) leaves the result
+unchanged.  The classifier's predictions do not depend on how the inputs were
+prepared or on the window size.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import numpy as np
+import pytest
+
+from SeqClassifierLib.dicom.discovery import discover_series
+from SeqClassifierLib.inputs import prepare_pool
+from SeqClassifierLib.inputs.prepare_pool import MIN_SERIES, plan_processes, prepare_many
+from SeqClassifierLib.inputs.prepared import prepare_input
+from SeqClassifierLib.inputs.study import study_contexts
+
+SPEC = (128, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), True)
+
+
+@pytest.fixture(scope="module")
+def real_records(prostatex, vendors):
+    records = discover_series([prostatex, vendors], workers=1).series
+    assert len(records) >= 20
+    return records
+
+
+def _one_by_one(records, contexts):
+    size, mean, std, uses_image = SPEC
+    return [prepare_input(r, contexts.get(r.key), size=size, mean=mean, std=std, uses_image=uses_image)
+            for r in records]
+
+
+def _assert_identical(got, expected):
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        assert a.meta.dtype == b.meta.dtype and a.meta.tobytes() == b.meta.tobytes()
+        assert (a.image is None) == (b.image is None)
+        if a.image is not None:
+            assert a.image.shape == b.image.shape == (3, 128, 128)
+            assert a.image.tobytes() == b.image.tobytes()
+        assert a.image_note == b.image_note
+        assert a.quality == b.quality
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_processes_give_the_same_bits(real_records, processes):
+    contexts = study_contexts(real_records)
+    expected = _one_by_one(real_records, contexts)
+    assert sum(p.image is not None for p in expected) >= 15  # the images are compared, not only metadata
+    _assert_identical(prepare_many(real_records, contexts, SPEC, processes=processes), expected)
+
+
+def test_threads_and_this_thread_give_the_same_bits(real_records):
+    contexts = study_contexts(real_records)
+    expected = _one_by_one(real_records, contexts)
+    _assert_identical(prepare_many(real_records, contexts, SPEC, processes=1, threads=3), expected)
+    _assert_identical(prepare_many(real_records, contexts, SPEC, processes=1, threads=1), expected)
+
+
+def test_a_worker_that_dies_costs_only_time(real_records, monkeypatch, caplog):
+    if plan_processes(len(real_records), 2)[1] != "fork":
+        pytest.skip("the crash is injected through a forked worker's copy of this module")
+    contexts = study_contexts(real_records)
+    expected = _one_by_one(real_records, contexts)
+    parent = os.getpid()
+    real = prepare_pool.prepare_input
+
+    def crash_in_worker(*args, **kwargs):
+        if os.getpid() != parent:
+            os._exit(3)  # like a segfault in a native decoder: no exception, the process is gone
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_pool, "prepare_input", crash_in_worker)
+    with caplog.at_level(logging.WARNING, logger=prepare_pool.__name__):
+        got = prepare_many(real_records, contexts, SPEC, processes=2)
+    _assert_identical(got, expected)
+    assert any("ended unexpectedly" in r.getMessage() for r in caplog.records)
+
+
+def test_plan(monkeypatch):
+    monkeypatch.delenv("SEQCLASSIFIER_WORKERS", raising=False)
+    n, method = plan_processes(1000)
+    assert n == min(prepare_pool.available_cpus(), 8) or n == 1 and prepare_pool.available_cpus() == 1
+    assert plan_processes(MIN_SERIES[method] - 1) == (1, method)  # too few to pay for a worker
+    assert plan_processes(10, processes=3) == (3, method)  # asked for: used
+    assert plan_processes(4, processes=8)[0] == 2  # never more than one process for two series
+    assert plan_processes(1000, processes=0)[0] == 1
+    monkeypatch.setenv("SEQCLASSIFIER_WORKERS", "1")
+    assert plan_processes(1000) == (1, method)
+    monkeypatch.delenv("SEQCLASSIFIER_WORKERS")
+    monkeypatch.setitem(sys.modules, "slicer", object())  # inside the Slicer application: not unasked
+    assert plan_processes(1000) == (1, method)
+    assert plan_processes(1000, processes=2) == (2, method)
+
+
+def test_classifier_predictions_do_not_depend_on_how_inputs_were_prepared(real_records):
+    from SeqClassifierLib.model.classifier import Classifier
+
+    clf = Classifier(device="cpu", precision="fp32")
+    if not clf.is_trained:
+        pytest.skip("no shipped model")
+    clf.batch_size = 8  # several batches, several windows
+    clf.processes, clf.window_batches = 1, 100
+    reference = clf.classify(real_records)
+    for processes, window in ((2, 1), (3, 2)):
+        clf.processes, clf.window_batches = processes, window
+        got = clf.classify(real_records)
+        assert [p.probabilities for p in got] == [p.probabilities for p in reference]
+        assert got == reference  # labels, review flags, reasons, notes: every field
+    assert len({p.label for p in reference}) >= 4 and np.isfinite([p.confidence for p in reference]).all()
