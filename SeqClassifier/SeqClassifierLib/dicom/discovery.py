@@ -100,14 +100,16 @@ def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHead
     anything that is not a usable MR image.
     """
     path = os.fspath(path)
-    refused = not_dicom_reason(path)  # reads 132 bytes: a huge file of anything else is refused at once
-    if refused:
-        raise UnusableFile(refused)
     if FAST_HEADERS if fast is None else fast:
         try:
+            # reads its first 16 KiB, and takes only a file with 'DICM' at byte 128 or one that starts
+            # like a data set: exactly those not_dicom_reason lets through, so it is asked only after
             return read_file_header_fast(path)
         except FastPathUnsupported:
             pass
+    refused = not_dicom_reason(path)  # reads 132 bytes: a huge file of anything else is refused at once
+    if refused:
+        raise UnusableFile(refused)
     return read_file_header_pydicom(path)
 
 
@@ -259,10 +261,18 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
     """Assemble one :class:`SeriesRecord` from the headers of its files."""
     headers = sorted(headers, key=lambda h: (h.acquisition_number or 0, h.instance_number or 0, h.path))
     first = headers[0]
-    iop_key = _majority(_round_iop(f.iop) for h in headers for f in h.frames)
+    rounded: dict = {}  # iop -> _round_iop(iop), once per distinct orientation (most series have one)
+
+    def round_iop(iop: Optional[tuple[float, ...]]) -> Optional[tuple[float, ...]]:
+        r = rounded.get(iop, rounded)
+        if r is rounded:
+            r = rounded[iop] = _round_iop(iop)
+        return r
+
+    iop_key = _majority(round_iop(f.iop) for h in headers for f in h.frames)
     iop = None
     if iop_key is not None:
-        iop = next(f.iop for h in headers for f in h.frames if _round_iop(f.iop) == iop_key)
+        iop = next(f.iop for h in headers for f in h.frames if round_iop(f.iop) == iop_key)
     normal = slice_normal(iop)
     plane, obliquity = plane_of(normal)
 
@@ -274,7 +284,7 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
         for f in h.frames:
             loc = None
             if (normal is not None and f.ipp is not None and h.mosaic_tiles == 0
-                    and _round_iop(f.iop) == iop_key):
+                    and round_iop(f.iop) == iop_key):
                 loc = round(sum(p * n for p, n in zip(f.ipp, normal)), 3)
             entries.append((h, f, loc))
     temporal_ids = {f.temporal for _, f, _ in entries if f.temporal is not None}

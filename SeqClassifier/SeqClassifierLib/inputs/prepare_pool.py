@@ -46,7 +46,7 @@ Spec = tuple
 
 #: Fewest series for which worker processes pay off, by start method (prepare_input ~8 ms a
 #: series; a forked worker starts in ~10 ms, forkserver ~230 ms the first time, spawn ~300 ms).
-MIN_SERIES = {"fork": 16, "forkserver": 128, "spawn": 256}
+MIN_SERIES = {"fork": 40, "forkserver": 160, "spawn": 256}
 
 #: Series per task sent to a worker (few: the results come back in order).
 _MAX_CHUNK = 16
@@ -66,10 +66,19 @@ def plan_processes(n_series: int, processes: Optional[int] = None) -> tuple[int,
     return max(1, min(int(processes), 64, n_series // 2)), method
 
 
+#: (items, spec) of the run in progress, set before ``fork`` workers start: they inherit it, so a
+#: task is two indices instead of pickled series records (whose headers cost more to send than to use).
+_FORKED: Optional[tuple] = None
+
+
 def _prepare_chunk(task: tuple) -> list:
-    """Worker entry point: the unstandardised inputs of ``[(record, context), ...]`` (a third of
-    the bytes of the standardised ones to send back)."""
-    items, (size, mean, std, uses_image) = task
+    """Worker entry point: the unstandardised inputs (a third of the bytes of the standardised ones
+    to send back) of ``(items, spec)``, or of ``items[lo:hi]`` of :data:`_FORKED` for ``(lo, hi)``."""
+    if isinstance(task[0], int):
+        items, spec = _FORKED[0][task[0]:task[1]], _FORKED[1]
+    else:
+        items, spec = task
+    size, mean, std, uses_image = spec
     return [prepare_input(r, c, size=size, mean=mean, std=std, uses_image=uses_image, standardize_image=False)
             for r, c in items]
 
@@ -87,14 +96,19 @@ def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
     n, method = plan_processes(len(items), processes)
     raw: Optional[list] = None
     if n > 1:
+        global _FORKED
         step = max(1, min(_MAX_CHUNK, len(items) // (n * 4) or 1))
-        chunks = [(items[i:i + step], spec) for i in range(0, len(items), step)]
+        bounds = [(i, min(i + step, len(items))) for i in range(0, len(items), step)]
+        chunks = bounds if method == "fork" else [(items[lo:hi], spec) for lo, hi in bounds]
+        _FORKED = (items, spec) if method == "fork" else None
         try:
             parts = ordered_map(_prepare_chunk, chunks, n, method, lambda i: raise_if_terminated(),
                                 preload=[__name__])
             raw = [p for part in parts for p in part]
         except BrokenProcessPool as exc:
             log.warning("a process preparing model inputs ended unexpectedly (%s); preparing them here", exc)
+        finally:
+            _FORKED = None
     if raw is None:
         if threads > 1 and len(items) > 1:
             with ThreadPoolExecutor(max_workers=threads) as pool:
