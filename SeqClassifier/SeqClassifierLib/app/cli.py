@@ -49,7 +49,7 @@ from SeqClassifierLib.app.output import (event_line, format_csv, format_json, fo
 from SeqClassifierLib.app.progress import JsonProgress, ProgressBar
 from SeqClassifierLib.app.startup import start_discovery
 from SeqClassifierLib.app.stream import Partition, run_partition
-from SeqClassifierLib.app.thumbnails import format_jsonl_with_thumbnails
+from SeqClassifierLib.app.thumbnails import SIZE as THUMBNAIL_SIZE, format_jsonl_with_thumbnails
 from SeqClassifierLib.atomic import ATOMIC, atomic_write_text, write_plan
 from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
 from SeqClassifierLib.curation.sorting import SortError, sort_series
@@ -166,7 +166,9 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
             reading.close()
 
     # headers are read in a forked child while torch imports and the model loads (app.startup)
-    early = start_discovery(list(inputs), discovered, model=args.model, cache=getattr(args, "cache", None))
+    thumbnails = getattr(args, "format", None) == "jsonl" and getattr(args, "thumbnails", False)
+    early = start_discovery(list(inputs), discovered, model=args.model, cache=getattr(args, "cache", None),
+                            thumbnail_size=THUMBNAIL_SIZE if thumbnails else None)
     try:
         classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
                                 precision=getattr(args, "precision", "auto"))
@@ -182,6 +184,8 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
     if not classifier.is_trained and not args.quiet:
         print("warning: no trained model is installed: series are listed WITHOUT labels "
               "(model: untrained)", file=sys.stderr)
+    if thumbnails:
+        classifier.thumbnails = {}  # filled from the slices the model reads: each decoded once
     adapting = adapt_cli.install(args, classifier)  # --adapt FILE: the site memory's hook (else None)
     cache, cache_problem = _header_cache(args, sources)
     classifying = _progress("classifying", show, "classify" if jsonl_stream else None)
@@ -280,7 +284,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     elif args.format == "json":
         text = format_json(rows, discovery.skipped, model)
     elif getattr(args, "thumbnails", False):
-        text = format_jsonl_with_thumbnails(rows, discovery.skipped, discovery.series)
+        text = format_jsonl_with_thumbnails(rows, discovery.skipped, discovery.series, classifier.thumbnails)
     else:
         text = format_jsonl(rows, discovery.skipped)
 

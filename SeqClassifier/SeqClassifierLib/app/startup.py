@@ -10,7 +10,8 @@ hands the :class:`~SeqClassifierLib.dicom.discovery.Discovery` back through a
 pipe while this process imports torch and loads the model.  When the model's
 card can be read without torch (it is JSON), the child also prepares every
 series' model input (:func:`~SeqClassifierLib.inputs.prepared.prepare_input`:
-metadata features, centre slice, image quality) with the card's preprocessing,
+metadata features, centre slice, image quality, and the thumbnail when asked
+for) with the card's preprocessing,
 so that only the model itself waits for torch.  The results are exactly those
 of ``discover_series`` and ``prepare_input`` in this process.
 
@@ -61,19 +62,19 @@ def card_spec(model: Any) -> Optional[Spec]:
         return None
 
 
-def _prepare_all(discovery: Discovery, spec: Spec) -> list:
+def _prepare_all(discovery: Discovery, spec: Spec, thumbnail_size: Optional[int] = None) -> list:
     size, mean, std, uses_image = spec
     contexts = study_contexts(discovery.series)
     return [prepare_input(r, contexts.get(r.key), size=size, mean=mean, std=std, uses_image=uses_image,
-                          standardize_image=False) for r in discovery.series]
+                          standardize_image=False, thumbnail_size=thumbnail_size) for r in discovery.series]
 
 
 def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, int], None]],
-           workers: Optional[int], spec: Optional[Spec]) -> None:
+           workers: Optional[int], spec: Optional[Spec], thumbnail_size: Optional[int] = None) -> None:
     worker_init(None, watch=False)  # dies with this process (PDEATHSIG); no thread: its readers fork
     try:
         found = discover_series(list(paths), progress=progress, workers=workers)
-        result: Any = ("ok", found, _prepare_all(found, spec) if spec is not None else None)
+        result: Any = ("ok", found, _prepare_all(found, spec, thumbnail_size) if spec is not None else None)
     except BaseException as exc:  # noqa: BLE001 -- every failure travels back and is raised there
         result = ("error", exc, None)
     try:
@@ -91,12 +92,12 @@ class EarlyDiscovery:
     """``discover_series(paths)`` running in a forked child; :meth:`result` waits for it."""
 
     def __init__(self, paths: Sequence[str], progress: Optional[Callable[[int, int], None]] = None,
-                 workers: Optional[int] = None, spec: Optional[Spec] = None):
+                 workers: Optional[int] = None, spec: Optional[Spec] = None, thumbnail_size: Optional[int] = None):
         ctx = mp.get_context("fork")
         self._recv, send = ctx.Pipe(duplex=False)
         sys.stdout.flush()
         sys.stderr.flush()
-        self._proc = ctx.Process(target=_child, args=(send, [str(p) for p in paths], progress, workers, spec),
+        self._proc = ctx.Process(target=_child, args=(send, [str(p) for p in paths], progress, workers, spec, thumbnail_size),
                                  name="seqclassifier-discovery")
         self._proc.start()
         send.close()
@@ -138,11 +139,12 @@ class EarlyDiscovery:
 
 def start_discovery(paths: Sequence[str], progress: Optional[Callable[[int, int], None]] = None, *,
                     model: Any = None, cache: Any = None, workers: Optional[int] = None,
-                    force: bool = False) -> Optional[EarlyDiscovery]:
+                    force: bool = False, thumbnail_size: Optional[int] = None) -> Optional[EarlyDiscovery]:
     """An :class:`EarlyDiscovery` of ``paths`` for the checkpoint ``model`` (None: the shipped one)
     where it is safe and pays (see the module docstring), else None.  ``cache``: the header cache
     asked for (its object lives in this process: no overlap).
-    ``force``: skip the "torch not imported yet" condition (tests)."""
+    ``force``: skip the "torch not imported yet" condition (tests); ``thumbnail_size``: the prepared
+    inputs carry thumbnails of that size (``classify --thumbnails``)."""
     if not config.early_discovery_enabled():
         return None
     if not sys.platform.startswith("linux") or "fork" not in mp.get_all_start_methods():
@@ -151,4 +153,4 @@ def start_discovery(paths: Sequence[str], progress: Optional[Callable[[int, int]
         return None
     if "torch" in sys.modules and not force:
         return None
-    return EarlyDiscovery(paths, progress, workers, card_spec(model))
+    return EarlyDiscovery(paths, progress, workers, card_spec(model), thumbnail_size)

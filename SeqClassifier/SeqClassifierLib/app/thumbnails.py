@@ -9,38 +9,16 @@ DICOM files again in the application's GUI thread.
 from __future__ import annotations
 
 import base64
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from SeqClassifierLib.app.output import format_jsonl
 from SeqClassifierLib.inputs.image import load_center_slice
+from SeqClassifierLib.inputs.thumbnail import SIZE, thumbnail_uint8  # noqa: F401  (API)
 from SeqClassifierLib.records import ResultRow, SeriesRecord, SkippedFile
 
-SIZE = 64
 FORMAT = "gray8"
-
-
-def thumbnail_uint8(image: Any, size: int = SIZE) -> np.ndarray:
-    """A 2D image -> ``size`` x ``size`` uint8 (percentile window, aspect kept, black padding)."""
-    img = np.asarray(image, dtype=np.float32)
-    if img.ndim == 3:  # colour or multi-channel: average
-        img = img.mean(axis=-1)
-    if img.ndim != 2 or img.size == 0:
-        return np.zeros((size, size), dtype=np.uint8)
-    img = np.where(np.isfinite(img), img, 0.0)
-    lo, hi = np.percentile(img, [1.0, 99.0])
-    scaled = np.zeros_like(img) if hi - lo < 1e-6 else np.clip((img - lo) / (hi - lo), 0.0, 1.0)
-    h, w = scaled.shape
-    scale = size / float(max(h, w))
-    nh, nw = max(1, int(round(h * scale))), max(1, int(round(w * scale)))
-    rows = np.minimum((np.arange(nh) / scale).astype(int), h - 1)
-    cols = np.minimum((np.arange(nw) / scale).astype(int), w - 1)
-    small = scaled[rows][:, cols]
-    out = np.zeros((size, size), dtype=np.uint8)
-    y0, x0 = (size - nh) // 2, (size - nw) // 2
-    out[y0:y0 + nh, x0:x0 + nw] = (small * 255.0 + 0.5).astype(np.uint8)
-    return out
 
 
 def encode(pixels: np.ndarray) -> dict:
@@ -74,11 +52,17 @@ def series_thumbnail(record: SeriesRecord, size: int = SIZE) -> Optional[dict]:
 
 
 def format_jsonl_with_thumbnails(rows: Sequence[ResultRow], skipped: Iterable[SkippedFile],
-                                 records: Sequence[SeriesRecord]) -> str:
-    """:func:`~SeqClassifierLib.app.output.format_jsonl`, each series event with its thumbnail."""
+                                 records: Sequence[SeriesRecord], made: Optional[Mapping] = None) -> str:
+    """:func:`~SeqClassifierLib.app.output.format_jsonl`, each series event with its thumbnail.
+
+    ``made``: thumbnails already made by key (the classifier's, from the slice the model read:
+    ``Classifier.thumbnails``); a series not in it has its centre slice read here."""
     by_key = {r.key: r for r in records}
+    made = made or {}
 
     def thumbnail(row: ResultRow) -> dict:
+        if made.get(row.key) is not None:
+            return {"thumbnail": encode(made[row.key])}
         record = by_key.get(row.key)
         return {"thumbnail": series_thumbnail(record) if record is not None else None}
     return format_jsonl(rows, skipped, extras=thumbnail)

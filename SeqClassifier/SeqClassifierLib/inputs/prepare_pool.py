@@ -78,20 +78,22 @@ def _prepare_chunk(task: tuple) -> list:
         items, spec = _FORKED[0][task[0]:task[1]], _FORKED[1]
     else:
         items, spec = task
-    size, mean, std, uses_image = spec
-    return [prepare_input(r, c, size=size, mean=mean, std=std, uses_image=uses_image, standardize_image=False)
-            for r, c in items]
+    size, mean, std, uses_image, thumbnail_size = spec
+    return [prepare_input(r, c, size=size, mean=mean, std=std, uses_image=uses_image, standardize_image=False,
+                          thumbnail_size=thumbnail_size) for r, c in items]
 
 
 def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
-                 processes: Optional[int] = None, threads: int = 1) -> list[PreparedInput]:
+                 processes: Optional[int] = None, threads: int = 1,
+                 thumbnail_size: Optional[int] = None) -> list[PreparedInput]:
     """The standardised :class:`~.prepared.PreparedInput` of each record, in order.
 
     ``contexts``: ``{record.key: SeriesContext}`` (:func:`~.study.study_contexts` of the whole run);
     ``spec``: :data:`Spec`; ``processes``: see :func:`plan_processes`; ``threads``: worker threads
-    where no processes are used (1: this thread only).
+    where no processes are used (1: this thread only); ``thumbnail_size``: each input's thumbnail too.
     """
     size, mean, std, uses_image = spec
+    spec = (size, mean, std, uses_image, thumbnail_size)
     items: list[tuple[SeriesRecord, Optional[SeriesContext]]] = [(r, contexts.get(r.key)) for r in records]
     n, method = plan_processes(len(items), processes)
     raw: Optional[list] = None

@@ -25,6 +25,7 @@ from SeqClassifierLib.inputs.prepare_pool import prepare_many
 from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, feature_difference
 from SeqClassifierLib.inputs.quality import ImageQuality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
+from SeqClassifierLib.inputs.thumbnail import SIZE as THUMBNAIL_SIZE
 from SeqClassifierLib.model.card import ModelCard
 from SeqClassifierLib.model.decision import decide
 from SeqClassifierLib.model.evidence import Facts, evidence_conflict_items
@@ -175,6 +176,9 @@ class Classifier:
     #: Processes preparing the model inputs (this one included); None: automatic (see
     #: :func:`~SeqClassifierLib.inputs.prepare_pool.plan_processes`), 1: this process only.
     processes: Optional[int] = None
+    #: Set to a dict to receive each classified series' thumbnail (uint8 ``[SIZE, SIZE]`` or None,
+    #: :mod:`~SeqClassifierLib.inputs.thumbnail`) by series key, made from the slice the model reads.
+    thumbnails: Optional[dict] = None
     #: Batches prepared at a time before the model runs on them (bounds the prepared inputs in memory).
     window_batches: int = 4
 
@@ -324,7 +328,8 @@ class Classifier:
             if given is not None:
                 inputs = [p.standardized(pre.mean, pre.std) for p in given[lo:lo + len(part)]]
             else:
-                inputs = prepare_many(part, contexts, spec, processes=self.processes, threads=self.workers)
+                inputs = prepare_many(part, contexts, spec, processes=self.processes, threads=self.workers,
+                                      thumbnail_size=THUMBNAIL_SIZE if self.thumbnails is not None else None)
             for b in range(0, len(part), self.batch_size):
                 raise_if_terminated()
                 batch = part[b:b + self.batch_size]
@@ -368,6 +373,8 @@ class Classifier:
             # without an image the image place's distance measures the "missing" vector
             if prep.image is None:
                 unlike = [u for u in unlike if u.place != "image"]
+            if self.thumbnails is not None and prep.thumbnail is not None:
+                self.thumbnails[r.key] = prep.thumbnail
             pred = self._to_prediction(r, p, prep.image_note, contexts.get(r.key), prep.quality, unlike)
             if self.site is not None:
                 pred = self.site.adapt(self, r, p, pred, captured, i, scores, unlike, prep.image_note,

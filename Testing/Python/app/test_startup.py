@@ -61,6 +61,20 @@ def test_child_discovery_and_inputs_are_this_process_ones(prostatex):
     assert with_image == 18
 
 
+def test_child_makes_the_thumbnails_asked_for(prostatex):
+    from SeqClassifierLib.inputs.image import load_center_slice
+    from SeqClassifierLib.inputs.thumbnail import SIZE, thumbnail_uint8
+
+    early = startup.EarlyDiscovery([str(prostatex)], workers=1, spec=SPEC, thumbnail_size=SIZE)
+    found = early.result()
+    card = type("Card", (), {"preprocessing": type("P", (), {"input_size": SPEC[0], "mean": list(SPEC[1]),
+                                                             "std": list(SPEC[2])}), "uses_image": True})
+    prepared = early.prepared(card)
+    assert len(prepared) == len(found.series) == 18
+    for rec, got in zip(found.series, prepared):
+        assert got.thumbnail.tobytes() == thumbnail_uint8(load_center_slice(rec), SIZE).tobytes()
+
+
 def test_inputs_made_for_another_preprocessing_are_not_used(prostatex):
     early = startup.EarlyDiscovery([str(prostatex)], workers=1, spec=SPEC)
     early.result()

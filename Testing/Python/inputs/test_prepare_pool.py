@@ -88,6 +88,7 @@ def test_a_worker_that_dies_costs_only_time(real_records, monkeypatch, caplog):
 
 def test_plan(monkeypatch):
     monkeypatch.delenv("SEQCLASSIFIER_WORKERS", raising=False)
+    monkeypatch.delitem(sys.modules, "slicer", raising=False)  # a stand-in other tests may have left
     n, method = plan_processes(1000)
     assert n == min(prepare_pool.available_cpus(), 8) or n == 1 and prepare_pool.available_cpus() == 1
     assert plan_processes(MIN_SERIES[method] - 1) == (1, method)  # too few to pay for a worker
