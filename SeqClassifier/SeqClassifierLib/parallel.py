@@ -24,7 +24,13 @@ from typing import Any, Callable, Optional, Sequence
 
 from SeqClassifierLib.lifetime import terminate_pool, worker_init
 
-__all__ = ["available_cpus", "start_method", "ordered_map"]
+__all__ = ["available_cpus", "may_start_processes", "start_method", "ordered_map"]
+
+
+def may_start_processes() -> bool:
+    """False in a daemonic process (a dask worker, a multiprocessing pool's worker): Python refuses
+    to let those have children, so their work is done in-process."""
+    return not mp.current_process().daemon
 
 
 def available_cpus() -> int:

@@ -46,7 +46,7 @@ from SeqClassifierLib.dicom.values import _int
 from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_values
 from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.lifetime import raise_if_terminated
-from SeqClassifierLib.parallel import available_cpus, ordered_map, start_method
+from SeqClassifierLib.parallel import available_cpus, may_start_processes, ordered_map, start_method
 from SeqClassifierLib.records import FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (SeriesKey: API)
 
 PathLike = Union[str, os.PathLike]
@@ -469,6 +469,8 @@ def _plan_workers(n_files: int, workers: Optional[int]) -> tuple[int, str]:
     if workers is None:
         workers = workers_override()
     method = start_method()
+    if not may_start_processes():  # a daemonic process (a dask worker) may not have children
+        return 1, method
     if workers is None:
         # Inside the Slicer application itself (not its PythonSlicer CLI
         # children) never start processes unasked: forking a GUI or spawning

@@ -16,7 +16,8 @@ of series with all cores first, then runs the model on it
 Processes are used (this process counts as one) when the start method is
 cheap enough for the number of series (:data:`MIN_SERIES`), never unasked
 inside the Slicer application itself (its classification runs in a child
-process, where they are used), and ``SEQCLASSIFIER_WORKERS`` caps them as it
+process, where they are used), never in a daemonic process (a dask worker:
+Python refuses it children), and ``SEQCLASSIFIER_WORKERS`` caps them as it
 caps discovery's readers.  A worker that dies (a crash in a native pixel
 decoder, killed for memory) costs nothing but time: what it had not returned
 is prepared in this process, as it was before processes were used.
@@ -34,7 +35,7 @@ from SeqClassifierLib.config import workers_override
 from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input
 from SeqClassifierLib.inputs.study import SeriesContext
 from SeqClassifierLib.lifetime import raise_if_terminated
-from SeqClassifierLib.parallel import available_cpus, ordered_map, start_method
+from SeqClassifierLib.parallel import available_cpus, may_start_processes, ordered_map, start_method
 from SeqClassifierLib.records import SeriesRecord
 
 __all__ = ["MIN_SERIES", "Spec", "plan_processes", "prepare_many"]
@@ -58,6 +59,8 @@ def plan_processes(n_series: int, processes: Optional[int] = None) -> tuple[int,
     if processes is None:
         processes = workers_override()
     method = start_method()
+    if not may_start_processes():
+        return 1, method
     if processes is None:
         # inside the Slicer application (not its PythonSlicer children): no processes unasked
         if "slicer" in sys.modules or n_series < MIN_SERIES.get(method, 10 ** 9):

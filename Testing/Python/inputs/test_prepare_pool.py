@@ -103,6 +103,25 @@ def test_plan(monkeypatch):
     assert plan_processes(1000, processes=2) == (2, method)
 
 
+def _plans_in_a_daemon(queue):
+    from SeqClassifierLib.dicom.discovery import _plan_workers
+
+    queue.put((plan_processes(1000, processes=4)[0], _plan_workers(100000, 4)[0]))
+
+
+def test_a_daemonic_process_prepares_and_reads_in_itself():
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # a dask worker is a daemonic process: it may not start children
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_plans_in_a_daemon, args=(queue,), daemon=True)
+    proc.start()
+    got = queue.get(timeout=120)
+    proc.join(60)
+    assert got == (1, 1)
+    assert plan_processes(1000, processes=4)[0] == 4  # here (not daemonic): as asked
+
+
 def test_classifier_predictions_do_not_depend_on_how_inputs_were_prepared(real_records):
     from SeqClassifierLib.model.classifier import Classifier
 
