@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from SeqClassifierLib import config
 from SeqClassifierLib.dicom.discovery import Discovery, discover_series
-from SeqClassifierLib.inputs.prepared import prepare_input
+from SeqClassifierLib.inputs.prepare_pool import prepare_many
 from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.lifetime import worker_init
 from SeqClassifierLib.model.card import checkpoint_paths, load_card
@@ -62,11 +62,11 @@ def card_spec(model: Any) -> Optional[Spec]:
         return None
 
 
-def _prepare_all(discovery: Discovery, spec: Spec, thumbnail_size: Optional[int] = None) -> list:
-    size, mean, std, uses_image = spec
-    contexts = study_contexts(discovery.series)
-    return [prepare_input(r, contexts.get(r.key), size=size, mean=mean, std=std, uses_image=uses_image,
-                          standardize_image=False, thumbnail_size=thumbnail_size) for r in discovery.series]
+def _prepare_all(discovery: Discovery, spec: Spec, thumbnail_size: Optional[int] = None,
+                 processes: Optional[int] = None) -> list:
+    """The unstandardised inputs of every series (with this child's own worker processes for many)."""
+    return prepare_many(discovery.series, study_contexts(discovery.series), spec, processes=processes,
+                        thumbnail_size=thumbnail_size, standardize=False)
 
 
 def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, int], None]],
@@ -74,7 +74,8 @@ def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, in
     worker_init(None, watch=False)  # dies with this process (PDEATHSIG); no thread: its readers fork
     try:
         found = discover_series(list(paths), progress=progress, workers=workers)
-        result: Any = ("ok", found, _prepare_all(found, spec, thumbnail_size) if spec is not None else None)
+        prepared = _prepare_all(found, spec, thumbnail_size, workers) if spec is not None else None
+        result: Any = ("ok", found, prepared)
     except BaseException as exc:  # noqa: BLE001 -- every failure travels back and is raised there
         result = ("error", exc, None)
     try:

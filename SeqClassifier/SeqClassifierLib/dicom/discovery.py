@@ -102,8 +102,8 @@ def read_file_header(path: PathLike, *, fast: Optional[bool] = None) -> FileHead
     path = os.fspath(path)
     if FAST_HEADERS if fast is None else fast:
         try:
-            # reads its first 16 KiB, and takes only a file with 'DICM' at byte 128 or one that starts
-            # like a data set: exactly those not_dicom_reason lets through, so it is asked only after
+            # reads 132 bytes first and goes on only for a file with 'DICM' at byte 128 or one that
+            # starts like a data set: exactly those not_dicom_reason lets through, so it is asked after
             return read_file_header_fast(path)
         except FastPathUnsupported:
             pass

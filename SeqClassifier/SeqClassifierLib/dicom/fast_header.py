@@ -8,8 +8,9 @@ certain to read the way pydicom does is a fall-back.
 
 How it works
 ------------
-The file is read in one buffered read of its first :data:`CHUNK` bytes
-(extended, or re-positioned past large skipped values such as Siemens CSA
+The file is read in two reads: its first 132 bytes (a file that has neither
+'DICM' at byte 128 nor the start of a bare data set is refused there), then
+the rest of its first :data:`CHUNK` bytes (extended, or re-positioned past large skipped values such as Siemens CSA
 headers, only when needed).  The element walk mirrors what
 ``pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=HEADER_TAGS)``
 does, step by step:
@@ -78,6 +79,8 @@ __all__ = ["CHUNK", "FastPathUnsupported", "ParsedHeader", "FileMeta", "parse_he
 
 #: Bytes read at once from the start of a file (most classic MR headers fit).
 CHUNK = 16 * 1024
+#: Bytes read first: the preamble and 'DICM' (or the start of a bare data set) decide whether to go on.
+_SNIFF = 132
 
 
 # ----------------------------------------------------------------------------
@@ -137,10 +140,10 @@ def _config_is_default() -> bool:
 class _Source:
     __slots__ = ("fh", "buf", "base", "size")
 
-    def __init__(self, fh: Any, size: int):
+    def __init__(self, fh: Any, size: int, first: bytes = b""):
         self.fh = fh
         self.size = size
-        self.buf = fh.read(CHUNK)
+        self.buf = first + fh.read(CHUNK - len(first))  # ``first``: the bytes already read from 0
         self.base = 0
 
     def window(self, pos: int, n: int) -> int:
@@ -434,8 +437,8 @@ def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bo
             size = os.fstat(fh.fileno()).st_size
         if size < 256:
             raise FastPathUnsupported("tiny file")
-        src = _Source(fh, size)
-        head = src.buf
+        # The first 132 bytes decide, before more is read (a huge file of anything else costs 132 bytes).
+        head = fh.read(_SNIFF)
         if head[128:132] == b"DICM":
             pos = 132
         else:
@@ -445,6 +448,7 @@ def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bo
             if not (group in (0x0002, 0x0008) and elem < 0x1000):
                 raise FastPathUnsupported("no DICM marker")
             pos = 0
+        src = _Source(fh, size, head)
         pos, meta = _read_meta(src, pos)
         first = src.peek(pos, 6)
         if len(first) < 6:

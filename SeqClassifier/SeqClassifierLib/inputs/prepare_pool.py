@@ -88,8 +88,9 @@ def _prepare_chunk(task: tuple) -> list:
 
 def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
                  processes: Optional[int] = None, threads: int = 1,
-                 thumbnail_size: Optional[int] = None) -> list[PreparedInput]:
-    """The standardised :class:`~.prepared.PreparedInput` of each record, in order.
+                 thumbnail_size: Optional[int] = None, standardize: bool = True) -> list[PreparedInput]:
+    """The standardised :class:`~.prepared.PreparedInput` of each record, in order (``standardize=False``:
+    as ``prepare_input(..., standardize_image=False)`` makes them, to send to another process).
 
     ``contexts``: ``{record.key: SeriesContext}`` (:func:`~.study.study_contexts` of the whole run);
     ``spec``: :data:`Spec`; ``processes``: see :func:`plan_processes`; ``threads``: worker threads
@@ -120,4 +121,4 @@ def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
                 raw = [p for part in pool.map(_prepare_chunk, [([it], spec) for it in items]) for p in part]
         else:
             raw = _prepare_chunk((items, spec))
-    return [p.standardized(mean, std) for p in raw]
+    return [p.standardized(mean, std) for p in raw] if standardize else raw

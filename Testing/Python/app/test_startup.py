@@ -31,8 +31,9 @@ def _same_discovery(a, b) -> None:
     assert a.series == b.series
 
 
-def test_child_discovery_and_inputs_are_this_process_ones(prostatex):
-    early = startup.EarlyDiscovery([str(prostatex)], workers=1, spec=SPEC)
+@pytest.mark.parametrize("workers", [1, 2])  # 2: the child's own reader and preparation processes
+def test_child_discovery_and_inputs_are_this_process_ones(prostatex, workers):
+    early = startup.EarlyDiscovery([str(prostatex)], workers=workers, spec=SPEC)
     found = early.result()
     here = discover_series([str(prostatex)], workers=1)
     _same_discovery(found, here)
