@@ -112,6 +112,7 @@ def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
                                 preload=[__name__])
             raw = [p for part in parts for p in part]
         except BrokenProcessPool as exc:
+            raise_if_terminated()  # workers killed by a SIGTERM to the process group: the run ends, no retry
             log.warning("a process preparing model inputs ended unexpectedly (%s); preparing them here", exc)
         finally:
             _FORKED = None

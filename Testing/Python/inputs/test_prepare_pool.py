@@ -137,3 +137,25 @@ def test_classifier_predictions_do_not_depend_on_how_inputs_were_prepared(real_r
         assert [p.probabilities for p in got] == [p.probabilities for p in reference]
         assert got == reference  # labels, review flags, reasons, notes: every field
     assert len({p.label for p in reference}) >= 4 and np.isfinite([p.confidence for p in reference]).all()
+
+
+def test_a_terminated_run_ends_instead_of_preparing_again(real_records, monkeypatch):
+    from SeqClassifierLib import lifetime
+
+    if plan_processes(len(real_records), 2)[1] != "fork":
+        pytest.skip("the workers' end is injected through a forked copy of this module")
+    parent = os.getpid()
+    real = prepare_pool.prepare_input
+
+    def killed_by_sigterm(*args, **kwargs):  # what a SIGTERM to the process group does to a worker
+        if os.getpid() != parent:
+            os._exit(143)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(prepare_pool, "prepare_input", killed_by_sigterm)
+    lifetime._terminated.set()  # the command's SIGTERM handler noted it
+    try:
+        with pytest.raises(lifetime.Terminated):
+            prepare_many(real_records, study_contexts(real_records), SPEC, processes=2)
+    finally:
+        lifetime._terminated.clear()
