@@ -5,11 +5,11 @@ series, in order and with the same bits as one call after another.
 
 Why processes: :func:`~.prepared.prepare_input` is numpy work on small arrays
 with Python in between, so it holds the GIL most of the time.  Worker threads
-run it barely faster than one thread, and threads running beside the model
-make the model's own thread wait for the GIL between its operations (measured
-on 95 series of the 2,000-file benchmark set, 2 cores: preparing in 4 threads
-while the model runs, min 1.54-1.71 s for the classify step; preparing in two
-processes, then the model, 1.36-1.48 s).  So the classifier prepares a window
+run it only a little faster than one thread, and threads running beside the
+model make the model's own thread wait for the GIL between its operations
+(95 series of the 2,000-file benchmark set on 2 vCPUs: 4 threads 1.33x one
+thread, 2 processes 1.51x, ``Testing/benchmarks/bench_prepare.py``; processes
+scale with real cores, threads do not).  So the classifier prepares a window
 of series with all cores first, then runs the model on it
 (:meth:`~SeqClassifierLib.model.classifier.Classifier.classify`).
 

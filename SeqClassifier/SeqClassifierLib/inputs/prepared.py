@@ -1,9 +1,10 @@
 """What the model is given for one series: :class:`PreparedInput`, made by :func:`prepare_input`.
 
 Metadata features, the centre slice as the model sees it and its quality are
-numpy-only work (no torch): the classifier prepares them on worker threads
-while the model runs, and the command line prepares them in the forked
-process that reads headers while torch imports (:mod:`SeqClassifierLib.app.startup`).
+numpy-only work (no torch): the classifier prepares a window of them with
+every core (:mod:`.prepare_pool`) before the model runs on it, and the command
+line prepares them in the forked process that reads headers while torch
+imports (:mod:`SeqClassifierLib.app.startup`).
 Both call :func:`prepare_input`, so the inputs are the same bits either way.
 """
 
