@@ -51,8 +51,14 @@ def _assert_identical(got, expected):
         assert a.quality == b.quality
 
 
-@pytest.mark.parametrize("processes", [2, 3])
-def test_processes_give_the_same_bits(real_records, processes):
+@pytest.mark.parametrize("processes, method", [(2, "fork"), (3, "fork"), (2, "forkserver")])
+def test_processes_give_the_same_bits(real_records, processes, method, monkeypatch):
+    import multiprocessing as mp
+
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"no {method} start method on this platform")
+    # fork: the records are inherited and tasks are index ranges; forkserver: the records are sent
+    monkeypatch.setattr(prepare_pool, "start_method", lambda: method)
     contexts = study_contexts(real_records)
     expected = _one_by_one(real_records, contexts)
     assert sum(p.image is not None for p in expected) >= 15  # the images are compared, not only metadata
@@ -66,9 +72,18 @@ def test_threads_and_this_thread_give_the_same_bits(real_records):
     _assert_identical(prepare_many(real_records, contexts, SPEC, processes=1, threads=1), expected)
 
 
+def _force_fork(monkeypatch):
+    """The failure is injected through a forked worker's copy of this module: fork even when another
+    test left a thread running (the run would pick forkserver then)."""
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork start method on this platform")
+    monkeypatch.setattr(prepare_pool, "start_method", lambda: "fork")
+
+
 def test_a_worker_that_dies_costs_only_time(real_records, monkeypatch, caplog):
-    if plan_processes(len(real_records), 2)[1] != "fork":
-        pytest.skip("the crash is injected through a forked worker's copy of this module")
+    _force_fork(monkeypatch)
     contexts = study_contexts(real_records)
     expected = _one_by_one(real_records, contexts)
     parent = os.getpid()
@@ -142,8 +157,7 @@ def test_classifier_predictions_do_not_depend_on_how_inputs_were_prepared(real_r
 def test_a_terminated_run_ends_instead_of_preparing_again(real_records, monkeypatch):
     from SeqClassifierLib import lifetime
 
-    if plan_processes(len(real_records), 2)[1] != "fork":
-        pytest.skip("the workers' end is injected through a forked copy of this module")
+    _force_fork(monkeypatch)
     parent = os.getpid()
     real = prepare_pool.prepare_input
 
