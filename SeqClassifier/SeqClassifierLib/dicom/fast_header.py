@@ -9,9 +9,10 @@ certain to read the way pydicom does is a fall-back.
 How it works
 ------------
 The file is read in two reads: its first 132 bytes (a file that has neither
-'DICM' at byte 128 nor the start of a bare data set is refused there), then
-the rest of its first :data:`CHUNK` bytes (extended, or re-positioned past large skipped values such as Siemens CSA
-headers, only when needed).  The element walk mirrors what
+'DICM' at byte 128 nor the start of a bare data set is refused there, by the
+test of :func:`.pydicom_reader.not_dicom_reason`), then the rest of its first
+:data:`CHUNK` bytes (extended, or re-positioned past large skipped values such
+as Siemens CSA headers, only when needed).  The element walk mirrors what
 ``pydicom.dcmread(fp, stop_before_pixels=True, specific_tags=HEADER_TAGS)``
 does, step by step:
 
@@ -72,6 +73,7 @@ from SeqClassifierLib.dicom import pydicom_compat
 from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.dicom.fast_decode import CHARSET, NUMBER_SIZE, FastPathUnsupported, decode_all, decode_value
 from SeqClassifierLib.dicom.header import FileHeader, header_from_dataset
+from SeqClassifierLib.dicom.pydicom_reader import SNIFF_BYTES, _starts_like_dataset
 from SeqClassifierLib.dicom.values import ValueDataset, _text
 
 __all__ = ["CHUNK", "FastPathUnsupported", "ParsedHeader", "FileMeta", "parse_header", "read_file_header_fast",
@@ -79,8 +81,6 @@ __all__ = ["CHUNK", "FastPathUnsupported", "ParsedHeader", "FileMeta", "parse_he
 
 #: Bytes read at once from the start of a file (most classic MR headers fit).
 CHUNK = 16 * 1024
-#: Bytes read first: the preamble and 'DICM' (or the start of a bare data set) decide whether to go on.
-_SNIFF = 132
 
 
 # ----------------------------------------------------------------------------
@@ -437,17 +437,16 @@ def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bo
             size = os.fstat(fh.fileno()).st_size
         if size < 256:
             raise FastPathUnsupported("tiny file")
-        # The first 132 bytes decide, before more is read (a huge file of anything else costs 132 bytes).
-        head = fh.read(_SNIFF)
+        # The first bytes decide, before more is read, with the test of not_dicom_reason (which
+        # discovery asks only when this path gives up): 'DICM' at 128, or the start of a bare data set
+        # (the pydicom path retries those with force=True).  A huge file of anything else costs 132 bytes.
+        head = fh.read(SNIFF_BYTES)
         if head[128:132] == b"DICM":
             pos = 132
-        else:
-            # The pydicom path retries with force=True when the file starts
-            # like a bare data set (pydicom_reader._looks_like_raw_dataset).
-            group, elem = _TAG(head)
-            if not (group in (0x0002, 0x0008) and elem < 0x1000):
-                raise FastPathUnsupported("no DICM marker")
+        elif _starts_like_dataset(head):
             pos = 0
+        else:
+            raise FastPathUnsupported("no DICM marker")
         src = _Source(fh, size, head)
         pos, meta = _read_meta(src, pos)
         first = src.peek(pos, 6)
