@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable, Optional, Sequence
 
-from SeqClassifierLib.lifetime import terminate_pool, worker_init
+from SeqClassifierLib.lifetime import raise_if_terminated, terminate_pool, worker_init
 
 __all__ = ["available_cpus", "may_start_processes", "start_method", "ordered_map"]
 
@@ -61,7 +61,9 @@ def ordered_map(func: Callable[[Any], Any], chunks: Sequence[Any], n: int, metho
     order; it may raise to stop the run: the workers are then killed, as on
     any exception or Ctrl-C); ``preload``: modules the ``forkserver`` imports
     once.  Raises :class:`concurrent.futures.process.BrokenProcessPool` when a
-    worker dies (a crash in a native decoder, killed for memory).
+    worker dies (a crash in a native decoder, killed for memory), and
+    :class:`~.lifetime.Terminated` instead of whatever ended the run once SIGTERM
+    was noted (it kills the workers of the process group too).
     """
     out: list = [None] * len(chunks)
     ctx = mp.get_context(method)
@@ -92,6 +94,7 @@ def ordered_map(func: Callable[[Any], Any], chunks: Sequence[Any], n: int, metho
                     report(i)
     except BaseException:
         terminate_pool(pool)  # Ctrl-C, SIGTERM or a bug: the workers are killed, not left to drain the queue
+        raise_if_terminated()  # workers killed by a SIGTERM to the process group: the run was terminated
         raise
     pool.shutdown(wait=True)
     return out

@@ -488,12 +488,8 @@ def _read_parallel(files: list[str], n_readers: int, method: str,
     n = len(files)
     chunk = max(32, min(1024, n // (n_readers * 6) or 1))
     bounds = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-    try:
-        out = ordered_map(_read_chunk, [files[lo:hi] for lo, hi in bounds], n_readers, method,
-                          lambda i: report(bounds[i][1] - bounds[i][0]), preload=[__name__])
-    except BaseException:
-        raise_if_terminated()  # workers killed by a SIGTERM to the process group: the run was terminated
-        raise
+    out = ordered_map(_read_chunk, [files[lo:hi] for lo, hi in bounds], n_readers, method,
+                      lambda i: report(bounds[i][1] - bounds[i][0]), preload=[__name__])
     return [o for part in out for o in part]
 
 

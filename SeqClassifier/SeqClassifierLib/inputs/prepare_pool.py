@@ -29,7 +29,7 @@ import logging
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from SeqClassifierLib.config import workers_override
 from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input
@@ -38,12 +38,18 @@ from SeqClassifierLib.lifetime import raise_if_terminated
 from SeqClassifierLib.parallel import available_cpus, may_start_processes, ordered_map, start_method
 from SeqClassifierLib.records import SeriesRecord
 
-__all__ = ["MIN_SERIES", "Spec", "plan_processes", "prepare_many"]
+__all__ = ["MIN_SERIES", "Spec", "plan_processes", "prepare_many", "spec_of"]
 
 log = logging.getLogger(__name__)
 
 #: What :func:`~.prepared.prepare_input` needs besides the series: (input size, mean, std, uses image).
 Spec = tuple
+
+
+def spec_of(card: Any) -> Spec:
+    """The :data:`Spec` of a typed model card (:class:`~SeqClassifierLib.model.card.ModelCard`)."""
+    pre = card.preprocessing
+    return (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image))
 
 #: Fewest series for which worker processes pay off, by start method (prepare_input ~8 ms a
 #: series; a forked worker starts in ~10 ms, forkserver ~230 ms the first time, spawn ~300 ms).
@@ -111,8 +117,7 @@ def prepare_many(records: Sequence[SeriesRecord], contexts: dict, spec: Spec, *,
             parts = ordered_map(_prepare_chunk, chunks, n, method, lambda i: raise_if_terminated(),
                                 preload=[__name__])
             raw = [p for part in parts for p in part]
-        except BrokenProcessPool as exc:
-            raise_if_terminated()  # workers killed by a SIGTERM to the process group: the run ends, no retry
+        except BrokenProcessPool as exc:  # (after a SIGTERM ordered_map raises Terminated: no retry)
             log.warning("a process preparing model inputs ended unexpectedly (%s); preparing them here", exc)
         finally:
             _FORKED = None
