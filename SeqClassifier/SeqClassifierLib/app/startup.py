@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from SeqClassifierLib import config
 from SeqClassifierLib.dicom.discovery import Discovery, discover_series
-from SeqClassifierLib.inputs.prepare_pool import prepare_many
+from SeqClassifierLib.inputs.prepare_pool import Spec, prepare_many, spec_of
 from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.lifetime import worker_init
 from SeqClassifierLib.model.card import checkpoint_paths, load_card
@@ -45,15 +45,6 @@ EARLY_ENV = config.EARLY_DISCOVERY_ENV
 #: Fewest series for which the child prepares with worker processes: ~8 ms a series makes 300 of them
 #: about the 2.5-3.5 s that ``import torch`` takes in the parent, which needs a core of its own until then.
 CHILD_PROCESSES_MIN_SERIES = 300
-
-#: What the child needs to prepare model inputs: (input size, mean, std, uses image).
-Spec = tuple
-
-
-def spec_of(card: Any) -> Spec:
-    """The :data:`Spec` of a typed model card."""
-    pre = card.preprocessing
-    return (int(pre.input_size), tuple(pre.mean), tuple(pre.std), bool(card.uses_image))
 
 
 def card_spec(model: Any) -> Optional[Spec]:

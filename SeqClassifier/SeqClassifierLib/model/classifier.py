@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from SeqClassifierLib.config import MODEL_ENV, model_override  # noqa: F401  (MODEL_ENV: API)
-from SeqClassifierLib.inputs.prepare_pool import prepare_many
+from SeqClassifierLib.inputs.prepare_pool import prepare_many, spec_of
 from SeqClassifierLib.inputs.features import FEATURE_NAMES, FEATURE_SCHEMA_VERSION, N_FEATURES, feature_difference
 from SeqClassifierLib.inputs.quality import ImageQuality
 from SeqClassifierLib.inputs.study import SeriesContext, study_contexts
@@ -312,9 +312,9 @@ class Classifier:
                 progress(len(records), len(records))
             return out
 
-        size, uses_image = self.card.preprocessing.input_size, self.card.uses_image
         pre = self.card.preprocessing
-        spec = (size, tuple(pre.mean), tuple(pre.std), uses_image)
+        spec = spec_of(self.card)
+        size, uses_image = spec[0], spec[3]
         contexts = study_contexts(records)
         results: list[Prediction] = []
         done = 0
