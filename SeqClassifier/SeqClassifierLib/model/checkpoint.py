@@ -34,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file as _st_load_file
 from safetensors.torch import save_file as _st_save_file
 
-from SeqClassifierLib.model.backbones import sha256_file
+from SeqClassifierLib.model.backbones import get_backbone_config, sha256_file
 from SeqClassifierLib.model.card import (CARD_FORMAT_VERSION, CardError, CheckpointError, ModelCard, checkpoint_paths,
                                          parse_card, read_card_json)
 from SeqClassifierLib.model.fusion import SequenceModel, model_from_config
@@ -226,6 +226,63 @@ def update_card(path: PathLike, **entries: Any) -> Path:
     return card_path
 
 
+class _StateMismatch(RuntimeError):
+    """A fold's tensors do not fit the architecture of the card (missing, unexpected, other shapes)."""
+
+
+def _load_fold(config: Dict[str, Any], state: Dict[str, torch.Tensor]) -> SequenceModel:
+    """The model of ``config`` holding the tensors ``state`` (strictly: every one, no other).
+
+    A builtin backbone (or none) is built on the meta device -- no memory, no random initialisation:
+    that was 40 % of loading the shipped model, only to be overwritten -- and the checkpoint's tensors
+    are put in place, each in the dtype the module declares (fp16 weights become fp32 exactly as
+    ``copy_`` made them).  timm and open_clip models, whose initialisers are not ours to check on the
+    meta device, and any module left with a tensor outside its state dict are built the ordinary way.
+    Raises ``KeyError``/``ValueError``/``TypeError`` for an unusable config, :class:`_StateMismatch`
+    for tensors that do not fit.
+    """
+    if not _builds_on_meta(config):
+        return _load_built(model_from_config(config), state)
+    with torch.device("meta"):
+        model = model_from_config(config)
+    _check_classes(model)
+    declared = model.state_dict()
+    placed = {k: v.to(dtype=declared[k].dtype) if k in declared else v for k, v in state.items()}
+    try:
+        model.load_state_dict(placed, strict=True, assign=True)
+    except RuntimeError as exc:
+        raise _StateMismatch(str(exc)) from None
+    if not any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return model
+    return _load_built(model_from_config(config), state)  # e.g. a buffer computed in __init__, not saved
+
+
+def _builds_on_meta(config: Dict[str, Any]) -> bool:
+    """True when every module of ``config`` is ours (builtin backbone or none): their initialisers skip
+    meta tensors."""
+    if config.get("strategy") == "metadata":
+        return True
+    try:
+        return get_backbone_config(config.get("backbone") or "compact_cnn").family == "builtin"
+    except (KeyError, ValueError):
+        return False
+
+
+def _load_built(model: SequenceModel, state: Dict[str, torch.Tensor]) -> SequenceModel:
+    """``state`` copied into ``model``, built (and initialised) the ordinary way."""
+    _check_classes(model)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise _StateMismatch(str(exc)) from None
+    return model
+
+
+def _check_classes(model: SequenceModel) -> None:
+    if model.num_classes != len(CLASS_NAMES):
+        raise CheckpointError(f"checkpoint model predicts {model.num_classes} classes, expected {len(CLASS_NAMES)}")
+
+
 def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cpu",
                     validate: Optional[Callable[[ModelCard], None]] = None) -> Tuple[EnsembleModel, ModelCard]:
     """Load a checkpoint written by :func:`save_checkpoint`.
@@ -279,14 +336,10 @@ def load_checkpoint(path: PathLike, map_location: Union[str, torch.device] = "cp
         if not state:
             raise CheckpointError(f"weights file {weights_path} has no tensors for fold {i}")
         try:
-            model = model_from_config(dict(card.model.config))
+            model = _load_fold(dict(card.model.config), state)
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"checkpoint card {card_path} has an unusable model config: {exc}") from exc
-        if model.num_classes != len(CLASS_NAMES):
-            raise CheckpointError(f"checkpoint model predicts {model.num_classes} classes, expected {len(CLASS_NAMES)}")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
+        except _StateMismatch as exc:
             raise CheckpointError(f"fold {i} weights in {weights_path} do not match the model config: {exc}") from exc
         models.append(model)
     ood_tensors = {k: v for k, v in tensors.items() if k.startswith("ood.")}

@@ -108,7 +108,8 @@ class MetadataEncoder(nn.Module):
 def _missing_vector(dim: int) -> nn.Parameter:
     """A learned placeholder for an absent modality (small random init, like mask tokens)."""
     p = nn.Parameter(torch.empty(dim))
-    nn.init.normal_(p, std=0.02)
+    if not p.is_meta:  # built on the meta device to load a checkpoint into: nothing to initialise
+        nn.init.normal_(p, std=0.02)
     return p
 
 

@@ -230,3 +230,56 @@ def test_overwrite_replaces_both_files(tmp_path):
     ensemble, card = load_checkpoint(tmp_path / "m")
     assert card.raw["note"] == "second" and card.n_folds == 2 and ensemble.strategy == "joint"
     assert math.isclose(float(ensemble(*_batch()).sum()), 3.0, rel_tol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", ["joint", "metadata"])
+@pytest.mark.parametrize("dtype", [None, torch.float16])
+def test_builtin_models_load_without_initialising(tmp_path, strategy, dtype):
+    """Ours (compact_cnn, or no backbone) are built on the meta device and take the checkpoint's
+    tensors: the same values as an ordinary build + copy, fp32 even from fp16, and no random numbers
+    drawn (the global RNG is where it was)."""
+    models = _folds(strategy, n=2, backbone="compact_cnn")
+    save_checkpoint(tmp_path / "m", models, {}, dtype=dtype)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    ensemble, _ = load_checkpoint(tmp_path / "m")
+    assert torch.equal(torch.get_rng_state(), before)
+    for original, loaded in zip(models, ensemble.models):
+        a, b = original.state_dict(), loaded.state_dict()
+        assert list(a) == list(b)
+        for k in a:
+            want = a[k].to(dtype).to(a[k].dtype) if dtype is not None and a[k].is_floating_point() else a[k]
+            assert b[k].dtype == a[k].dtype and not b[k].is_meta and torch.equal(b[k], want), k
+    image, meta = torch.randn(2, 3, 128, 128), torch.randn(2, N_META)
+    with torch.no_grad():
+        assert ensemble(image, meta).shape == (2, len(CLASS_NAMES))
+
+
+def test_a_tensor_outside_the_state_dict_is_built_the_ordinary_way(tmp_path, monkeypatch):
+    """A module that makes a tensor in __init__ and does not save it (a non-persistent buffer) would
+    keep it on the meta device: such a model is built and initialised as before."""
+    import SeqClassifierLib.model.checkpoint as checkpoint
+
+    save_checkpoint(tmp_path / "m", _folds("metadata", n=1, backbone="compact_cnn"), {})
+    original = checkpoint.model_from_config
+
+    def with_buffer(config):
+        model = original(config)
+        model.register_buffer("grid", torch.arange(3.0), persistent=False)
+        return model
+
+    monkeypatch.setattr(checkpoint, "model_from_config", with_buffer)
+    ensemble, _ = load_checkpoint(tmp_path / "m")
+    assert torch.equal(ensemble.models[0].grid, torch.arange(3.0))
+    assert not any(t.is_meta for t in ensemble.parameters())
+
+
+def test_mismatched_tensors_are_refused_on_both_paths(tmp_path):
+    """A fold whose tensors do not fit the card's architecture is refused, built on meta or not."""
+    for backbone in ("compact_cnn", "vit_tiny_test"):
+        save_checkpoint(tmp_path / backbone, _folds("joint", n=1, backbone=backbone), {})
+        card = json.loads((tmp_path / f"{backbone}.json").read_text())
+        card["model"]["meta_hidden"] = 7  # the saved tensors are 128 wide
+        (tmp_path / f"{backbone}.json").write_text(json.dumps(card))
+        with pytest.raises(CheckpointError, match="do not match the model config"):
+            load_checkpoint(tmp_path / backbone)

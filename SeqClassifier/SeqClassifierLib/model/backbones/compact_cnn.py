@@ -56,7 +56,9 @@ class CompactCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.num_features = c_in
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
+            # on the meta device (a checkpoint is loaded into the shape) there is nothing to initialise,
+            # and torch's meta normal_ would import torch._dynamo (seconds)
+            if isinstance(m, nn.Conv2d) and not m.weight.is_meta:
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
