@@ -348,11 +348,12 @@ class Classifier:
         present = torch.tensor([p.image is not None for p in prepared], device=self.device)
         images = None
         if uses_image:
-            arr = np.zeros((len(batch), 3, size, size), dtype=np.float32)
+            # filled in NHWC order: the NCHW view of it is channels-last already (no second copy)
+            arr = np.zeros((len(batch), size, size, 3), dtype=np.float32)
             for i, p in enumerate(prepared):
                 if p.image is not None:
-                    arr[i] = p.image
-            images = torch.from_numpy(arr).to(self.device, non_blocking=True).contiguous(
+                    arr[i] = p.image.transpose(1, 2, 0)
+            images = torch.from_numpy(arr).permute(0, 3, 1, 2).to(self.device, non_blocking=True).contiguous(
                 memory_format=torch.channels_last)
         meta_present = torch.ones(len(batch), dtype=torch.bool, device=self.device)
         captured = None

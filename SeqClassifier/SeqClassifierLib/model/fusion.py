@@ -130,7 +130,10 @@ def _present_mask(
 
 
 def _zero_missing(x: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-    """Zero the rows of absent samples (so NaN/garbage there cannot leak into gradients)."""
+    """Zero the rows of absent samples (so NaN/garbage there cannot leak into gradients); ``x`` itself
+    when every sample is present (``where`` would copy it unchanged: 3 % of the shipped model's time)."""
+    if bool(present.all()):
+        return x
     shape = (-1,) + (1,) * (x.dim() - 1)
     return torch.where(present.view(shape), x, torch.zeros((), dtype=x.dtype, device=x.device))
 

@@ -617,3 +617,18 @@ def test_lora_rejected_where_meaningless():
     m = apply_lora(_model("image"))
     with pytest.raises(ValueError):
         apply_lora(m)
+
+
+def test_absent_images_are_zeroed_and_present_ones_passed_as_they_are():
+    """The image branch sees zeros for an absent sample (no NaN reaches the backbone or its
+    gradients) and, when every sample is present, the very tensor it was given (no copy)."""
+    from SeqClassifierLib.model.fusion import _zero_missing
+
+    x = torch.randn(3, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    x[1] = float("nan")
+    out = _zero_missing(x, torch.tensor([True, False, True]))
+    assert torch.equal(out[1], torch.zeros(3, 8, 8))
+    assert torch.equal(out[0], x[0]) and torch.equal(out[2], x[2])
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    y = torch.randn(2, 4)
+    assert _zero_missing(y, torch.tensor([True, True])) is y
