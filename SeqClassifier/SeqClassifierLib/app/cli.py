@@ -509,7 +509,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
                    help="model arithmetic: auto = bfloat16 on a GPU or a CPU with native bfloat16 "
-                        "(AMX/AVX512-BF16), else float32; fp32 gives identical numbers on every machine")
+                        "(AMX/AVX512-BF16), else float32; fp32 gives the same rows whatever the thread count "
+                        "or batch size")
     p.add_argument("--cache", nargs="?", const="default", default=None, metavar="FILE",
                    help="keep the headers read in a cache (default FILE: the user's cache folder, "
                         "e.g. ~/.cache/seqclassifier/headers.json) and skip files whose size and "
