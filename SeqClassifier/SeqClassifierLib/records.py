@@ -164,6 +164,26 @@ class SkippedFile:
 
 
 @dataclass
+class Discovery:
+    """Result of :func:`~SeqClassifierLib.dicom.discovery.discover_series` (defined here, with the
+    records it holds, so that a process given a discovery needs no DICOM reader to use it)."""
+
+    series: list[SeriesRecord]
+    skipped: list[SkippedFile]
+    n_files: int
+
+    def by_uid(self) -> dict[str, SeriesRecord]:
+        """Records by SeriesInstanceUID; a UID found under several patients or studies
+        (see :func:`~SeqClassifierLib.dicom.discovery.group_headers`) keeps its last record here --
+        use :meth:`by_key` for all."""
+        return {s.series_uid: s for s in self.series}
+
+    def by_key(self) -> dict[SeriesKey, SeriesRecord]:
+        """Records by (PatientID, StudyInstanceUID, SeriesInstanceUID): every record, once."""
+        return {s.key: s for s in self.series}
+
+
+@dataclass
 class Prediction:
     """The classifier's answer for one series.
 

@@ -30,7 +30,6 @@ from SeqClassifierLib.adaptation import build, sitefile
 from SeqClassifierLib.adaptation.hook import SiteHook, features_of
 from SeqClassifierLib.adaptation.memory import Geometry, SiteMemory
 from SeqClassifierLib.app.output import safe_text
-from SeqClassifierLib.dicom.discovery import discover_series
 from SeqClassifierLib.model.classifier import Classifier
 from SeqClassifierLib.safe_paths import Sources, UnsafeTargetError, check_writable
 
@@ -233,6 +232,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         for f in folders:
             sources.add_folder(f, f"the DICOM input folder {f}")
         if folders:
+            from SeqClassifierLib.dicom.discovery import discover_series  # pydicom: only for this command
+
             discovery = discover_series(folders)
             todo = [r for r in discovery.series if r.series_uid in missing]
             if todo:

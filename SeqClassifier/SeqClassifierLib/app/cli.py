@@ -53,7 +53,6 @@ from SeqClassifierLib.app.thumbnails import SIZE as THUMBNAIL_SIZE, format_jsonl
 from SeqClassifierLib.atomic import ATOMIC, atomic_write_text, write_plan
 from SeqClassifierLib.curation.label_store import LabelStore, LabelStoreError, LabelStoreWarning
 from SeqClassifierLib.curation.sorting import SortError, sort_series
-from SeqClassifierLib.dicom.header_cache import HeaderCache
 from SeqClassifierLib.dicom.slicer_db import SlicerDatabaseError, database_file, series_files_from_slicer_db
 from SeqClassifierLib.lifetime import EXIT_TERMINATED, Terminated, terminate_as_interrupt
 from SeqClassifierLib.model.classifier import Classifier
@@ -230,6 +229,7 @@ def _header_cache(args: argparse.Namespace, sources=None):
     """
     if getattr(args, "cache", None) is None:
         return None, None
+    from SeqClassifierLib.dicom.header_cache import HeaderCache  # the DICOM readers: see _discover_and_classify
 
     cache = HeaderCache(None if args.cache == "default" else args.cache)
     if cache.path is None:

@@ -15,6 +15,13 @@ for) with the card's preprocessing,
 so that only the model itself waits for torch.  The results are exactly those
 of ``discover_series`` and ``prepare_input`` in this process.
 
+The DICOM readers (and pydicom, 0.4 s to import) are imported by the child
+only: the classifier, the records and the prepared inputs need none of them,
+so this process goes from its first imports to torch without them
+(``test_startup`` checks that it never imports pydicom).  On two cores that
+moves work more than it removes it -- the child then imports pydicom beside
+the parent's torch -- but it takes the import off the parent's path.
+
 It is used only where it is safe and pays: Linux (``fork``), torch not yet
 imported, no other Python thread running, no header cache (the cache object
 lives in this process), not inside the Slicer application.  Elsewhere
@@ -32,12 +39,12 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from SeqClassifierLib import config
-from SeqClassifierLib.dicom.discovery import Discovery, discover_series
 from SeqClassifierLib.inputs.prepare_pool import Spec, prepare_many, spec_of
 from SeqClassifierLib.inputs.study import study_contexts
 from SeqClassifierLib.lifetime import worker_init
 from SeqClassifierLib.model.card import checkpoint_paths, load_card
 from SeqClassifierLib.model.classifier import default_model_path
+from SeqClassifierLib.records import Discovery
 
 #: Set to "0" to switch the start-up overlap off (e.g. to profile discovery in one process).
 EARLY_ENV = config.EARLY_DISCOVERY_ENV
@@ -68,6 +75,10 @@ def _child(conn: Any, paths: Sequence[str], progress: Optional[Callable[[int, in
            workers: Optional[int], spec: Optional[Spec], thumbnail_size: Optional[int] = None) -> None:
     worker_init(None, watch=False)  # dies with this process (PDEATHSIG); no thread: its readers fork
     try:
+        # the DICOM readers (and pydicom, 0.4 s) are imported here, after the fork: the parent,
+        # which imports torch meanwhile, never needs them
+        from SeqClassifierLib.dicom.discovery import discover_series
+
         found = discover_series(list(paths), progress=progress, workers=workers)
         prepared = None
         if spec is not None:

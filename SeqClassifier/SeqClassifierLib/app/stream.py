@@ -45,8 +45,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional, Seq
 
 from SeqClassifierLib.app.output import event_line, model_info, series_event, skipped_event, written_key
 from SeqClassifierLib.atomic import atomic_write, fsync_dir
-from SeqClassifierLib.dicom.discovery import Discovery, discover_series
-from SeqClassifierLib.records import Prediction, ResultRow, SeriesKey, SeriesRecord
+from SeqClassifierLib.records import Discovery, Prediction, ResultRow, SeriesKey, SeriesRecord
 
 #: Partitions hold about this many files; a folder with more below it is split by its sub-folders.
 BATCH_FILES = 500
@@ -225,6 +224,8 @@ def run_partition(part: Partition, classifier: Any, *, done: Optional[Mapping[Se
     torch imports, :mod:`.startup`); None: discovered here.  ``prepared``: the model inputs of its
     series, in order, made with them (used only when every series is classified)."""
     if discovery is None:
+        from SeqClassifierLib.dicom.discovery import discover_series  # pydicom: only where files are read
+
         discovery = discover_series(part.paths, progress=discover_progress, cache=cache, workers=workers)
     todo, stamp_list, resumed = [], [], []
     for rec in discovery.series:

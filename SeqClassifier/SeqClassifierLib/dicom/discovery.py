@@ -47,7 +47,7 @@ from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_v
 from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.lifetime import raise_if_terminated
 from SeqClassifierLib.parallel import available_cpus, may_start_processes, ordered_map, start_method
-from SeqClassifierLib.records import FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (SeriesKey: API)
+from SeqClassifierLib.records import Discovery, FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (Discovery, SeriesKey: API)
 
 PathLike = Union[str, os.PathLike]
 ProgressFn = Callable[[int, int], None]
@@ -362,22 +362,6 @@ def series_key(h: Union[FileHeader, SeriesRecord]) -> SeriesKey:
     return SeriesKey(h.patient_id or "", h.study_uid or "", h.series_uid)
 
 
-@dataclass
-class Discovery:
-    """Result of :func:`discover_series`."""
-
-    series: list[SeriesRecord]
-    skipped: list[SkippedFile]
-    n_files: int
-
-    def by_uid(self) -> dict[str, SeriesRecord]:
-        """Records by SeriesInstanceUID; a UID found under several patients or studies
-        (see :func:`group_headers`) keeps its last record here -- use :meth:`by_key` for all."""
-        return {s.series_uid: s for s in self.series}
-
-    def by_key(self) -> dict[SeriesKey, SeriesRecord]:
-        """Records by (PatientID, StudyInstanceUID, SeriesInstanceUID): every record, once."""
-        return {series_key(s): s for s in self.series}
 
 
 def _series_sort_key(s: SeriesRecord) -> tuple:

@@ -16,7 +16,8 @@ Everything SeqClassifier knows about one scanner vendor lives here (the tag
   b-values in the protocol of the CSA series header (:func:`protocol_b_values`,
   decoded by :mod:`.phoenix`);
 * :data:`MANUFACTURER_FAMILIES` and :func:`manufacturer_family` -- the
-  Manufacturer (0008,0070) text as one vendor family name.
+  Manufacturer (0008,0070) text as one vendor family name (kept in
+  :mod:`.manufacturers`, which needs no pydicom, and re-exported here).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pydicom
 from pydicom.tag import BaseTag
 
 from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.manufacturers import MANUFACTURER_FAMILIES, OTHER_FAMILY, manufacturer_family  # noqa: F401
 from SeqClassifierLib.dicom.phoenix import phoenix_b_values
 from SeqClassifierLib.dicom.values import _elem_value, _float, _int, _text, _valid_b
 
@@ -209,31 +211,3 @@ def protocol_b_values(path: str, image_type: Sequence[Any], manufacturer: str) -
     if manufacturer and "SIEMENS" not in manufacturer.upper():
         return []
     return siemens_protocol_b_values(path)
-
-
-# ----------------------------------------------------------------------------
-# Manufacturer names
-# ----------------------------------------------------------------------------
-
-#: Vendor family -> upper-case keys found in Manufacturer texts (in this order;
-#: the metadata features name one column per family, then OTHER).
-MANUFACTURER_FAMILIES: Mapping[str, tuple[str, ...]] = {
-    "SIEMENS": ("SIEMENS",),
-    "GE": ("GE ", "GE_", "GENERAL ELECTRIC", "GE MEDICAL"),
-    "PHILIPS": ("PHILIPS",),
-    "CANON": ("TOSHIBA", "CANON"),
-    "HITACHI": ("HITACHI", "FUJIFILM"),
-    "UIH": ("UIH", "UNITED IMAGING"),
-}
-#: Family of a Manufacturer that matches none of :data:`MANUFACTURER_FAMILIES`.
-OTHER_FAMILY = "OTHER"
-
-
-def manufacturer_family(manufacturer: Optional[str]) -> str:
-    """The vendor family of a Manufacturer (0008,0070) text: a key of
-    :data:`MANUFACTURER_FAMILIES`, or :data:`OTHER_FAMILY`."""
-    m = (manufacturer or "").upper() + " "
-    for family, keys in MANUFACTURER_FAMILIES.items():
-        if any(m.startswith(k) or k in m for k in keys):
-            return family
-    return OTHER_FAMILY

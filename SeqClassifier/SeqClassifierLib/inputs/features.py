@@ -50,7 +50,7 @@ import numpy as np
 
 from SeqClassifierLib.dicom.attribute_table import ATTRIBUTES, Kind
 from SeqClassifierLib.labels import Plane
-from SeqClassifierLib.dicom.vendors import MANUFACTURER_FAMILIES, OTHER_FAMILY, manufacturer_family
+from SeqClassifierLib.dicom.manufacturers import MANUFACTURER_FAMILIES, OTHER_FAMILY, manufacturer_family
 from SeqClassifierLib.inputs.study import SeriesContext, repeats_per_location
 from SeqClassifierLib.records import SeriesRecord
 

@@ -43,9 +43,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.inputs import order_stats
-from SeqClassifierLib.dicom.pixels import FastPathUnsupported, luminance, pixel_array, read_native_frame
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
@@ -104,6 +102,8 @@ def center_frame(record: SeriesRecord) -> Optional[FrameRef]:
 
 
 def _rescale(ds, frame: int, arr: np.ndarray) -> np.ndarray:
+    from SeqClassifierLib.dicom import tags as T  # pydicom: see read_frame
+
     slope, intercept = 1.0, 0.0
     try:
         per_frame = ds.get(T.PER_FRAME_FUNCTIONAL_GROUPS)
@@ -138,7 +138,11 @@ def _mosaic_tile(arr: np.ndarray, tiles: int, index: int) -> np.ndarray:
 
 def read_frame(frame: FrameRef) -> np.ndarray:
     """Pixel values (float32, rescaled) of one 2D image; raises :class:`ImageUnavailable`."""
+    # pydicom (0.4 s to import) only where a file is read: the command line's model process, which
+    # is given its inputs by the header-reading process, imports this module without it
     import pydicom
+
+    from SeqClassifierLib.dicom.pixels import FastPathUnsupported, luminance, pixel_array, read_native_frame
 
     try:  # classic native single-frame image: pydicom's exact pixels, header parsed once, no pydicom
         arr, ds = read_native_frame(frame.path)

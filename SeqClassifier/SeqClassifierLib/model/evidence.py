@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from SeqClassifierLib.dicom import tags as T
+from SeqClassifierLib.dicom.sop_classes import SECONDARY_CAPTURE_SOP_CLASSES
 from SeqClassifierLib.inputs.study import SeriesContext, max_b_value
 from SeqClassifierLib.labels import SequenceLabel
 from SeqClassifierLib.records import SeriesRecord
@@ -73,7 +73,7 @@ class Facts:
         return cls(image_type=it, b_max=max_b_value(record), te=_num(record, "EchoTime"), tr=_num(record, "RepetitionTime"),
                    epi=epi, gradient_echo=("GR" in scanning) if scanning else None,
                    time_points=time_points, context=context,
-                   secondary_capture=record.sop_class_uid in T.SECONDARY_CAPTURE_SOP_CLASSES,
+                   secondary_capture=record.sop_class_uid in SECONDARY_CAPTURE_SOP_CLASSES,
                    scanning=scanning, sequence_text=seq_text)
 
 

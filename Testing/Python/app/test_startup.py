@@ -93,7 +93,9 @@ def test_an_error_in_the_child_is_raised_here(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise ValueError("disk on fire")
 
-    monkeypatch.setattr(startup, "discover_series", broken)  # the fork inherits the patched module
+    import SeqClassifierLib.dicom.discovery as discovery
+
+    monkeypatch.setattr(discovery, "discover_series", broken)  # the fork inherits the patched module
     early = startup.EarlyDiscovery([str(tmp_path)], workers=1)
     with pytest.raises(ValueError, match="disk on fire"):
         early.result()
@@ -119,22 +121,27 @@ def test_card_spec_is_the_shipped_cards_preprocessing():
     assert startup.card_spec(path.with_name("missing.json")) is None
 
 
-def _cli_csv(prostatex, tmp_path, name, early: str) -> bytes:
+def _cli_csv(prostatex, tmp_path, name, early: str) -> tuple[bytes, bool]:
+    """(the CSV of ``classify``, whether the command's own process imported pydicom)."""
     out = tmp_path / name
     env = dict(os.environ, **{startup.EARLY_ENV: early})
-    proc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                           "from SeqClassifierLib.app.cli import console; sys.argv[1:] = sys.argv[2:]; console()",
+    proc = subprocess.run([sys.executable, "-c", "import os, sys; sys.path.insert(0, sys.argv[1]); "
+                           "from SeqClassifierLib.app.cli import main; code = main(sys.argv[2:]); "
+                           "print('pydicom' in sys.modules); sys.stdout.flush(); os._exit(code)",
                            str(REPO / "SeqClassifier"), "classify", str(prostatex), "--format", "csv",
                            "--precision", "fp32", "--out", str(out)],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "1 skipped" in proc.stderr, proc.stderr[-2000:]  # labels.csv is skipped
-    return out.read_bytes()
+    return out.read_bytes(), proc.stdout.split()[-1] == "True"
 
 
 def test_cli_rows_are_identical_with_and_without_the_overlap(prostatex, tmp_path):
+    """The same rows; and with the overlap the command's process (torch, the model) never imports the
+    DICOM readers (pydicom: 0.4 s on its way to the model) -- only the header-reading child does."""
     if default_model_path() is None:
         pytest.skip("no shipped model")
-    overlapped = _cli_csv(prostatex, tmp_path, "early.csv", "1")
-    in_process = _cli_csv(prostatex, tmp_path, "plain.csv", "0")
+    overlapped, readers_here = _cli_csv(prostatex, tmp_path, "early.csv", "1")
+    in_process, readers_in_process = _cli_csv(prostatex, tmp_path, "plain.csv", "0")
     assert overlapped == in_process
     assert overlapped.count(b"\n") == 19  # header + 18 series
+    assert not readers_here and readers_in_process
