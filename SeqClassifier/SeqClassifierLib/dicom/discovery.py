@@ -448,8 +448,9 @@ def _read_chunk(paths: Sequence[str]) -> list[Outcome]:
 PARALLEL_MIN_FILES = {"fork": 1500, "forkserver": 4000, "spawn": 10000}
 
 
-def _plan_workers(n_files: int, workers: Optional[int]) -> tuple[int, str]:
-    """(number of readers including this process, start method) for ``n_files``."""
+def _plan_workers(n_files: int, workers: Optional[int], parallel_from: Optional[int] = None) -> tuple[int, str]:
+    """(number of readers including this process, start method) for ``n_files``; ``parallel_from``:
+    the fewest files for which readers are started unasked (None: :data:`PARALLEL_MIN_FILES`)."""
     if workers is None:
         workers = workers_override()
     method = start_method()
@@ -459,7 +460,8 @@ def _plan_workers(n_files: int, workers: Optional[int]) -> tuple[int, str]:
         # Inside the Slicer application itself (not its PythonSlicer CLI
         # children) never start processes unasked: forking a GUI or spawning
         # sys.executable (the Slicer launcher) is not safe there.
-        if "slicer" in sys.modules or n_files < PARALLEL_MIN_FILES.get(method, 10000):
+        fewest = PARALLEL_MIN_FILES.get(method, 10000)
+        if "slicer" in sys.modules or n_files < max(fewest, parallel_from or 0):
             return 1, method
         workers = min(available_cpus(), 8)
     workers = max(1, min(int(workers), 64, max(1, n_files // 64)))
@@ -483,6 +485,7 @@ def discover_series(
     progress: Optional[ProgressFn] = None,
     workers: Optional[int] = None,
     cache: Optional[HeaderCache] = None,
+    parallel_from: Optional[int] = None,
 ) -> Discovery:
     """Find every MR series under ``paths`` (folders and/or files).
 
@@ -493,7 +496,9 @@ def discover_series(
     ``workers``: number of header readers (this process counts as one); None
     picks by file count and platform (:data:`PARALLEL_MIN_FILES`; environment
     variable ``SEQCLASSIFIER_WORKERS`` overrides), 0 or 1 reads in this process
-    only.  The result is identical whatever the number of workers.
+    only.  The result is identical whatever the number of workers.  ``parallel_from``: with
+    ``workers=None``, read in this process only below that many files (a caller whose other
+    process needs a core meanwhile, :mod:`SeqClassifierLib.app.startup`).
 
     ``cache``: a :class:`HeaderCache`; files whose path, size and modification
     time (and inode / change time) are unchanged since they were cached are not
@@ -533,7 +538,7 @@ def discover_series(
         progress(done, total)
         last[0] = done
     todo_paths = [files[i] for i in todo]
-    n_readers, method = _plan_workers(len(todo_paths), workers)
+    n_readers, method = _plan_workers(len(todo_paths), workers, parallel_from)
     if n_readers > 1:
         read = _read_parallel(todo_paths, n_readers, method, report)
     else:

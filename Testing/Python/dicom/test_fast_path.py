@@ -435,6 +435,22 @@ def test_parallel_progress_reaches_the_total(prostatex):
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
 
 
+def test_parallel_from_keeps_reading_in_this_process_below_it(monkeypatch):
+    """``parallel_from`` (the CLI's header-reading child: its parent needs a core for torch) raises
+    the file count from which readers start unasked; asked-for workers are still started."""
+    from SeqClassifierLib.dicom import discovery
+
+    monkeypatch.setattr(discovery, "available_cpus", lambda: 4)
+    monkeypatch.setattr(discovery, "start_method", lambda: "fork")
+    monkeypatch.setattr(discovery, "workers_override", lambda: None)
+    monkeypatch.setattr(discovery, "may_start_processes", lambda: True)
+    assert discovery._plan_workers(2000, None)[0] == 4
+    assert discovery._plan_workers(2000, None, parallel_from=3000)[0] == 1
+    assert discovery._plan_workers(3000, None, parallel_from=3000)[0] == 4
+    assert discovery._plan_workers(2000, 2, parallel_from=3000)[0] == 2
+    assert discovery._plan_workers(1000, None, parallel_from=500)[0] == 1  # never below the method's own
+
+
 # ----------------------------------------------------------------------------
 # Header cache
 # ----------------------------------------------------------------------------
