@@ -24,10 +24,19 @@ SLICER = LIB.parent / "SeqClassifierSlicer"
 PACKAGES = ((LIB, PACKAGE), (SLICER, "SeqClassifierSlicer"))
 
 #: (importing module, imported module) -> why the import is inside a function: each of these pulls in
-#: torch (training, checkpoints, backbones) or the phantom and DICOM writer, which commands that do not
-#: need them (classify, sort, --help, the Slicer panel's child process) must not pay for at start-up.
+#: torch (training, checkpoints, backbones), the phantom and DICOM writer, or the DICOM readers, which
+#: commands or processes that do not need them (classify, sort, --help, the Slicer panel's child
+#: process, the command line's model process) must not pay for at start-up.
 _TORCH = "imports torch at module level; only the commands that train or open checkpoints pay for it"
+_READERS = ("the DICOM readers (pydicom, 0.4 s to import): the command line's model process, given its "
+            "inputs by the header-reading child, never imports them (test_startup checks it)")
 ALLOWED_LOCAL_IMPORTS: dict[tuple[str, str], str] = {
+    ("SeqClassifierLib.app.startup", "SeqClassifierLib.dicom.discovery"): _READERS + " -- the child's own",
+    ("SeqClassifierLib.app.stream", "SeqClassifierLib.dicom.discovery"): _READERS,
+    ("SeqClassifierLib.app.cli", "SeqClassifierLib.dicom.header_cache"): _READERS + " (only with --cache)",
+    ("SeqClassifierLib.app.adapt_cli", "SeqClassifierLib.dicom.discovery"): _READERS + " (only for `adapt`)",
+    ("SeqClassifierLib.inputs.image", "SeqClassifierLib.dicom.tags"): _READERS + " (only where a slice is read)",
+    ("SeqClassifierLib.inputs.image", "SeqClassifierLib.dicom.pixels"): _READERS + " (only where a slice is read)",
     ("SeqClassifierLib.app.cli", "SeqClassifierLib.synth"): "the phantom and DICOM writer: only for `synth`",
     ("SeqClassifierLib.app.cli", "SeqClassifierLib.model.backbones"): _TORCH,
     ("SeqClassifierLib.app.cli", "SeqClassifierLib.training.train"): _TORCH,

@@ -438,8 +438,11 @@ def test_parallel_progress_reaches_the_total(prostatex):
 def test_parallel_from_keeps_reading_in_this_process_below_it(monkeypatch):
     """``parallel_from`` (the CLI's header-reading child: its parent needs a core for torch) raises
     the file count from which readers start unasked; asked-for workers are still started."""
+    import sys
+
     from SeqClassifierLib.dicom import discovery
 
+    monkeypatch.delitem(sys.modules, "slicer", raising=False)  # a Slicer stand-in of another test
     monkeypatch.setattr(discovery, "available_cpus", lambda: 4)
     monkeypatch.setattr(discovery, "start_method", lambda: "fork")
     monkeypatch.setattr(discovery, "workers_override", lambda: None)
