@@ -34,7 +34,6 @@ import os
 import stat
 import sys
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
 from SeqClassifierLib.config import WORKERS_ENV, fast_headers_enabled, workers_override  # noqa: F401
@@ -360,8 +359,6 @@ def series_key(h: Union[FileHeader, SeriesRecord]) -> SeriesKey:
     SeriesInstanceUID is unique only within its patient and study (copies and bad anonymisation
     repeat it under other patients / studies)."""
     return SeriesKey(h.patient_id or "", h.study_uid or "", h.series_uid)
-
-
 
 
 def _series_sort_key(s: SeriesRecord) -> tuple:
