@@ -135,3 +135,30 @@ def terminate_as_interrupt() -> Iterator[None]:
         with contextlib.suppress(ValueError, OSError):
             signal.signal(signal.SIGTERM, old)
         _terminated.clear()
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """While inside: Ctrl-C (SIGINT) is noted, not raised; :class:`KeyboardInterrupt` comes when the block
+    ends.  For ``import torch`` and loading a model: a KeyboardInterrupt that reaches torch's C++ start-up
+    aborts the whole process (``terminate called after throwing ... KeyboardInterrupt``), and one raised
+    in its optional imports may be swallowed there.  Only in the main thread and only when SIGINT has
+    Python's own handler; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted = threading.Event()
+    try:
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            raise ValueError("SIGINT is handled elsewhere")
+        signal.signal(signal.SIGINT, lambda signum, frame: noted.set())
+    except (ValueError, OSError, TypeError):  # someone else's handler, or not allowed (an embedding interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    if noted.is_set():
+        raise KeyboardInterrupt

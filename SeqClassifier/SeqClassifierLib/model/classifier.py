@@ -32,7 +32,7 @@ from SeqClassifierLib.model.evidence import Facts, evidence_conflict_items
 from SeqClassifierLib.model.reasons import Reason, ReasonKind, review_reasons
 from SeqClassifierLib.model.review_rule import ReviewRule
 from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
-from SeqClassifierLib.lifetime import raise_if_terminated
+from SeqClassifierLib.lifetime import interrupts_deferred, raise_if_terminated
 from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input  # noqa: F401  (PreparedInput: API)
 from SeqClassifierLib.records import Prediction, SeriesRecord
 
@@ -198,12 +198,14 @@ class Classifier:
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
-            from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
+            # Ctrl-C while torch imports would abort the process from its C++ start-up: raised after it
+            with interrupts_deferred():
+                from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
-            device = resolve_device(device)
-            # the feature schema is checked on the card, before the weights are hashed, read and built
-            ensemble, card = load_checkpoint(self.model_path, map_location=device,
-                                             validate=lambda c: check_feature_schema(c, c.path or self.model_path))
+                device = resolve_device(device)
+                # the feature schema is checked on the card, before the weights are hashed, read and built
+                ensemble, card = load_checkpoint(self.model_path, map_location=device,
+                                                 validate=lambda c: check_feature_schema(c, c.path or self.model_path))
             self._attach(ensemble, card, device, precision, checked=True)
 
     @classmethod
