@@ -20,11 +20,12 @@ import os
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
+from SeqClassifierLib.config import workers_override
 from SeqClassifierLib.lifetime import raise_if_terminated, terminate_pool, worker_init
 
-__all__ = ["available_cpus", "may_start_processes", "start_method", "ordered_map"]
+__all__ = ["available_cpus", "may_start_processes", "plan_workers", "start_method", "ordered_map"]
 
 
 def may_start_processes() -> bool:
@@ -50,6 +51,26 @@ def start_method() -> str:
     if "forkserver" in methods and sys.platform != "darwin":
         return "forkserver"
     return "spawn"
+
+
+def plan_workers(n_items: int, asked: Optional[int], method: str, fewest: Mapping[str, int], per_worker: int,
+                 parallel_from: Optional[int] = None) -> int:
+    """How many processes (this one included) share ``n_items`` of work started with ``method``.
+
+    ``asked``: a number asked for, used as it is but for the caps (64, and one process per
+    ``per_worker`` items); None: automatic -- ``SEQCLASSIFIER_WORKERS`` first, else this process only
+    below ``fewest[method]`` items (or ``parallel_from``, when larger) and inside the Slicer application
+    itself (forking a GUI or spawning its launcher is not safe; its PythonSlicer children may), else
+    the CPUs, at most 8.  Always 1 in a daemonic process (:func:`may_start_processes`)."""
+    if asked is None:
+        asked = workers_override()
+    if not may_start_processes():
+        return 1
+    if asked is None:
+        if "slicer" in sys.modules or n_items < max(fewest.get(method, 10 ** 9), parallel_from or 0):
+            return 1
+        asked = min(available_cpus(), 8)
+    return max(1, min(int(asked), 64, n_items // per_worker))
 
 
 def ordered_map(func: Callable[[Any], Any], chunks: Sequence[Any], n: int, method: str,

@@ -32,11 +32,10 @@ from __future__ import annotations
 import math
 import os
 import stat
-import sys
 from collections import Counter, defaultdict
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence, Union
 
-from SeqClassifierLib.config import WORKERS_ENV, fast_headers_enabled, workers_override  # noqa: F401
+from SeqClassifierLib.config import WORKERS_ENV, fast_headers_enabled  # noqa: F401  (WORKERS_ENV: API)
 from SeqClassifierLib.dicom.fast_header import FastPathUnsupported, read_file_header_fast
 from SeqClassifierLib.dicom.header import FileFrame, FileHeader, Outcome, UnusableFile
 from SeqClassifierLib.dicom.header_cache import HeaderCache
@@ -45,7 +44,7 @@ from SeqClassifierLib.dicom.values import _int
 from SeqClassifierLib.dicom.vendors import PROTOCOL_B_VALUE_SOURCE, protocol_b_values
 from SeqClassifierLib.labels import Plane
 from SeqClassifierLib.lifetime import raise_if_terminated
-from SeqClassifierLib.parallel import available_cpus, may_start_processes, ordered_map, start_method
+from SeqClassifierLib.parallel import ordered_map, plan_workers, start_method
 from SeqClassifierLib.records import Discovery, FrameRef, SeriesKey, SeriesRecord, SkippedFile  # noqa: F401  (Discovery, SeriesKey: API)
 
 PathLike = Union[str, os.PathLike]
@@ -446,23 +445,10 @@ PARALLEL_MIN_FILES = {"fork": 1500, "forkserver": 4000, "spawn": 10000}
 
 
 def _plan_workers(n_files: int, workers: Optional[int], parallel_from: Optional[int] = None) -> tuple[int, str]:
-    """(number of readers including this process, start method) for ``n_files``; ``parallel_from``:
-    the fewest files for which readers are started unasked (None: :data:`PARALLEL_MIN_FILES`)."""
-    if workers is None:
-        workers = workers_override()
+    """(number of readers including this process, start method) for ``n_files``
+    (:func:`~SeqClassifierLib.parallel.plan_workers` with :data:`PARALLEL_MIN_FILES`, a reader per 64 files)."""
     method = start_method()
-    if not may_start_processes():  # a daemonic process (a dask worker) may not have children
-        return 1, method
-    if workers is None:
-        # Inside the Slicer application itself (not its PythonSlicer CLI
-        # children) never start processes unasked: forking a GUI or spawning
-        # sys.executable (the Slicer launcher) is not safe there.
-        fewest = PARALLEL_MIN_FILES.get(method, 10000)
-        if "slicer" in sys.modules or n_files < max(fewest, parallel_from or 0):
-            return 1, method
-        workers = min(available_cpus(), 8)
-    workers = max(1, min(int(workers), 64, max(1, n_files // 64)))
-    return workers, method
+    return plan_workers(n_files, workers, method, PARALLEL_MIN_FILES, 64, parallel_from), method
 
 
 def _read_parallel(files: list[str], n_readers: int, method: str,

@@ -26,16 +26,14 @@ is prepared in this process, as it was before processes were used.
 from __future__ import annotations
 
 import logging
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Optional, Sequence
 
-from SeqClassifierLib.config import workers_override
 from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input
 from SeqClassifierLib.inputs.study import SeriesContext
 from SeqClassifierLib.lifetime import raise_if_terminated
-from SeqClassifierLib.parallel import available_cpus, may_start_processes, ordered_map, start_method
+from SeqClassifierLib.parallel import ordered_map, plan_workers, start_method
 from SeqClassifierLib.records import SeriesRecord
 
 __all__ = ["MIN_SERIES", "Spec", "plan_processes", "prepare_many", "spec_of"]
@@ -60,19 +58,10 @@ _MAX_CHUNK = 16
 
 
 def plan_processes(n_series: int, processes: Optional[int] = None) -> tuple[int, str]:
-    """(number of processes including this one, start method) to prepare ``n_series``;
-    1: this process only.  ``processes`` None: automatic (``SEQCLASSIFIER_WORKERS`` first)."""
-    if processes is None:
-        processes = workers_override()
+    """(number of processes including this one, start method) to prepare ``n_series``; 1: this process
+    only (:func:`~SeqClassifierLib.parallel.plan_workers` with :data:`MIN_SERIES`, a process per 2 series)."""
     method = start_method()
-    if not may_start_processes():
-        return 1, method
-    if processes is None:
-        # inside the Slicer application (not its PythonSlicer children): no processes unasked
-        if "slicer" in sys.modules or n_series < MIN_SERIES.get(method, 10 ** 9):
-            return 1, method
-        processes = min(available_cpus(), 8)
-    return max(1, min(int(processes), 64, n_series // 2)), method
+    return plan_workers(n_series, processes, method, MIN_SERIES, 2), method
 
 
 #: (items, spec) of the run in progress, set before ``fork`` workers start: they inherit it, so a

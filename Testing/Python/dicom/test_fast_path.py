@@ -440,13 +440,14 @@ def test_parallel_from_keeps_reading_in_this_process_below_it(monkeypatch):
     the file count from which readers start unasked; asked-for workers are still started."""
     import sys
 
+    from SeqClassifierLib import parallel
     from SeqClassifierLib.dicom import discovery
 
     monkeypatch.delitem(sys.modules, "slicer", raising=False)  # a Slicer stand-in of another test
-    monkeypatch.setattr(discovery, "available_cpus", lambda: 4)
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 4)
     monkeypatch.setattr(discovery, "start_method", lambda: "fork")
-    monkeypatch.setattr(discovery, "workers_override", lambda: None)
-    monkeypatch.setattr(discovery, "may_start_processes", lambda: True)
+    monkeypatch.setattr(parallel, "workers_override", lambda: None)
+    monkeypatch.setattr(parallel, "may_start_processes", lambda: True)
     assert discovery._plan_workers(2000, None)[0] == 4
     assert discovery._plan_workers(2000, None, parallel_from=3000)[0] == 1
     assert discovery._plan_workers(3000, None, parallel_from=3000)[0] == 4

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from SeqClassifierLib.dicom.discovery import discover_series
+from SeqClassifierLib import parallel
 from SeqClassifierLib.inputs import prepare_pool
 from SeqClassifierLib.inputs.prepare_pool import MIN_SERIES, plan_processes, prepare_many
 from SeqClassifierLib.inputs.prepared import prepare_input
@@ -105,7 +106,8 @@ def test_plan(monkeypatch):
     monkeypatch.delenv("SEQCLASSIFIER_WORKERS", raising=False)
     monkeypatch.delitem(sys.modules, "slicer", raising=False)  # a stand-in other tests may have left
     n, method = plan_processes(1000)
-    assert n == min(prepare_pool.available_cpus(), 8) or n == 1 and prepare_pool.available_cpus() == 1
+    cpus = parallel.available_cpus()
+    assert n == min(cpus, 8) or n == 1 and cpus == 1
     assert plan_processes(MIN_SERIES[method] - 1) == (1, method)  # too few to pay for a worker
     assert plan_processes(10, processes=3) == (3, method)  # asked for: used
     assert plan_processes(4, processes=8)[0] == 2  # never more than one process for two series
