@@ -29,6 +29,7 @@ skips files already read.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
@@ -259,14 +260,7 @@ def build_series(headers: list[FileHeader]) -> SeriesRecord:
     """Assemble one :class:`SeriesRecord` from the headers of its files."""
     headers = sorted(headers, key=lambda h: (h.acquisition_number or 0, h.instance_number or 0, h.path))
     first = headers[0]
-    rounded: dict = {}  # iop -> _round_iop(iop), once per distinct orientation (most series have one)
-
-    def round_iop(iop: Optional[tuple[float, ...]]) -> Optional[tuple[float, ...]]:
-        r = rounded.get(iop, rounded)
-        if r is rounded:
-            r = rounded[iop] = _round_iop(iop)
-        return r
-
+    round_iop = functools.lru_cache(maxsize=None)(_round_iop)  # once per distinct orientation (mostly one)
     iop_key = _majority(round_iop(f.iop) for h in headers for f in h.frames)
     iop = None
     if iop_key is not None:
