@@ -144,15 +144,14 @@ def interrupts_deferred() -> Iterator[None]:
     aborts the whole process (``terminate called after throwing ... KeyboardInterrupt``), and one raised
     in its optional imports may be swallowed there.  Only in the main thread and only when SIGINT has
     Python's own handler; elsewhere nothing changes."""
-    if threading.current_thread() is not threading.main_thread():
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     noted = threading.Event()
     try:
-        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-            raise ValueError("SIGINT is handled elsewhere")
         signal.signal(signal.SIGINT, lambda signum, frame: noted.set())
-    except (ValueError, OSError, TypeError):  # someone else's handler, or not allowed (an embedding interpreter)
+    except (ValueError, OSError):  # not allowed here (an embedding interpreter)
         yield
         return
     try:
