@@ -44,6 +44,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from SeqClassifierLib.inputs import order_stats
+from SeqClassifierLib.inputs.block_mean import block_mean
 from SeqClassifierLib.records import FrameRef, SeriesRecord
 
 
@@ -219,9 +220,8 @@ def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
         return canvas
     # Separable linear interpolation with pre-averaging when shrinking: keeps
     # this module free of torch so that discovery and thumbnails stay light.
-    if side > size and side % size == 0:
-        f = side // size
-        return canvas.reshape(size, f, size, f).mean(axis=(1, 3))
+    if side > size and side % size == 0:  # canvas.reshape(size, f, size, f).mean(axis=(1, 3)), its bits
+        return block_mean(canvas, side // size)
     coords = (np.arange(size, dtype=np.float64) + 0.5) * side / size - 0.5
     coords = np.clip(coords, 0, side - 1)
     i0 = np.floor(coords).astype(int)
@@ -229,9 +229,7 @@ def _resize_square(img: np.ndarray, size: int) -> np.ndarray:
     t = (coords - i0).astype(np.float32)
     if side > 2 * size:  # box-filter first to avoid aliasing
         k = side // size
-        trimmed = canvas[: side // k * k, : side // k * k]
-        canvas = trimmed.reshape(side // k, k, side // k, k).mean(axis=(1, 3))
-        return _resize_square(canvas, size)
+        return _resize_square(block_mean(canvas, k), size)  # the means of its k x k blocks
     rows = canvas[i0] * (1 - t)[:, None] + canvas[i1] * t[:, None]
     return rows[:, i0] * (1 - t)[None, :] + rows[:, i1] * t[None, :]
 

@@ -13,9 +13,12 @@ exact order statistics at the indices; the interpolation between two of them
 is fixed), so:
 
 * :func:`ordered` sorts the pixels once (numpy's vectorised sort, 0.5 ms), and
-  :func:`percentile` hands that sorted array to ``np.percentile`` itself, where
-  the partition of sorted data is cheap: numpy's own interpolation, whatever
-  its version, hence its bits;
+  :func:`percentile` hands that sorted array to ``np.percentile`` itself as a
+  :class:`SortedValues` view, whose ``partition`` does nothing (a sorted array
+  is partitioned around every index already): numpy's own indices, dtypes and
+  interpolation, whatever its version, hence its bits, without the copy and
+  the partitions (on a 384 x 384 slice 0.07 ms instead of 1.0 ms for numpy 1.26
+  and 2.x alike);
 * :func:`median` partitions around one index and takes the largest value below
   it for an even count, then averages the two as ``np.median`` does
   (``np.mean`` of the two middle values).
@@ -30,7 +33,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-__all__ = ["ordered", "percentile", "median"]
+__all__ = ["SortedValues", "ordered", "percentile", "median"]
 
 
 def ordered(a: np.ndarray) -> np.ndarray:
@@ -38,15 +41,26 @@ def ordered(a: np.ndarray) -> np.ndarray:
     return np.sort(np.asarray(a).ravel())
 
 
+class SortedValues(np.ndarray):
+    """A view of values sorted in ascending order (NaN last, as ``np.sort`` leaves them): partitioning
+    it changes nothing, so :meth:`partition` returns at once.  Only :func:`percentile` makes one, of
+    :func:`ordered`'s result; numpy's quantile code partitions its input before it interpolates."""
+
+    def partition(self, kth, axis=-1, kind="introselect", order=None):
+        return None
+
+
 def percentile(a: np.ndarray, q: Union[float, Sequence[float]], sorted_values: Optional[np.ndarray] = None):
-    """``np.percentile(a, q)`` (linear method), the same bits.  ``sorted_values``: :func:`ordered` of
-    ``a`` if the caller has it (it must hold the same values in the same dtype); else ``a`` is sorted here."""
+    """``np.percentile(a, q)`` (linear method), the same bits and type.  ``sorted_values``: :func:`ordered`
+    of ``a`` if the caller has it (it must hold the same values in the same dtype); else ``a`` is sorted here."""
     a = np.asarray(a)
     s = sorted_values if sorted_values is not None else ordered(a)
     if s.dtype != a.dtype or s.size != a.size:
         raise ValueError(f"sorted values of dtype {s.dtype} and size {s.size} given for an array "
                          f"of dtype {a.dtype} and size {a.size}")
-    return np.percentile(s, q)
+    # overwrite_input: numpy works on a view instead of a copy, and the no-op partition writes nothing
+    result = np.percentile(s.ravel().view(SortedValues), q, overwrite_input=True)
+    return result.view(np.ndarray) if isinstance(result, np.ndarray) else result
 
 
 def median(a: np.ndarray) -> float:
