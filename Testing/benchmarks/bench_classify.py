@@ -506,6 +506,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if workdir == REPO or REPO in workdir.parents:
         p.error("--workdir must be outside the repository")
 
+    # what the command line does first (SeqClassifierLib.allocator): every measurement of this process,
+    # the plain loop and dcm-classifier included, runs with freed memory kept
+    from SeqClassifierLib.allocator import keep_freed_memory
+
+    kept = keep_freed_memory()
+
     import numpy
     import torch
 
@@ -517,7 +523,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         pydicom_version = "not installed"
     print(f"SeqClassifier benchmark -- Python {platform.python_version()}, pydicom {pydicom_version}, "
           f"numpy {numpy.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"{os.cpu_count()} CPUs, {platform.platform()}")
+          f"{os.cpu_count()} CPUs, {platform.platform()}; freed memory kept (allocator): {kept}")
     busy = cpu_busy()
     if busy is not None:
         print(f"CPU busy before start: {busy * 100:.0f}%" + (

@@ -42,6 +42,7 @@ import warnings
 from typing import Optional, Sequence
 
 from SeqClassifierLib import __version__, config
+from SeqClassifierLib.allocator import keep_freed_memory
 from SeqClassifierLib.labels import CLASS_NAMES
 from SeqClassifierLib.app import adapt_cli, archive_cli, by_source_cli, validation_commands
 from SeqClassifierLib.app.output import (event_line, format_csv, format_json, format_jsonl, format_table, make_row,
@@ -643,7 +644,11 @@ def console() -> None:
     Every output is complete (written atomically, streams flushed) when :func:`main` returns; what
     is left is the interpreter's shutdown, which with torch loaded takes 0.3-0.9 s (its modules,
     thread pools and the model's tensors torn down one by one).  Once torch is imported the process
-    therefore ends with ``os._exit`` after flushing; without torch, as usual."""
+    therefore ends with ``os._exit`` after flushing; without torch, as usual.
+
+    Before :func:`main`, this process keeps the memory it frees for its next arrays
+    (:func:`~SeqClassifierLib.allocator.keep_freed_memory`; the processes it forks inherit it)."""
+    keep_freed_memory()
     code = main()
     if "torch" not in sys.modules:
         sys.exit(code)
