@@ -20,14 +20,18 @@ for _attr in ATTRIBUTES:
     globals()[constant_name(_attr)] = Tag(_attr.tag)
 del _attr
 
+# The tuples below hold these very objects, never equal copies: the fast reader keys its values by
+# them (fast_decode._CANON), and a dict finds the same object without calling pydicom's Python-level
+# BaseTag.__eq__, which an equal copy costs on every lookup.
+
 # Image Pixel module attributes read (besides HEADER_TAGS) with the pixels of a native frame.
-PIXEL_TAGS: tuple[BaseTag, ...] = tuple(Tag(a.tag) for a in ATTRIBUTES if a.keyword in (
+PIXEL_TAGS: tuple[BaseTag, ...] = tuple(globals()[constant_name(a)] for a in ATTRIBUTES if a.keyword in (
     "PhotometricInterpretation", "PlanarConfiguration", "BitsStored", "PixelRepresentation"))
 
 #: Everything discovery reads from a file header (the table's ``read`` rows).  The functional-group
 #: sequences of enhanced multi-frame objects are included whole because the per-frame b-values,
 #: positions and temporal indices live inside them.
-HEADER_TAGS: tuple[BaseTag, ...] = tuple(Tag(a.tag) for a in ATTRIBUTES if a.read)
+HEADER_TAGS: tuple[BaseTag, ...] = tuple(globals()[constant_name(a)] for a in ATTRIBUTES if a.read)
 
 # The SOP classes and other UIDs it tells apart: in .sop_classes (no pydicom there, for the model process).
 from SeqClassifierLib.dicom.sop_classes import (  # noqa: E402,F401
