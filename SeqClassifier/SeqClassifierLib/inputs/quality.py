@@ -28,7 +28,8 @@ from typing import Optional
 import numpy as np
 
 from SeqClassifierLib.inputs.block_mean import block_mean
-from SeqClassifierLib.inputs.order_stats import median, percentile
+from SeqClassifierLib.inputs.laplacian import float32_is_exact, laplacian_median
+from SeqClassifierLib.inputs.order_stats import percentile
 
 #: Below this score the image is flagged as low quality.
 LOW_QUALITY = 0.3
@@ -54,65 +55,6 @@ class ImageQuality:
 
 def _clip01(v: float) -> float:
     return float(min(1.0, max(0.0, v)))
-
-
-#: Largest spread of binary exponents (``np.frexp``) between the largest and the smallest non-zero
-#: magnitude of float32 pixels for which the Laplacian of their float64 values is exact (see
-#: :func:`_laplacian_is_exact`); 25 would still be, one is kept as margin.
-EXACT_EXPONENT_SPREAD = 24
-
-
-def _laplacian_is_exact(sorted_values: np.ndarray) -> bool:
-    """True when every sum of the Laplacian of these float32 values (ascending, finite) is exact in float64,
-    so that any order of its additions gives the same bits.
-
-    Every float32 value is a whole multiple of ``u = 2**(e_min - 24)`` (``e_min``: the ``frexp`` exponent of
-    the smallest non-zero magnitude), and every partial sum of the 3 x 3 mask (coefficients 1, 2, 4; their
-    magnitudes add up to 16) is a whole multiple of ``u`` below ``16 * 2**e_max``: exact while that
-    is under ``2**53 * u``, i.e. ``e_max - e_min <= 25``.  MR pixels (integers times a slope) span 17
-    binary orders at most."""
-    s = np.asarray(sorted_values)
-    if s.dtype != np.float32 or s.size == 0:
-        return False
-    below, above = np.searchsorted(s, 0.0, "left"), np.searchsorted(s, 0.0, "right")
-    smallest = [v for v in ((-s[below - 1]) if below else None, s[above] if above < s.size else None)
-                if v is not None]
-    if not smallest:  # all zero
-        return True
-    largest = max(-float(s[0]), float(s[-1]))
-    return int(np.frexp(largest)[1]) - int(np.frexp(float(min(smallest)))[1]) <= EXACT_EXPONENT_SPREAD
-
-
-def _abs_laplacian_separable(a: np.ndarray) -> np.ndarray:
-    """``|[1 -2 1] x [1 -2 1]|`` of ``a`` as a row pass then a column pass, ``x - 2y`` as ``(x - y) - y``:
-    seven passes instead of fourteen.  The same bits as :func:`_abs_laplacian` only where every sum is
-    exact (:func:`_laplacian_is_exact`); anywhere else the order of the additions shows."""
-    mid = a[:, 1:-1]
-    rows = np.subtract(a[:, :-2], mid)
-    np.subtract(rows, mid, out=rows)
-    np.add(rows, a[:, 2:], out=rows)
-    mid = rows[1:-1]
-    acc = np.subtract(rows[:-2], mid)
-    np.subtract(acc, mid, out=acc)
-    np.add(acc, rows[2:], out=acc)
-    return np.abs(acc, out=acc)
-
-
-def _abs_laplacian(a: np.ndarray) -> np.ndarray:
-    """``|a[:-2, :-2] - 2 a[:-2, 1:-1] + a[:-2, 2:] - 2 a[1:-1, :-2] + 4 a[1:-1, 1:-1] - ... + a[2:, 2:]|``,
-    summed left to right in two buffers instead of sixteen temporaries (the same bits)."""
-    acc = np.empty((a.shape[0] - 2, a.shape[1] - 2), dtype=a.dtype)
-    tmp = np.empty_like(acc)
-    np.multiply(a[:-2, 1:-1], 2, out=tmp)
-    np.subtract(a[:-2, :-2], tmp, out=acc)
-    np.add(acc, a[:-2, 2:], out=acc)
-    for (dy, dx), k, op in (((1, 0), 2, np.subtract), ((1, 1), 4, np.add), ((1, 2), 2, np.subtract),
-                            ((2, 0), 1, np.add), ((2, 1), 2, np.subtract), ((2, 2), 1, np.add)):
-        term = a[dy:dy + acc.shape[0], dx:dx + acc.shape[1]]
-        if k != 1:
-            term = np.multiply(term, k, out=tmp)
-        op(acc, term, out=acc)
-    return np.abs(acc, out=acc)
 
 
 def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -> ImageQuality:
@@ -144,15 +86,22 @@ def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -
         coverage = float(np.float64(n - int(np.searchsorted(ordered64, level, "right"))) / np.intp(n))
     # Noise: Immerkaer's Laplacian-difference estimate with a median (robust to edges and to anatomy
     # filling the field of view, where no air border exists): the [1 -2 1] x [1 -2 1] mask has norm 6.
+    # (inputs.laplacian: the same bits in fewer passes where no sum of the mask rounds; in float32 for
+    # whole-number pixels, the usual MR case)
+    raw = np.asarray(img)
+    exact32 = sorted_values is not None and a.ndim == 2 and float32_is_exact(raw, sorted_values)
     if a.ndim == 2 and min(a.shape) >= 3:
-        exact = sorted_values is not None and _laplacian_is_exact(sorted_values)
-        noise = 1.4826 * median(_abs_laplacian_separable(a) if exact else _abs_laplacian(a)) / 6.0
+        noise = 1.4826 * laplacian_median(a, raw if sorted_values is not None else None, sorted_values,
+                                          exact32) / 6.0
     else:
         noise = 1.4826 * float(np.median(np.abs(flat - np.median(flat))))
     # Signal: structure that survives 4 x 4 block averaging (noise shrinks 4-fold there, anatomy does
     # not), so a noisy high-b diffusion image keeps its score and a slice of pure noise does not.
     if a.ndim == 2 and min(a.shape) >= 8:
-        signal = 4.0 * float(np.std(block_mean(a, 4)))  # the bits of a.reshape(h, 4, w, 4).mean(axis=(1, 3))
+        # the bits of a.reshape(h, 4, w, 4).mean(axis=(1, 3)); from float32 whole numbers below 2**20 the
+        # sums of 16 are exact in float32 too
+        blocks = block_mean(raw, 4).astype(np.float64) if exact32 else block_mean(a, 4)
+        signal = 4.0 * float(np.std(blocks))
     else:
         signal = float(np.std(flat))
     if noise <= 1e-9 * max(1.0, abs(hi)):
