@@ -62,6 +62,25 @@ def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[list[fl
     return times, result
 
 
+def timed_rounds(fns: list, repeats: int, warmup: int = 1) -> tuple[list[list[float]], list[Any]]:
+    """Wall times (s) of each of ``fns`` over ``repeats`` rounds, each round calling every one once in
+    turn (after ``warmup`` untimed rounds), and each one's last result.  A ratio of two of them then
+    compares runs made minutes apart at most, never a quiet minute against a busy one: this VM's speed
+    drifts by half within an hour (other guests), and measuring one thing after the other let the
+    drift into the ratios."""
+    results: list[Any] = [None] * len(fns)
+    for _ in range(warmup):
+        results = [fn() for fn in fns]
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            gc.collect()
+            t = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - t)
+    return times, results
+
+
 def ms(s: float) -> str:
     return f"{s * 1e3:9.1f} ms"
 
@@ -383,14 +402,15 @@ def study_folders(root: Path) -> list[Path]:
     return sorted({Path(os.path.commonpath(files)) for files in by_study.values()})
 
 
-def bench_dcm_classifier(root: Path, n_files: int, repeats: int, plain: float) -> tuple[list[str], Optional[float]]:
-    """Lines to print, and dcm-classifier's min time (None when not installed)."""
+def dcm_classifier_run(root: Path) -> tuple[str, Optional[Callable[[], int]]]:
+    """(a line saying what is run, the run: dcm-classifier over every study folder under ``root``,
+    returning its series count), or (why not, None) where it is not installed."""
     try:
         import dcm_classifier  # noqa: F401
         from dcm_classifier.image_type_inference import ImageTypeClassifierBase
         from dcm_classifier.study_processing import ProcessOneDicomStudyToVolumesMappingBase
     except Exception as exc:  # not installed, or its dependencies are missing
-        return [f"  dcm-classifier: not installed ({type(exc).__name__}: {exc})"], None
+        return f"  dcm-classifier: not installed ({type(exc).__name__}: {exc})", None
     try:
         from importlib.metadata import version
 
@@ -412,10 +432,36 @@ def bench_dcm_classifier(root: Path, n_files: int, repeats: int, plain: float) -
             n += len(study.get_study_dictionary())
         return n
 
-    times, n_series = timed(run, repeats)
-    return [f"  dcm-classifier {ver} (ProcessOneDicomStudyToVolumesMappingBase + run_inference, "
-            f"{len(folders)} study folder(s), {n_series} series; model load {load * 1e3:.0f} ms)",
-            row("dcm-classifier end to end", times, n_files, plain)], min(times)
+    return (f"  dcm-classifier {ver} (ProcessOneDicomStudyToVolumesMappingBase + run_inference, "
+            f"{len(folders)} study folder(s); model load {load * 1e3:.0f} ms)"), run
+
+
+def compare_in_rounds(label: str, root: Path, files: list[str], e2e: "EndToEnd", repeats: int,
+                      with_dcm: bool) -> tuple[float, float, Optional[float]]:
+    """The plain loop, ours end to end and (``with_dcm``) dcm-classifier over the same files, timed in
+    alternation (:func:`timed_rounds`); prints their rows; returns their min times (dcm: None if not run)."""
+    n = len(files)
+    dcm_line, dcm_run = dcm_classifier_run(root) if with_dcm else ("", None)
+    fns = [lambda: plain_pydicom_loop(files), lambda: e2e(root)] + ([dcm_run] if dcm_run else [])
+    e2e.reset()
+    times, results = timed_rounds(fns, repeats)
+    plain = min(times[0])
+    n_series = results[1][0]
+    print(row("plain pydicom loop (reference)", times[0], n))
+    print(row(f"ours end to end ({n_series} series)", times[1], n, plain))
+    for key, vals in e2e.parts.items():
+        vals = vals[-repeats:]
+        print(f"    {key:36s} min {ms(min(vals))}  median {ms(statistics.median(vals))}")
+    dcm = None
+    if with_dcm:
+        print(dcm_line)
+        if dcm_run is not None:
+            dcm = min(times[2])
+            print(row(f"dcm-classifier end to end ({results[2]} series)", times[2], n, plain))
+    print(f"  ({label}: the rows above were timed in {repeats} alternating rounds)")
+    if len(times[1]) > 1 and statistics.median(times[1]) > 1.5 * min(times[1]):
+        print("  WARNING: median >> min: the machine was busy during this set; re-run it")
+    return min(times[1]), plain, dcm
 
 
 # ----------------------------------------------------------------------------
@@ -561,30 +607,20 @@ def main(argv: Optional[list[str]] = None) -> int:
         files = list_files(args.data)
         n = len(files)
         print(f"\n[{args.data}] {n} files, warm cache, {args.repeats} repeat(s)")
-        plain_t, _ = timed(lambda: plain_pydicom_loop(files), args.repeats)
-        plain = min(plain_t)
-        print(row("plain pydicom loop (reference)", plain_t, n))
+        ours, plain, dcm = compare_in_rounds("the study", args.data, files, e2e, args.repeats, with_dcm=True)
         slow_t, _ = timed(lambda: header_loop(files, read_file_header_pydicom), args.repeats)
         print(row("headers: pydicom reader (old path)", slow_t, n, plain))
         fast_t, _ = timed(lambda: header_loop(files, read_file_header), args.repeats)
         print(row("headers: fast reader (+fallback)", fast_t, n, plain))
-        e2e.reset()
-        e2e_t, (n_series, _) = timed(lambda: e2e(args.data), args.repeats)
-        print(row(f"ours end to end ({n_series} series)", e2e_t, n, plain))
-        for key, vals in e2e.parts.items():
-            vals = vals[-args.repeats:]
-            print(f"    {key:36s} min {ms(min(vals))}  median {ms(statistics.median(vals))}")
-        results.append((f"study {args.data.name} ({n} files)", min(e2e_t), plain))
+        results.append((f"study {args.data.name} ({n} files)", ours, plain))
         tracemalloc.start()
         e2e(args.data)
         _, py_peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         print(f"  model load {load * 1e3:.0f} ms (not in the timed region); peak Python heap of one end-to-end "
               f"run {py_peak / 2**20:.1f} MiB (tracemalloc); process peak RSS so far {peak_rss_mb():.0f} MiB")
-        lines, dcm = bench_dcm_classifier(args.data, n, args.repeats, plain)
-        print("\n".join(lines))
         if dcm is not None:
-            vs_dcm.append((f"study {args.data.name} ({n} files)", min(e2e_t), dcm))
+            vs_dcm.append((f"study {args.data.name} ({n} files)", ours, dcm))
         runs = cli_cold(args.data, model_path, args.device, args.repeats, Path(tmp), env)
         print("\n".join(cli_lines(runs)))
         cli_results.append((f"study {args.data.name} ({n} files)", runs))
@@ -595,9 +631,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             sfiles = list_files(root)
             reps = args.repeats if size <= 2000 else max(1, min(args.repeats, 2))
             print(f"\n[{size} files: {root}] warm cache, {reps} repeat(s)")
-            plain_t, _ = timed(lambda: plain_pydicom_loop(sfiles), reps)
-            splain = min(plain_t)
-            print(row("plain pydicom loop (reference)", plain_t, size))
+            # dcm-classifier costs ~5 ms/file: compared on the smaller sets only
+            ours, splain, dcm = compare_in_rounds(f"{size} files", root, sfiles, e2e, reps, with_dcm=size <= 2000)
             from SeqClassifierLib.dicom.discovery import discover_series
 
             for label, w in (("discovery serial (workers=1)", 1), ("discovery 2 processes (workers=2)", 2),
@@ -606,23 +641,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(row(label, dt, size, splain))
             dt, _ = timed(lambda: threaded_header_loop(sfiles, 2), reps)
             print(row("headers in 2 threads (for the record)", dt, size, splain))
-            e2e.reset()
-            e2e_t, (n_series, _) = timed(lambda: e2e(root), reps)
-            print(row(f"ours end to end ({n_series} series)", e2e_t, size, splain))
-            for key, vals in e2e.parts.items():
-                print(f"    {key:36s} min {ms(min(vals))}  median {ms(statistics.median(vals))}")
-            if size <= 2000:  # dcm-classifier costs ~5 ms/file: compare on the smaller sets only
-                lines, dcm = bench_dcm_classifier(root, size, reps, splain)
-                print("\n".join(lines))
-                if dcm is not None:
-                    vs_dcm.append((f"{size} replicated files", min(e2e_t), dcm))
+            if dcm is not None:
+                vs_dcm.append((f"{size} replicated files", ours, dcm))
             runs = cli_cold(root, model_path, args.device, reps, Path(tmp), env)
             print("\n".join(cli_lines(runs)))
             cli_results.append((f"{size} replicated files", runs))
             print(f"  benchmark process peak RSS so far {peak_rss_mb():.0f} MiB")
-            results.append((f"{size} replicated files", min(e2e_t), splain))
-            if len(e2e_t) > 1 and statistics.median(e2e_t) > 1.5 * min(e2e_t):
-                print("  WARNING: median >> min: the machine was busy during this set; re-run it")
+            results.append((f"{size} replicated files", ours, splain))
 
     if torch.cuda.is_available():
         print()
