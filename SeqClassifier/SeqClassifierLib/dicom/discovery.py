@@ -434,8 +434,12 @@ def _read_chunk(paths: Sequence[str]) -> list[Outcome]:
 
 #: Minimum number of files to read before worker processes pay off, by start
 #: method (measured: fork ~10 ms to start, forkserver ~230 ms the first time in
-#: a process and ~15 ms after, spawn ~300 ms; one worker saves ~0.07 ms/file).
-PARALLEL_MIN_FILES = {"fork": 1500, "forkserver": 4000, "spawn": 10000}
+#: a process and ~15 ms after, spawn ~300 ms).  ``fork``: measured on the 2-vCPU
+#: benchmark VM in a process holding torch and the model (its fork costs more),
+#: serial against two readers, min of 7: 128 files 67 / 79 ms, 200 files 110 / 104,
+#: 256 files 90 / 121, 300 files 150-158 / 113-134, 377 files (ProstateX) 191-225 /
+#: 127-157 ms; it was 1,500, from an estimate of ~0.07 ms saved a file.
+PARALLEL_MIN_FILES = {"fork": 320, "forkserver": 4000, "spawn": 10000}
 
 
 def _plan_workers(n_files: int, workers: Optional[int], parallel_from: Optional[int] = None) -> tuple[int, str]:
