@@ -13,8 +13,10 @@ comes from changes no arithmetic).
 
 :func:`keep_freed_memory` raises both thresholds (``mallopt``), so freed
 blocks stay in the process for the next array of that size.  The memory kept
-is what the largest step used at once, which the process reached anyway; peak
-RSS does not grow with it (``Testing/benchmarks/README.md``).
+is mostly what the largest step used at once, which the process reached
+anyway: in-process on the 2,000-file set the peak RSS was 695-724 MiB with it
+against 686-701 MiB without (four pairs; ~12 MiB more on average), the same
+range as the 2,000-file CLI's before (``Testing/benchmarks/README.md``).
 
 Only the command line (:func:`~SeqClassifierLib.app.cli.console`, which the
 Slicer module's classification child runs too) calls it: the library never
