@@ -2,8 +2,9 @@
 """Check (not a test) that a change which only makes things faster keeps the model's numbers.
 
 ``dump`` classifies the series under PATH... and writes, per series, the
-ensemble's unrounded probabilities (before the decision rules) and the raw
-distances of every place to an ``.npz``; ``compare`` says whether two dumps are
+ensemble's unrounded probabilities (before the decision rules), the raw
+distances of every place, and the model inputs (the unrounded image quality,
+digests of the image and of the feature vector) to an ``.npz``; ``compare`` says whether two dumps are
 bit-identical, and where they are not, by how much.  ``--tree DIR`` runs the
 checkout at DIR (e.g. a ``git worktree`` of the commit before the change)::
 
@@ -43,6 +44,7 @@ def dump(out: Path, paths: list, precisions: list) -> int:
 
     records = discover_series(paths).series
     arrays = {"keys": np.array(["|".join(r.key) for r in records])}
+    arrays["inputs"] = _inputs(records, Classifier(device="cpu"))
     for precision in precisions:
         classifier = Recording(device="cpu", precision=precision)
         classifier.raw, classifier.score_log = [], []
@@ -52,6 +54,28 @@ def dump(out: Path, paths: list, precisions: list) -> int:
         print(f"{precision}: {len(records)} series (model arithmetic {classifier.precision})")
     np.savez(out, **arrays)
     return 0
+
+
+def _inputs(records: list, classifier) -> "np.ndarray":
+    """Per series, what the model is given, as JSON: the image quality unrounded (its floats written
+    exactly), SHA-256 of the standardised image and of the feature vector, and the image note."""
+    import hashlib
+
+    import numpy as np
+
+    from SeqClassifierLib.inputs.prepare_pool import prepare_many, spec_of
+    from SeqClassifierLib.inputs.study import study_contexts
+
+    def digest(a) -> Optional[str]:
+        return None if a is None else hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+    rows = []
+    for p in prepare_many(records, study_contexts(records), spec_of(classifier.card), processes=1):
+        q = p.quality
+        rows.append(json.dumps({
+            "quality": None if q is None else [q.score, q.snr, q.coverage, q.clipped_fraction, list(q.problems)],
+            "image": digest(p.image), "meta": digest(p.meta), "note": p.image_note}))
+    return np.array(rows)
 
 
 def compare(a_path: Path, b_path: Path) -> int:
@@ -66,6 +90,12 @@ def compare(a_path: Path, b_path: Path) -> int:
         if name.startswith("probs_"):
             equal = np.array_equal(a[name], b[name])
             worst = float(np.abs(a[name].astype(np.float64) - b[name]).max()) if not equal else 0.0
+        elif name == "inputs":  # JSON per series: equal, or how many series differ
+            differ = sum(x != y for x, y in zip(a[name], b[name]))
+            equal = differ == 0
+            print(f"{name}: {'bit-identical' if equal else f'DIFFERENT in {differ} series'}")
+            same &= equal
+            continue
         else:
             sa = [json.loads(x) for x in a[name]]
             sb = [json.loads(x) for x in b[name]]
