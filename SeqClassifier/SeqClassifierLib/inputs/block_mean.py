@@ -34,9 +34,8 @@ def block_mean(a: np.ndarray, f: int) -> np.ndarray:
     a.shape[1] // f``: a new array of the same bits and dtype (``a`` is not changed)."""
     a = np.asarray(a)
     f = int(f)
-    h, w = (a.shape[0] // f, a.shape[1] // f) if a.ndim == 2 and f > 0 else (0, 0)
-    if not (2 <= f <= MAX_FACTOR and h and w and a.dtype in (np.float32, np.float64)):
-        h, w = a.shape[0] // f, a.shape[1] // f
+    h, w = a.shape[0] // f, a.shape[1] // f
+    if not (a.ndim == 2 and 2 <= f <= MAX_FACTOR and h and w and a.dtype in (np.float32, np.float64)):
         return a[:h * f, :w * f].reshape(h, f, w, f).mean(axis=(1, 3))
     total = None
     for i in range(f):

@@ -89,8 +89,11 @@ def float64_is_exact(sorted_values: np.ndarray) -> bool:
     if s.dtype != np.float32 or s.size == 0:
         return False
     below, above = int(np.searchsorted(s, 0.0, "left")), int(np.searchsorted(s, 0.0, "right"))
-    smallest = [float(v) for v in ((-s[below - 1]) if below else None, s[above] if above < s.size else None)
-                if v is not None]
+    smallest = []  # magnitudes of the negative and the positive value nearest zero
+    if below:
+        smallest.append(-float(s[below - 1]))
+    if above < s.size:
+        smallest.append(float(s[above]))
     if not smallest:  # all zero
         return True
     largest = max(-float(s[0]), float(s[-1]))
@@ -108,18 +111,6 @@ def float32_is_exact(img: np.ndarray, sorted_values: np.ndarray) -> bool:
     return bool(np.array_equal(s, np.rint(s)))
 
 
-def _median_averaged_in_float64(lap: np.ndarray) -> float:
-    """:func:`~.order_stats.median` of float32 values that the float64 path holds exactly, its two middle
-    values averaged in float64 as that path averages them (float32 could round their sum)."""
-    flat = lap.ravel()
-    n = flat.size
-    half = n // 2
-    part = np.partition(flat, half)
-    if n % 2:
-        return float(part[half])  # np.mean of one value is that value
-    return float(np.mean(np.array([part[:half].max(), part[half]], dtype=np.float64)))
-
-
 def laplacian_median(a: np.ndarray, img: Optional[np.ndarray] = None, sorted_values: Optional[np.ndarray] = None,
                      float32_exact: Optional[bool] = None) -> float:
     """``float(np.median(abs_laplacian(a)))`` of a 2D float64 slice ``a``, the same bits.  ``img``: the
@@ -131,7 +122,7 @@ def laplacian_median(a: np.ndarray, img: Optional[np.ndarray] = None, sorted_val
         if float32_exact is None:
             float32_exact = float32_is_exact(img, sorted_values)
         if float32_exact:
-            return _median_averaged_in_float64(abs_separable(img))
+            return median(abs_separable(img), mean_dtype=np.float64)  # as the float64 path averages
         if float64_is_exact(sorted_values):
             return median(abs_separable(a))
     return median(abs_laplacian(a))

@@ -63,8 +63,10 @@ def percentile(a: np.ndarray, q: Union[float, Sequence[float]], sorted_values: O
     return result.view(np.ndarray) if isinstance(result, np.ndarray) else result
 
 
-def median(a: np.ndarray) -> float:
-    """``float(np.median(a))`` of a float array, the same bits (``a`` is not changed)."""
+def median(a: np.ndarray, mean_dtype: Optional[np.dtype] = None) -> float:
+    """``float(np.median(a))`` of a float array, the same bits (``a`` is not changed).  ``mean_dtype``: the
+    dtype the two middle values of an even count are averaged in (default ``a``'s): ``np.float64`` gives
+    the median of the float64 array that holds ``a``'s float32 values exactly (their float32 sum could round)."""
     flat = np.asarray(a).ravel()
     n = flat.size
     if n == 0 or flat.dtype.kind != "f" or np.isnan(flat).any():
@@ -74,4 +76,4 @@ def median(a: np.ndarray) -> float:
     if n % 2:
         return float(np.mean(part[half:half + 1]))
     below = part[:half].max()
-    return float(np.mean(np.array([below, part[half]], dtype=flat.dtype)))
+    return float(np.mean(np.array([below, part[half]], dtype=flat.dtype if mean_dtype is None else mean_dtype)))

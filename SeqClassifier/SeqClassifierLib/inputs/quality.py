@@ -61,7 +61,8 @@ def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -
     """Quality of one 2D slice (any numeric dtype).  ``sorted_values``: the slice's pixels sorted
     (:func:`~SeqClassifierLib.inputs.order_stats.ordered`), when the caller has sorted them already;
     used only for a float32 slice without NaN or infinity."""
-    a = np.asarray(img, dtype=np.float64)
+    raw = np.asarray(img)
+    a = np.asarray(raw, dtype=np.float64)
     if a.ndim == 3:  # RGB / multi-channel: judge the luminance
         a = a.mean(axis=-1)
     a = a[np.isfinite(a)] if not np.isfinite(a).all() else a
@@ -71,7 +72,7 @@ def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -
     if hi - lo <= 0:
         return ImageQuality(0.0, 0.0, 0.0, 1.0, ["blank slice (every pixel the same)"])
     flat = a.ravel()
-    if sorted_values is not None and (np.asarray(img).dtype != np.float32 or sorted_values.size != flat.size):
+    if sorted_values is not None and (raw.dtype != np.float32 or sorted_values.size != flat.size):
         sorted_values = None
     # The same bits as np.percentile(flat, 99.0), from one sort (inputs.order_stats)
     ordered64 = None if sorted_values is None else sorted_values.astype(np.float64)
@@ -88,11 +89,9 @@ def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -
     # filling the field of view, where no air border exists): the [1 -2 1] x [1 -2 1] mask has norm 6.
     # (inputs.laplacian: the same bits in fewer passes where no sum of the mask rounds; in float32 for
     # whole-number pixels, the usual MR case)
-    raw = np.asarray(img)
     exact32 = sorted_values is not None and a.ndim == 2 and float32_is_exact(raw, sorted_values)
     if a.ndim == 2 and min(a.shape) >= 3:
-        noise = 1.4826 * laplacian_median(a, raw if sorted_values is not None else None, sorted_values,
-                                          exact32) / 6.0
+        noise = 1.4826 * laplacian_median(a, raw, sorted_values, exact32) / 6.0
     else:
         noise = 1.4826 * float(np.median(np.abs(flat - np.median(flat))))
     # Signal: structure that survives 4 x 4 block averaging (noise shrinks 4-fold there, anatomy does
