@@ -49,17 +49,10 @@ DEFAULT_DATA = Path(os.environ.get("SEQCLASSIFIER_DATA", REPO.parent / "shared" 
 # ----------------------------------------------------------------------------
 
 def timed(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> tuple[list[float], Any]:
-    """Wall times (s) of ``repeats`` calls after ``warmup`` untimed calls; and the last result."""
-    result = None
-    for _ in range(warmup):
-        result = fn()
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return times, result
+    """Wall times (s) of ``repeats`` calls after ``warmup`` untimed calls; and the last result
+    (:func:`timed_rounds` of one function)."""
+    times, results = timed_rounds([fn], repeats, warmup)
+    return times[0], results[0]
 
 
 def timed_rounds(fns: list, repeats: int, warmup: int = 1) -> tuple[list[list[float]], list[Any]]:
