@@ -124,7 +124,9 @@ def stats_from_tensors(tensors: Mapping[str, torch.Tensor], n_folds: int) -> Lis
         i = int(parts[1][4:])
         if not 0 <= i < n_folds:
             raise ValueError(f"OOD tensor {key!r} names fold {i} of {n_folds}")
-        per_fold[i].setdefault(parts[2], {})[parts[3]] = t.float()
+        # a copy: float32 tensors of safetensors' load_file are views of its memory map of the whole
+        # weights file, which one of them kept mapped (and resident) for the process's life
+        per_fold[i].setdefault(parts[2], {})[parts[3]] = t.to(torch.float32, copy=True)
     for i, places in enumerate(per_fold):
         for place, stats in places.items():
             if set(stats) != {"means", "precision"}:
