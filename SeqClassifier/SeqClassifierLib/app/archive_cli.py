@@ -92,7 +92,7 @@ def classify_streaming(args: argparse.Namespace, header_cache: Any = None) -> in
     else:
         try:
             classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
-                                    precision=getattr(args, "precision", "auto"))
+                                    precision=getattr(args, "precision", "auto"), hand_back_gpu_pages=True)
         except Exception as exc:
             print(f"error: cannot load model: {exc}", file=sys.stderr)
             return EXIT_ERROR

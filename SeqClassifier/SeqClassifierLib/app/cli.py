@@ -171,7 +171,7 @@ def _discover_and_classify(args: argparse.Namespace, inputs: list, jsonl_stream:
                             thumbnail_size=THUMBNAIL_SIZE if thumbnails else None)
     try:
         classifier = Classifier(args.model, device=args.device, batch_size=args.batch_size,
-                                precision=getattr(args, "precision", "auto"))
+                                precision=getattr(args, "precision", "auto"), hand_back_gpu_pages=True)
     except Exception as exc:
         if early is not None:
             early.cancel()

@@ -35,6 +35,7 @@ from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.lifetime import interrupts_deferred, raise_if_terminated
 from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input  # noqa: F401  (PreparedInput: API)
 from SeqClassifierLib.records import Prediction, SeriesRecord
+from SeqClassifierLib.resident import release_gpu_library_pages
 
 ProgressFn = Callable[[int, int], None]
 
@@ -163,6 +164,9 @@ class Classifier:
     *untrained*: :meth:`classify` returns predictions with ``label=None``.
     :meth:`from_ensemble` builds one around an ensemble already in memory
     (e.g. one fold of a checkpoint, see :mod:`~SeqClassifierLib.training.held_out`).
+    ``hand_back_gpu_pages``: on the CPU, unmap the clean pages of the GPU libraries ``import torch``
+    left resident before the weights are read (:mod:`SeqClassifierLib.resident`; the command line
+    asks for it, the library never does by itself).
     """
 
     #: Names of the decision rules (model.decision) the card was validated with; None: none apply.
@@ -185,7 +189,8 @@ class Classifier:
     window_batches: int = 4
 
     def __init__(self, model: Union[str, os.PathLike, None] = None, device: str = "auto",
-                 batch_size: int = 64, workers: int = 4, precision: str = "auto"):
+                 batch_size: int = 64, workers: int = 4, precision: str = "auto",
+                 hand_back_gpu_pages: bool = False):
         _checked_precision(precision)  # refused even when no model is installed
         self.precision = "fp32"
         self.batch_size = batch_size
@@ -203,6 +208,9 @@ class Classifier:
                 from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
                 device = resolve_device(device)
+                if hand_back_gpu_pages and device == "cpu":
+                    # before the weights are read: the process's peak is then the model's, not the import's
+                    release_gpu_library_pages()
                 # the feature schema is checked on the card, before the weights are hashed, read and built
                 ensemble, card = load_checkpoint(self.model_path, map_location=device,
                                                  validate=lambda c: check_feature_schema(c, c.path or self.model_path))
