@@ -185,6 +185,14 @@ def _private_vr(tag: int, creators: dict[int, str]) -> bytes:
     return b"UN"
 
 
+#: The last decoded value of each public tag: ``tag -> (VR as read, raw bytes, latin1, value)``.  The
+#: files of a series follow each other and most of their values are the same bytes, so a value equal to
+#: the last one of its tag is not decoded again: decoding is a function of these three (the decoders
+#: read nothing else), and a list is handed out as a new list each time, so no two files share one.
+#: One entry per tag (bounded); threads may race on an entry, and then only miss.
+_LAST_DECODED: dict[int, tuple[Optional[bytes], bytes, bool, Any]] = {}
+
+
 def decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]:
     """Decoded values keyed by the canonical objects of :mod:`.tags`."""
     # ASCII text reads the same in every character set pydicom knows; other
@@ -200,6 +208,7 @@ def decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]
     out: dict[Any, Any] = {}
     private_tags = []
     public = _PUBLIC_INFO
+    last = _LAST_DECODED
     for tag, (vr, raw) in kept.items():
         info = public.get(tag)
         if info is None:
@@ -215,7 +224,13 @@ def decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]
                 out[canon] = decode_value(b"UN", raw, latin1)
                 continue
         if raw:
-            out[canon] = decoder(raw, latin1)
+            seen = last.get(tag)
+            if seen is not None and seen[1] == raw and seen[0] == vr and seen[2] is latin1:
+                value = seen[3]
+            else:
+                value = decoder(raw, latin1)
+                last[tag] = (vr, raw, latin1, value)
+            out[canon] = value.copy() if type(value) is list else value
         else:
             out[canon] = decode_value(expected, raw, latin1)
     if private_tags:
