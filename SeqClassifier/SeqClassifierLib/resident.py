@@ -93,6 +93,15 @@ def _releasable(m: Mapping) -> bool:
             and m.rss > 0 and is_gpu_library(m.path))
 
 
+def _maps_name_a_gpu_library(maps: str) -> bool:
+    """Whether ``maps`` (``/proc/<pid>/maps``) lists a GPU library (True when it cannot be read)."""
+    try:
+        with open(maps) as fh:
+            return any(is_gpu_library(line.rstrip("\n").split(None, 5)[-1]) for line in fh if "/" in line)
+    except OSError:
+        return True
+
+
 def release_gpu_library_pages(smaps: str = "/proc/self/smaps") -> int:
     """Unmap this process's resident clean pages of GPU libraries (module docstring); the bytes they
     held (0 where there is no ``/proc`` or ``madvise``).  Call it only in a process that runs on the CPU:
@@ -100,6 +109,10 @@ def release_gpu_library_pages(smaps: str = "/proc/self/smaps") -> int:
     if not sys.platform.startswith("linux"):
         return 0
     try:
+        # the mappings' names first (1 ms): a CPU build of torch maps no GPU library, and smaps, whose
+        # page counts the kernel makes by walking every mapping's page tables, takes 20 ms
+        if not _maps_name_a_gpu_library(os.path.join(os.path.dirname(smaps), "maps")):
+            return 0
         madvise = ctypes.CDLL(None, use_errno=True).madvise
         found = [m for m in mappings(smaps, is_gpu_library) if _releasable(m)]
     except (OSError, AttributeError, ValueError):

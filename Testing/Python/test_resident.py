@@ -193,3 +193,15 @@ def test_a_model_that_handed_back_the_pages_gives_the_same_bits(prostatex):
     assert [p.probabilities for p in pa] == [p.probabilities for p in pb]
     assert log_a == log_b and len(log_a) == len(series)
     assert np.isfinite([v for d in log_a for v in d.values()]).all()
+
+
+def test_a_process_without_gpu_libraries_is_left_as_it_is(tmp_path):
+    # the names in maps decide first: smaps (page counts, 20 ms for the kernel to write) is not read
+    (tmp_path / "maps").write_text(
+        "7f0000000000-7f0000400000 r-xp 00000000 08:01 1234   /venv/site-packages/torch/lib/libtorch_cpu.so\n"
+        "55d000000000-55d000021000 rw-p 00000000 00:00 0      [heap]\n")
+    (tmp_path / "smaps").write_text(_SMAPS)
+    assert resident.release_gpu_library_pages(str(tmp_path / "smaps")) == 0
+    assert not resident._maps_name_a_gpu_library(str(tmp_path / "maps"))
+    (tmp_path / "maps").write_text(_SMAPS.splitlines()[0] + "\n")
+    assert resident._maps_name_a_gpu_library(str(tmp_path / "maps"))
