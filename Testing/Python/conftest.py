@@ -36,11 +36,9 @@ def _private_cache(tmp_path_factory):
 
 
 def _need(path: Path) -> Path:
-    if not path.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"real test data missing at {path} (set SEQCLASSIFIER_DATA)")
-        pytest.skip(f"real test data not found at {path} (set SEQCLASSIFIER_DATA)")
-    return path
+    from corpus import need_data
+
+    return need_data(path)
 
 
 @pytest.fixture(scope="session")
