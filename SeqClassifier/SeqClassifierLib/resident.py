@@ -1,4 +1,4 @@
-"""Pages of GPU libraries a CPU run holds for nothing: handed back after the model is loaded.
+"""Pages of GPU libraries a CPU run holds for nothing: handed back before the model is loaded.
 
 ``import torch`` of a CUDA build loads the CUDA libraries whether or not a GPU
 is there (``libtorch_cuda.so``, cuBLAS-Lt, NVRTC, nvJitLink, cuFFT, ... from
@@ -18,9 +18,13 @@ stay in the page cache, so the next process that imports torch maps them
 without reading the disk.  Nothing else changes: no arithmetic, no library
 state.
 
-The command line calls it once the model is loaded on the CPU
-(:mod:`SeqClassifierLib.app.cli`); the library never calls it by itself.
-Elsewhere than Linux it does nothing.
+The command line and the archive engine ask for it
+(``Classifier(..., hand_back_gpu_pages=True)``: once the device is known to be
+the CPU, before the weights are read); the library never calls it by itself.
+Elsewhere than Linux it does nothing.  The pages mapped while torch imports
+are the import's own peak, which this cannot lower (right after torch is
+installed, with its files in the page cache in large folios, ``import torch``
+alone maps ~730 MB; ``Testing/benchmarks/README.md``).
 """
 
 from __future__ import annotations
