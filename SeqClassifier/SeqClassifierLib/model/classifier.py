@@ -209,7 +209,7 @@ class Classifier:
 
                 device = resolve_device(device)
                 if hand_back_gpu_pages and device == "cpu":
-                    # before the weights are read: the process's peak is then the model's, not the import's
+                    # before the weights are read: what they and the model need comes on top of less
                     release_gpu_library_pages()
                 # the feature schema is checked on the card, before the weights are hashed, read and built
                 ensemble, card = load_checkpoint(self.model_path, map_location=device,
