@@ -57,6 +57,16 @@ def _clip01(v: float) -> float:
     return float(min(1.0, max(0.0, v)))
 
 
+def _fraction_above(flat: np.ndarray, ordered64: Optional[np.ndarray], value: float, inclusive: bool = False) -> float:
+    """``float(np.mean(flat > value))`` (``inclusive``: ``>=``), the same bits: a count over the size, the same
+    division; counted in ``ordered64`` (``flat`` sorted, float64) by ``searchsorted`` where the caller has it."""
+    if ordered64 is None:
+        return float(np.mean(flat >= value if inclusive else flat > value))
+    n = flat.size
+    first = int(np.searchsorted(ordered64, value, "left" if inclusive else "right"))
+    return float(np.float64(n - first) / np.intp(n))
+
+
 def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -> ImageQuality:
     """Quality of one 2D slice (any numeric dtype).  ``sorted_values``: the slice's pixels sorted
     (:func:`~SeqClassifierLib.inputs.order_stats.ordered`), when the caller has sorted them already;
@@ -78,13 +88,7 @@ def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -
     ordered64 = None if sorted_values is None else sorted_values.astype(np.float64)
     p99 = float(percentile(flat, 99.0, ordered64))
     level = lo + 0.1 * (p99 - lo)
-    # the fraction of pixels above the level (np.mean of the comparison: a count over the size, the
-    # same division), counted in the sorted values where there are
-    n = flat.size
-    if ordered64 is None:
-        coverage = float(np.mean(flat > level))
-    else:
-        coverage = float(np.float64(n - int(np.searchsorted(ordered64, level, "right"))) / np.intp(n))
+    coverage = _fraction_above(flat, ordered64, level)
     # Noise: Immerkaer's Laplacian-difference estimate with a median (robust to edges and to anatomy
     # filling the field of view, where no air border exists): the [1 -2 1] x [1 -2 1] mask has norm 6.
     # (inputs.laplacian: the same bits in fewer passes where no sum of the mask rounds; in float32 for
@@ -107,12 +111,7 @@ def image_quality(img: np.ndarray, sorted_values: Optional[np.ndarray] = None) -
         snr = math.inf if signal > 0 else 0.0
     else:
         snr = max(0.0, signal / noise)
-    if hi <= lo:
-        clipped = 1.0
-    elif ordered64 is None:
-        clipped = float(np.mean(flat >= hi))
-    else:
-        clipped = float(np.float64(n - int(np.searchsorted(ordered64, hi, "left"))) / np.intp(n))
+    clipped = _fraction_above(flat, ordered64, hi, inclusive=True)  # hi > lo here (blank slices returned above)
     snr_score = 1.0 if math.isinf(snr) else _clip01(math.log10(max(snr, 1e-6)) / math.log10(20.0))
     cov_score = _clip01(coverage / 0.05)
     clip_score = 1.0 - _clip01((clipped - 0.02) / 0.10)
