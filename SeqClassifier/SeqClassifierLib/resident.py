@@ -19,23 +19,29 @@ without reading the disk.  Nothing else changes: no arithmetic, no library
 state.
 
 The command line and the archive engine ask for it
-(``Classifier(..., hand_back_gpu_pages=True)``: once the device is known to be
-the CPU, before the weights are read); the library never calls it by itself.
-Elsewhere than Linux it does nothing.  The pages mapped while torch imports
-are the import's own peak, which this cannot lower (right after torch is
-installed, with its files in the page cache in large folios, ``import torch``
-alone maps ~730 MB; ``Testing/benchmarks/README.md``).
+(``Classifier(..., hand_back_gpu_pages=True)``); the library never does it by
+itself.  On a machine without a GPU device node (or with ``--device cpu``) it
+happens while torch imports (:func:`handing_back_while_importing`): once torch
+has loaded the ``nvidia`` wheels' libraries with ``ctypes`` and once more when
+``torch._C`` (``libtorch_cuda`` and the rest) is loaded, so those pages never
+make the import's own peak: ``import torch`` alone 508 -> 370 MB, and right
+after torch is installed, with every page of its files in the page cache,
+754 -> 451 MB.  Where torch was imported before, once the device is known to
+be the CPU, before the weights are read.  Elsewhere than Linux nothing happens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import glob
 import os
 import re
 import sys
 from typing import Iterator, NamedTuple, Optional
 
-__all__ = ["GPU_LIBRARY", "Mapping", "mappings", "is_gpu_library", "release_gpu_library_pages"]
+__all__ = ["GPU_LIBRARY", "Mapping", "mappings", "is_gpu_library", "release_gpu_library_pages",
+           "gpu_device_nodes", "ImportHandBack", "handing_back_while_importing"]
 
 _MADV_DONTNEED = 4
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -130,3 +136,63 @@ def release_gpu_library_pages(smaps: str = "/proc/self/smaps") -> int:
         if madvise(m.start, m.end - m.start, _MADV_DONTNEED) == 0:
             released += m.rss
     return released
+
+
+#: Device nodes a GPU run needs (NVIDIA, ROCm, WSL's GPU): without one, ``auto`` resolves to the CPU.
+_GPU_NODES = ("/dev/nvidiactl", "/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")
+
+
+def gpu_device_nodes() -> list:
+    """The GPU device nodes of this machine (empty: torch cannot use a GPU here)."""
+    return [p for pattern in _GPU_NODES for p in glob.glob(pattern)]
+
+
+class ImportHandBack:
+    """A ``sys.meta_path`` finder that finds nothing and hands the GPU libraries' pages back twice while
+    ``package`` (torch) imports, so that they never make the import's own peak:
+
+    1. when ``package._C`` is looked up: torch has loaded the CUDA libraries of the ``nvidia`` wheels
+       with ``ctypes`` by then (cuBLAS-Lt, NVRTC, nvJitLink, ...), each load finished;
+    2. at the first import after ``package._C`` is in ``sys.modules``: its loading brought in
+       ``libtorch_cuda`` and the rest, finished as well.
+
+    Both run in the importing thread between two Python statements of the package, never while the
+    dynamic loader is at work on a library of that thread, and only mappings holding nothing but clean
+    file pages are touched (:func:`release_gpu_library_pages`).  Torch's own loading order is untouched.
+    ``released``: the bytes handed back; ``stage``: 0 before the first, 2 after the second.
+    """
+
+    def __init__(self, package: str = "torch", release=None):
+        self.anchor = f"{package}._C"
+        self.release = release if release is not None else release_gpu_library_pages
+        self.stage = 0
+        self.released = 0
+
+    def find_spec(self, name, path=None, target=None):
+        if self.stage == 0 and name == self.anchor:
+            self.stage = 1
+            self.released += self.release()
+        elif self.stage == 1 and self.anchor in sys.modules:
+            self.stage = 2
+            self.released += self.release()
+        return None  # the next finder imports it
+
+    def invalidate_caches(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def handing_back_while_importing(package: str = "torch") -> Iterator[Optional[ImportHandBack]]:
+    """Around the first ``import torch`` of a process that will run on the CPU: an
+    :class:`ImportHandBack` on ``sys.meta_path`` for the duration; None (nothing installed) where the
+    package is imported already or this is not Linux.  The finder is removed on the way out."""
+    if package in sys.modules or not sys.platform.startswith("linux"):
+        yield None
+        return
+    finder = ImportHandBack(package)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield finder
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.meta_path.remove(finder)

@@ -172,9 +172,10 @@ def test_the_model_loaded_for_the_cpu_keeps_no_gpu_library_page_nor_its_weights_
         assert kept_pages == 0
         return
     held = run(False)[0]
-    # the CUDA build here: ~140 MiB resident after loading; what comes back while the weights are read
-    # (torch's CUDA hooks asked on the CPU path) is a few pages
-    assert held > 16 << 20 and kept_pages < held / 100, (held, kept_pages)
+    # the CUDA build here: ~140 MiB resident after loading.  Handed back while torch imports (device
+    # "cpu"), what comes back afterwards is what the rest of the import and the weights' loading touch
+    # (4.6 MB of 149 here)
+    assert held > 16 << 20 and kept_pages < held / 20, (held, kept_pages)
 
 
 def test_a_model_that_handed_back_the_pages_gives_the_same_bits(prostatex):
@@ -205,3 +206,108 @@ def test_a_process_without_gpu_libraries_is_left_as_it_is(tmp_path):
     assert not resident._maps_name_a_gpu_library(str(tmp_path / "maps"))
     (tmp_path / "maps").write_text(_SMAPS.splitlines()[0] + "\n")
     assert resident._maps_name_a_gpu_library(str(tmp_path / "maps"))
+
+
+# -- while torch imports -------------------------------------------------------------------------------
+
+def _fake_package(root: Path, name: str) -> None:
+    """A package laid out like torch's start: a module loaded first (torch's ctypes preloads), then its
+    ``_C``, then the rest."""
+    pkg = root / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text(f"import {name}._preload\nfrom {name}._C import *\nimport {name}.rest\n")
+    (pkg / "_preload.py").write_text("")
+    (pkg / "_C.py").write_text("VALUE = 1\n")
+    (pkg / "rest.py").write_text("")
+
+
+def test_pages_go_before_the_native_core_and_again_once_it_is_loaded(tmp_path, monkeypatch):
+    name = "fake_torch_resident"
+    _fake_package(tmp_path, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    seen = []
+
+    def release() -> int:
+        seen.append(sorted(m for m in sys.modules if m.startswith(name)))
+        return 1000
+
+    monkeypatch.setattr(resident, "release_gpu_library_pages", release)
+    before = list(sys.meta_path)
+    try:
+        with resident.handing_back_while_importing(name) as finder:
+            assert sys.meta_path[0] is finder
+            __import__(name)
+    finally:
+        for m in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[m]
+    # first: the preloads done, the core not yet loaded; then: the core loaded, the rest not yet
+    assert seen == [[name, f"{name}._preload"], [name, f"{name}._C", f"{name}._preload"]]
+    assert finder.stage == 2 and finder.released == 2000
+    assert sys.meta_path == before
+
+
+def test_the_finder_leaves_when_the_import_fails_and_is_not_installed_twice(tmp_path, monkeypatch):
+    name = "fake_torch_resident_broken"
+    _fake_package(tmp_path, name)
+    (tmp_path / name / "_C.py").write_text("raise ImportError('no core')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(resident, "release_gpu_library_pages", lambda: 0)
+    before = list(sys.meta_path)
+    with pytest.raises(ImportError, match="no core"):
+        with resident.handing_back_while_importing(name) as finder:
+            __import__(name)
+    assert finder.stage == 1 and sys.meta_path == before
+    for m in [m for m in sys.modules if m.startswith(name)]:
+        del sys.modules[m]
+    # a package imported already: nothing is installed
+    with resident.handing_back_while_importing("numpy") as none:
+        assert none is None and sys.meta_path == before
+
+
+def test_gpu_device_nodes_are_found_by_their_patterns(tmp_path, monkeypatch):
+    monkeypatch.setattr(resident, "_GPU_NODES", (str(tmp_path / "nvidiactl"), str(tmp_path / "nvidia[0-9]*")))
+    assert resident.gpu_device_nodes() == []
+    (tmp_path / "nvidia0").write_text("")
+    (tmp_path / "nvidia-uvm").write_text("")
+    assert resident.gpu_device_nodes() == [str(tmp_path / "nvidia0")]
+
+
+_IMPORT = r"""
+import os, sys
+sys.path.insert(0, {lib!r})
+from SeqClassifierLib.resident import handing_back_while_importing, is_gpu_library, mappings, _releasable
+if {hand_back}:
+    with handing_back_while_importing() as finder:
+        import torch
+    stage = finder.stage
+else:
+    import torch
+    stage = -1
+hwm = [int(l.split()[1]) << 10 for l in open("/proc/self/status") if l.startswith("VmHWM")][0]
+held = sum(m.rss for m in mappings(where=is_gpu_library) if _releasable(m))
+g = torch.Generator().manual_seed(7)
+x = torch.rand(2, 3, 32, 32, generator=g)
+w = torch.rand(8, 3, 3, 3, generator=g)
+y = torch.nn.functional.group_norm(torch.nn.functional.conv2d(x, w, padding=1), 4)
+print(stage, hwm, held, y.numpy().tobytes().hex()[:4096], torch.__file__)
+os._exit(0)
+"""
+
+
+@linux_only
+def test_torch_imported_that_way_peaks_lower_and_computes_the_same():
+    def run(hand_back: bool) -> list:
+        code = _IMPORT.format(lib=str(REPO / "SeqClassifier"), hand_back=hand_back)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.split()
+
+    stage, hwm, _, bits, _ = run(True)
+    plain_stage, plain_hwm, held, plain_bits, _ = run(False)
+    assert (int(stage), int(plain_stage)) == (2, -1)
+    assert bits == plain_bits
+    if int(held) < 16 << 20:
+        pytest.skip("torch here maps no GPU library worth handing back (a CPU build)")
+    # the CUDA build here: the pages the plain import leaves (~140 MiB; ~330 MiB right after installing)
+    # never make the peak: it is lower by at least half of them
+    assert int(hwm) <= int(plain_hwm) - int(held) // 2, (hwm, plain_hwm, held)

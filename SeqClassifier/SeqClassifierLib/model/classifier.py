@@ -15,6 +15,7 @@ labels: SeqClassifier never invents a label.
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
@@ -35,7 +36,7 @@ from SeqClassifierLib.labels import CLASS_NAMES, SequenceLabel
 from SeqClassifierLib.lifetime import interrupts_deferred, raise_if_terminated
 from SeqClassifierLib.inputs.prepared import PreparedInput, prepare_input  # noqa: F401  (PreparedInput: API)
 from SeqClassifierLib.records import Prediction, SeriesRecord
-from SeqClassifierLib.resident import release_gpu_library_pages
+from SeqClassifierLib.resident import gpu_device_nodes, handing_back_while_importing, release_gpu_library_pages
 
 ProgressFn = Callable[[int, int], None]
 
@@ -165,8 +166,9 @@ class Classifier:
     :meth:`from_ensemble` builds one around an ensemble already in memory
     (e.g. one fold of a checkpoint, see :mod:`~SeqClassifierLib.training.held_out`).
     ``hand_back_gpu_pages``: on the CPU, unmap the clean pages of the GPU libraries ``import torch``
-    left resident before the weights are read (:mod:`SeqClassifierLib.resident`; the command line
-    asks for it, the library never does by itself).
+    maps (:mod:`SeqClassifierLib.resident`): while torch imports where no GPU device node is seen (or
+    ``device="cpu"``), else before the weights are read; the command line asks for it, the library
+    never does by itself.
     """
 
     #: Names of the decision rules (model.decision) the card was validated with; None: none apply.
@@ -203,13 +205,18 @@ class Classifier:
         if model is not None and not Path(model).exists():
             raise FileNotFoundError(f"model checkpoint not found: {model}")
         if self.model_path is not None:
+            # on a CPU-only machine (or --device cpu) the pages go while torch imports, before the import's
+            # own peak; a GPU machine keeps them (its run needs them)
+            cpu_bound = hand_back_gpu_pages and (str(device).lower() == "cpu" or (
+                str(device).lower() == "auto" and not gpu_device_nodes()))
             # Ctrl-C while torch imports would abort the process from its C++ start-up: raised after it
-            with interrupts_deferred():
+            with interrupts_deferred(), (handing_back_while_importing() if cpu_bound else nullcontext()) as h:
                 from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
                 device = resolve_device(device)
-                if hand_back_gpu_pages and device == "cpu":
-                    # before the weights are read: what they and the model need comes on top of less
+                if hand_back_gpu_pages and device == "cpu" and (h is None or h.stage < 2):
+                    # torch was imported before (or no GPU node was seen): before the weights are read,
+                    # so that what they and the model need comes on top of less
                     release_gpu_library_pages()
                 # the feature schema is checked on the card, before the weights are hashed, read and built
                 ensemble, card = load_checkpoint(self.model_path, map_location=device,
