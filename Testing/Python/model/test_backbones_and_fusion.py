@@ -160,6 +160,36 @@ def test_compact_cnn_size():
     assert 0.5e6 <= n <= 2e6
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_compact_cnn_residual_sum_lands_in_the_branch_output_at_inference_with_the_same_bits(precision):
+    torch.manual_seed(3)
+    net = create_backbone("compact_cnn").eval().to(memory_format=torch.channels_last)
+    x = torch.rand(5, 3, 128, 128).contiguous(memory_format=torch.channels_last)
+    stages = net.body.stages
+    stage = stages[1]
+    branch = []
+    stage.conv.register_forward_hook(lambda mod, inp, out: branch.append(out))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.inference_mode():
+            feats = net(x)
+            h0 = stages[0](x)
+            h = stage.down(h0)
+            ref = stage.act(h + stage.conv(h))  # the sum in a new tensor, as in training
+            out = stage(h0)
+        assert out.data_ptr() == branch[-1].data_ptr()  # the branch's own output, no third activation
+        assert torch.equal(out, ref) and out.dtype == ref.dtype
+        # with autograd: a new tensor, and gradients flow as before
+        xg = x.clone().requires_grad_(True)
+        branch.clear()
+        outs = []
+        stage.register_forward_hook(lambda mod, inp, o: outs.append(o))
+        y = net(xg)
+        y.float().sum().backward()
+    assert outs[-1].data_ptr() != branch[-1].data_ptr()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
+    assert torch.isfinite(feats).all()
+
+
 @pytest.mark.parametrize("name,dim", [("vit_b16", 768), ("dinov2_s14", 384), ("biomedclip_b16", 512)])
 def test_foundation_backbone_builds_without_weights(name, dim):
     bb = create_backbone(name, pretrained=False)
