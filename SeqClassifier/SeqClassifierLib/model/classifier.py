@@ -210,14 +210,15 @@ class Classifier:
             cpu_bound = hand_back_gpu_pages and (str(device).lower() == "cpu" or (
                 str(device).lower() == "auto" and not gpu_device_nodes()))
             # Ctrl-C while torch imports would abort the process from its C++ start-up: raised after it
-            with interrupts_deferred(), (handing_back_while_importing() if cpu_bound else nullcontext()) as h:
+            with interrupts_deferred(), (handing_back_while_importing() if cpu_bound else nullcontext()):
                 from SeqClassifierLib.model.checkpoint import load_checkpoint  # torch: only when a model is used
 
                 device = resolve_device(device)
-                if hand_back_gpu_pages and device == "cpu" and (h is None or h.stage < 2):
-                    # torch was imported before (or no GPU node was seen): before the weights are read,
-                    # so that what they and the model need comes on top of less
-                    release_gpu_library_pages()
+                if hand_back_gpu_pages and device == "cpu":
+                    # before the weights are read, so that what they and the model need comes on top of
+                    # less: the GPU libraries' pages (where they did not go while torch imported) and
+                    # those of torch's CPU libraries that only its import touched
+                    release_gpu_library_pages(torch_cpu=True)
                 # the feature schema is checked on the card, before the weights are hashed, read and built
                 ensemble, card = load_checkpoint(self.model_path, map_location=device,
                                                  validate=lambda c: check_feature_schema(c, c.path or self.model_path))
