@@ -73,6 +73,25 @@ def test_threads_and_this_thread_give_the_same_bits(real_records):
     _assert_identical(prepare_many(real_records, contexts, SPEC, processes=1, threads=1), expected)
 
 
+@pytest.mark.parametrize("cpus, expected_pool", [(1, None), (2, 2), (8, 4)])
+def test_no_more_threads_than_cpus(real_records, monkeypatch, cpus, expected_pool):
+    import concurrent.futures
+
+    pools = []
+
+    class Recording(concurrent.futures.ThreadPoolExecutor):
+        def __init__(self, max_workers=None, **kw):
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers, **kw)
+
+    monkeypatch.setattr(prepare_pool, "available_cpus", lambda: cpus)
+    monkeypatch.setattr(prepare_pool, "ThreadPoolExecutor", Recording)
+    records = real_records[:6]
+    contexts = study_contexts(records)
+    _assert_identical(prepare_many(records, contexts, SPEC, processes=1, threads=4), _one_by_one(records, contexts))
+    assert pools == ([] if expected_pool is None else [expected_pool])
+
+
 def _force_fork(monkeypatch):
     """The failure is injected through a forked worker's copy of this module: fork even when another
     test left a thread running (the run would pick forkserver then)."""
