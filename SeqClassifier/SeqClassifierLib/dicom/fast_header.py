@@ -73,6 +73,7 @@ from SeqClassifierLib.dicom import pydicom_compat
 from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.dicom.fast_decode import CHARSET, NUMBER_SIZE, FastPathUnsupported, decode_all, decode_value
 from SeqClassifierLib.dicom.header import FileHeader, header_from_dataset
+from SeqClassifierLib.dicom.header_layout import CHECK, LEAF, POISON, STOP, finished, replay
 from SeqClassifierLib.dicom.pydicom_reader import SNIFF_BYTES, _starts_like_dataset
 from SeqClassifierLib.dicom.values import ValueDataset, _text
 
@@ -180,8 +181,10 @@ def _looks_implicit(vr: bytes) -> bool:
 # Sequences of undefined length (walked like pydicom's read_sequence)
 # ----------------------------------------------------------------------------
 
-def _undefined_length_is_sequence(src: _Source, pos: int, tag: int, vr: Optional[bytes]) -> bool:
-    """Whether pydicom parses an undefined-length element as a sequence."""
+def _undefined_length_is_sequence(src: _Source, pos: int, tag: int, vr: Optional[bytes],
+                                  rec: Optional[list] = None) -> bool:
+    """Whether pydicom parses an undefined-length element as a sequence (``rec``: the walk's record,
+    :mod:`.header_layout`)."""
     if vr == b"SQ" or vr == b"UN":  # UN of undefined length is a sequence (PS3.5 6.2.2)
         return True
     if vr is None:  # implicit VR
@@ -191,33 +194,40 @@ def _undefined_length_is_sequence(src: _Source, pos: int, tag: int, vr: Optional
             head = src.peek(pos, 4)
             if len(head) < 4:
                 raise FastPathUnsupported("undefined length at the end of the file")
+            if rec is not None:
+                rec.append((pos, head, CHECK, None, None, 0, 0, 0))
             group, elem = _TAG(head)
             return (group << 16 | elem) == _ITEM
     return False
 
 
-def _skip_sequence(src: _Source, pos: int, implicit: bool, depth: int) -> int:
+def _skip_sequence(src: _Source, pos: int, implicit: bool, depth: int, rec: Optional[list] = None) -> int:
     """Walk an undefined-length sequence starting at ``pos``; return the position after it."""
     if depth > 32:
         raise FastPathUnsupported("sequences nested too deep")
     while True:
         off = src.window(pos, 8)
         group, elem, length = _IMPLICIT_HEAD(src.buf, off)
+        if rec is not None:
+            rec.append((pos, src.buf[off:off + 8], CHECK, None, None, 0, 0, 0))
         tag = group << 16 | elem
         pos += 8
         if tag == _SEQ_DELIM:
             return pos
         if tag != _ITEM:
             raise FastPathUnsupported("sequence item without an item tag")
-        pos = _walk_item(src, pos, implicit, None if length == 0xFFFFFFFF else length, depth + 1)
+        pos = _walk_item(src, pos, implicit, None if length == 0xFFFFFFFF else length, depth + 1, rec)
 
 
-def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], depth: int) -> int:
+def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], depth: int,
+               rec: Optional[list] = None) -> int:
     """Walk one sequence item (like pydicom's read_dataset for an item); return the end position."""
     start = pos
     if not implicit:
         # pydicom: an item of an explicit-VR data set may be in implicit VR.
         head = src.peek(pos, 6)
+        if rec is not None:
+            rec.append((pos, head, CHECK if len(head) == 6 else POISON, None, None, 0, 0, 0))
         if len(head) >= 6 and _looks_implicit(head[4:6]):
             implicit = True
     size = src.size
@@ -233,6 +243,8 @@ def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], de
             blen = len(buf)
         if implicit:
             group, elem, vlen = _IMPLICIT_HEAD(buf, off)
+            if rec is not None:
+                rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
             vr = None
             tag = group << 16 | elem
             if tag == _ITEM_DELIM:
@@ -244,6 +256,8 @@ def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], de
             if tag == _ITEM_DELIM:
                 if vr != b"\0\0":
                     raise FastPathUnsupported("item delimiter with a non-zero length")
+                if rec is not None:
+                    rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
                 return pos + 8
             kind = _VR_KIND.get(vr)
             if kind is None:
@@ -252,13 +266,17 @@ def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], de
                 if pos + 12 > size:
                     raise FastPathUnsupported("element header runs past the end of the file")
                 vlen = _UINT32(buf, off + 8)[0]
+                if rec is not None:
+                    rec.append((pos, buf[off:off + 12], CHECK, None, None, 0, 0, 0))
                 pos += 12
             else:
+                if rec is not None:
+                    rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
                 pos += 8
         if vlen == 0xFFFFFFFF:
-            if not _undefined_length_is_sequence(src, pos, tag, vr):
+            if not _undefined_length_is_sequence(src, pos, tag, vr, rec):
                 raise FastPathUnsupported("undefined-length element that is not a sequence")
-            pos = _skip_sequence(src, pos, implicit, depth)
+            pos = _skip_sequence(src, pos, implicit, depth, rec)
             buf, base = src.buf, src.base
             blen = len(buf)
         else:
@@ -324,14 +342,16 @@ _EXPLICIT_HEAD_SW = struct.Struct("<L2sH").unpack_from
 _IMPLICIT_HEAD_SW = struct.Struct("<LL").unpack_from
 
 
-def _walk_top(src: _Source, pos: int, implicit: bool,
-              wanted: frozenset = _WANTED_SW) -> tuple[dict[int, tuple[Optional[bytes], bytes]], int]:
+def _walk_top(src: _Source, pos: int, implicit: bool, wanted: frozenset = _WANTED_SW,
+              rec: Optional[list] = None) -> tuple[dict[int, tuple[Optional[bytes], bytes]], int]:
     """Top-level walk to the pixel data: (kept raw values by tag, position where reading stopped).
 
     Mirrors pydicom's ``data_element_generator`` with ``specific_tags`` and
     ``stop_when=_at_pixel_data``: wanted values are kept, all other values
     skipped by length, undefined-length sequences walked.  Tags are compared
-    in their on-disk (swapped) form to save work per element.
+    in their on-disk (swapped) form to save work per element.  ``rec``: a
+    list that receives every byte range the walk was steered by
+    (:mod:`.header_layout`, which replays it on the next file).
     """
     kept: dict[int, tuple[Optional[bytes], bytes]] = {}
     size = src.size
@@ -360,6 +380,8 @@ def _walk_top(src: _Source, pos: int, implicit: bool,
             if kind is None:
                 if tw in special:  # stop_when comes before any use of the length
                     if tw in _PIXEL_STOP_SW:
+                        if rec is not None:
+                            rec.append((pos, buf[off:off + 6], STOP, None, None, 0, 0, 0))
                         return kept, pos
                 raise FastPathUnsupported("unknown VR or a switch to implicit VR")
             if kind:
@@ -371,16 +393,25 @@ def _walk_top(src: _Source, pos: int, implicit: bool,
                 vpos = pos + 8
         if tw in special:
             if tw in _PIXEL_STOP_SW:
+                if rec is not None:
+                    rec.append((pos, buf[off:off + (4 if implicit else 6)], STOP, None, None, 0, 0, 0))
                 return kept, pos
             raise FastPathUnsupported("item delimiter at top level")
         if vlen == 0xFFFFFFFF:
             tag = _swap(tw)
-            if tw in wanted or not _undefined_length_is_sequence(src, vpos, tag, vr):
+            if tw in wanted or not _undefined_length_is_sequence(src, vpos, tag, vr, rec):
                 raise FastPathUnsupported("undefined-length element")
-            pos = _skip_sequence(src, vpos, implicit, 0)
+            if rec is not None:
+                rec.append((pos, buf[off:off + vpos - pos], CHECK, None, None, 0, 0, 0))
+            pos = _skip_sequence(src, vpos, implicit, 0, rec)
             buf, base = src.buf, src.base
             blen = len(buf)
             continue
+        if rec is not None:
+            # a top-level element of defined length: the next file may have another length here
+            hl = vpos - pos
+            rec.append((pos, buf[off:off + hl], LEAF, _swap(tw) if tw in wanted else None, vr, vlen, hl,
+                        4 if implicit else hl - (4 if hl == 12 else 2)))
         pos = vpos + vlen
         if pos > size:
             raise FastPathUnsupported("element runs past the end of the file")
@@ -418,6 +449,12 @@ class FileMeta:
     def __init__(self, sop_class: Any):
         if sop_class is not None:
             self.MediaStorageSOPClassUID = sop_class
+
+
+#: The layout of the last header walked to its pixel data (:mod:`.header_layout`), replayed on the next
+#: file; one for the process (a reader reads one folder after another).  Replaced, never changed: a
+#: thread reads it once per file.
+_LAST_LAYOUT: list = [None]
 
 
 def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool):
@@ -471,7 +508,18 @@ def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bo
                 raise FastPathUnsupported("big endian")
         if _looks_implicit(first[4:6]) != implicit:
             raise FastPathUnsupported("data set VR encoding differs from the transfer syntax")
-        kept, stop = _walk_top(src, pos, implicit, wanted)
+        layout = _LAST_LAYOUT[0]
+        got = None
+        if layout is not None and layout.wanted is wanted and layout.implicit == implicit and src.base == 0:
+            got = replay(src.buf, size, pos, layout)  # the last walked file's layout (.header_layout)
+        if got is None:
+            rec: list = []
+            kept, stop = _walk_top(src, pos, implicit, wanted, rec)
+            layout = finished(rec, pos, wanted, implicit)
+            if layout is not None:
+                _LAST_LAYOUT[0] = layout
+        else:
+            kept, stop = got
         pixel_head = src.peek(stop, 12)
         values = decode_all(kept)
         pixels = None

@@ -1,0 +1,226 @@
+"""The last header's layout replayed on the next file (header_layout.py): a replay gives exactly the walk's
+raw values and stop position, or gives up (None) and the file is walked -- on every file of the shared
+data after every other file of its folder and of other series, and on copies changed in each way a
+replay must notice (another length, another element, a changed sequence, a cut file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from SeqClassifierLib.dicom import fast_header, header_layout
+from SeqClassifierLib.dicom.discovery import discover_series
+from SeqClassifierLib.dicom.fast_decode import FastPathUnsupported
+from SeqClassifierLib.dicom.pydicom_compat import save_as
+
+
+def _files(*roots: Path) -> list[str]:
+    return sorted(str(p) for r in roots for p in r.rglob("*") if p.is_file() and not p.name.endswith((".csv", ".md")))
+
+
+class _Spy:
+    """What walk_file decoded (the raw values the walk or the replay kept) and what each replay gave."""
+
+    def __init__(self, monkeypatch):
+        self.kept = None
+        self.replays: list = []
+        self.one_pass: list = []
+        decode, replay, check_all = fast_header.decode_all, fast_header.replay, header_layout._check_all
+
+        def spy_check_all(*args):
+            got = check_all(*args)
+            self.one_pass.append(got is not None)
+            return got
+
+        monkeypatch.setattr(header_layout, "_check_all", spy_check_all)
+
+        def decode_all(kept):
+            self.kept = dict(kept)
+            return decode(kept)
+
+        def spy_replay(*args):
+            got = replay(*args)
+            self.replays.append(got)
+            return got
+
+        monkeypatch.setattr(fast_header, "decode_all", decode_all)
+        monkeypatch.setattr(fast_header, "replay", spy_replay)
+
+    def read(self, path: str, after: str = None, size: int = None):
+        """walk_file of ``path`` (after walking ``after`` first, whose layout it then meets): its raw
+        values in order, stop, pixel head; or the reason it fell back."""
+        fast_header._LAST_LAYOUT[0] = None
+        if after is not None:
+            try:
+                fast_header.walk_file(after, None, fast_header.WANTED, False)
+            except FastPathUnsupported:
+                pass
+        self.replays.clear()
+        self.kept = None
+        try:
+            _, meta, size, stop, head, _ = fast_header.walk_file(path, size, fast_header.WANTED, False)
+        except FastPathUnsupported as exc:
+            return f"unsupported: {exc}"
+        return list(self.kept.items()), meta, size, stop, head
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    yield _Spy(monkeypatch)
+    fast_header._LAST_LAYOUT[0] = None
+
+
+def test_every_shared_file_read_after_another_is_read_as_afresh(prostatex, vendors, spy):
+    files = _files(prostatex, vendors)
+    afresh = {f: spy.read(f) for f in files}
+    replayed = gave_up = 0
+    spy.one_pass.clear()
+    # each file after the one before it (mostly its own series), and after files of other series
+    pairs = list(zip(files, files[1:])) + list(zip(files, files[37:])) + list(zip(files, files[::-1]))
+    for before, f in pairs:
+        assert spy.read(f, after=before) == afresh[f], (before, f)
+        replayed += sum(r is not None for r in spy.replays)
+        gave_up += sum(r is None for r in spy.replays)
+    assert len(files) > 400 and sum(isinstance(v, tuple) for v in afresh.values()) > 400
+    # both happen: most files of a series follow its layout, other series' files do not
+    assert replayed > 400 and gave_up > 100, (replayed, gave_up)
+    # and the series whose lengths change from file to file are checked in one pass after the first
+    # files (their changing elements learnt): most replays of the files in a row
+    fast_header._LAST_LAYOUT[0] = None
+    spy.one_pass.clear()
+    for f in files:
+        if isinstance(afresh[f], tuple):
+            fast_header.walk_file(f, None, fast_header.WANTED, False)
+    assert sum(spy.one_pass) > 0.6 * len(spy.one_pass) > 200, (sum(spy.one_pass), len(spy.one_pass))
+
+
+def _save(ds: pydicom.Dataset, path: Path, implicit: bool = False) -> str:
+    ds.file_meta.TransferSyntaxUID = (pydicom.uid.ImplicitVRLittleEndian if implicit
+                                      else pydicom.uid.ExplicitVRLittleEndian)
+    save_as(ds, path, implicit_vr=implicit, little_endian=True, enforce_file_format=True)
+    return str(path)
+
+
+def _series(prostatex: Path) -> list[Path]:
+    folder = next((prostatex / "ProstateX-0000" / "07-07-2011").glob("4.*"))
+    return sorted(folder.iterdir())
+
+
+def _variant(src: Path, tmp_path: Path, name: str, change=None, implicit: bool = False) -> str:
+    ds = pydicom.dcmread(src)
+    if change is not None:
+        change(ds)
+    return _save(ds, tmp_path / f"{name}.dcm", implicit)
+
+
+def test_another_length_at_top_level_is_followed(prostatex, tmp_path, spy):
+    src = _series(prostatex)[3]
+    base = _variant(src, tmp_path, "base")
+
+    def longer(ds):
+        assert "ImagePositionPatient" in ds and "AcquisitionTime" in ds
+        ds.InstanceNumber = "123456"  # longer: wanted values, and one that is skipped
+        ds.ImagePositionPatient = ["-123.456789", "-98.7654321", "12.3456789"]
+        ds.AcquisitionTime = "101010.123456"
+
+    changed = _variant(src, tmp_path, "changed", longer)
+    got = spy.read(changed, after=base)
+    assert got == spy.read(changed) and isinstance(got, tuple)
+    assert spy.read(changed, after=base) and spy.replays and spy.replays[0] is not None  # replayed, not walked
+    assert dict(got[0])[0x00200013] == (b"IS", b"123456")
+
+
+@pytest.mark.parametrize("how", ["element added", "VR changed", "sequence item changed", "sequence added"])
+def test_a_changed_structure_is_walked(prostatex, tmp_path, spy, how):
+    src = _series(prostatex)[3]
+    base = _variant(src, tmp_path, "base")
+
+    def change(ds):
+        if how == "element added":
+            ds.add_new(0x00204000, "LT", "an element the layout does not have")
+        elif how == "VR changed":
+            ds[0x00181030].value = ds[0x00181030].value.encode()  # Protocol Name written as UN:
+            ds[0x00181030].VR = "UN"  # another VR and header size
+        elif how == "sequence item changed":
+            item = ds.ReferencedImageSequence[0]
+            item.ReferencedSOPInstanceUID = item.ReferencedSOPInstanceUID + ".12"
+        else:
+            ds.ReferencedImageSequence.append(ds.ReferencedImageSequence[0])
+
+    changed = _variant(src, tmp_path, "changed", change)
+    got = spy.read(changed, after=base)
+    assert got == spy.read(changed)
+    assert spy.read(changed, after=base) == got and spy.replays == [None]  # the replay gave up: walked
+
+
+def test_another_element_in_the_place_of_a_wanted_one_is_walked(prostatex, tmp_path, spy):
+    src = _series(prostatex)[3]
+    base = _variant(src, tmp_path, "base")
+    data = bytearray(Path(base).read_bytes())
+    at = data.find(b"\x08\x00\x3e\x10LO")  # Series Description, kept
+    assert at > 0
+    data[at + 2] = 0x3F  # (0008,103F): the same header but for the tag, not kept
+    other = tmp_path / "other.dcm"
+    other.write_bytes(bytes(data))
+    got = spy.read(str(other), after=base)
+    assert got == spy.read(str(other)) and 0x0008103E not in dict(got[0])
+    spy.read(str(other), after=base)
+    assert spy.replays == [None]
+
+
+def test_the_size_given_bounds_the_replay_as_it_bounds_the_walk(prostatex, tmp_path, spy):
+    src = _series(prostatex)[3]
+    base = _variant(src, tmp_path, "base")
+    stop = spy.read(base)[3]
+    # a size that ends inside the pixel data's header (the file grew since it was listed, say)
+    assert spy.read(base, after=base, size=stop + 8) == spy.read(base, size=stop + 8)
+    assert spy.read(base, size=stop + 8).startswith("unsupported")
+    spy.read(base, after=base, size=stop + 8)
+    assert spy.replays == [None]
+
+
+@pytest.mark.parametrize("cut", [2, 8, 11])
+def test_a_file_cut_at_its_pixel_data_is_walked(prostatex, tmp_path, spy, cut):
+    src = _series(prostatex)[3]
+    base = _variant(src, tmp_path, "base")
+    stop = spy.read(base)[3]
+    data = Path(base).read_bytes()
+    short = tmp_path / "short.dcm"
+    short.write_bytes(data[:stop + cut])  # the stop header, or part of it, and nothing after
+    assert spy.read(str(short), after=base) == spy.read(str(short))
+    spy.read(str(short), after=base)
+    assert spy.replays == [None]
+
+
+def test_implicit_and_explicit_layouts_are_kept_apart(prostatex, tmp_path, spy):
+    files = _series(prostatex)[2:5]
+    explicit = [_variant(f, tmp_path, f"e{i}") for i, f in enumerate(files)]
+    implicit = [_variant(f, tmp_path, f"i{i}", implicit=True) for i, f in enumerate(files)]
+    for before, f in zip(explicit + implicit, implicit + explicit):
+        assert spy.read(f, after=before) == spy.read(f)
+        spy.read(f, after=before)
+        assert spy.replays == []  # an explicit layout is never tried on an implicit data set
+    assert spy.read(implicit[1], after=implicit[0]) == spy.read(implicit[1])
+    spy.read(implicit[1], after=implicit[0])
+    assert spy.replays and spy.replays[0] is not None  # implicit after implicit: replayed
+
+
+def test_a_record_that_ran_to_the_end_of_the_file_is_no_layout():
+    entries = [(132, b"\x08\x00\x05\x00CS\x0a\x00", header_layout.LEAF, None, b"CS", 10, 8, 6)]
+    assert header_layout.finished(entries, 132, frozenset(), False) is None
+    stop = (150, b"\xe0\x7f\x10\x00OW", header_layout.STOP, None, None, 0, 0, 0)
+    assert header_layout.finished(entries + [stop], 132, frozenset(), False) is not None
+    poison = (140, b"\xfe\xff", header_layout.POISON, None, None, 0, 0, 0)
+    assert header_layout.finished(entries + [poison, stop], 132, frozenset(), False) is None
+
+
+def test_discovery_gives_the_same_series_with_and_without_replays(prostatex, vendors, monkeypatch):
+    with_replays = discover_series([prostatex, vendors], workers=1)
+    monkeypatch.setattr(fast_header, "replay", lambda *a: None)
+    fast_header._LAST_LAYOUT[0] = None
+    walked = discover_series([prostatex, vendors], workers=1)
+    assert len(with_replays.series) == len(walked.series) > 20
+    assert with_replays.series == walked.series
+    assert with_replays.skipped == walked.skipped
