@@ -436,10 +436,12 @@ def _read_chunk(paths: Sequence[str]) -> list[Outcome]:
 #: method (measured: fork ~10 ms to start, forkserver ~230 ms the first time in
 #: a process and ~15 ms after, spawn ~300 ms).  ``fork``: measured on the 2-vCPU
 #: benchmark VM in a process holding torch and the model (its fork costs more),
-#: serial against two readers, min of 7: 128 files 67 / 79 ms, 200 files 110 / 104,
-#: 256 files 90 / 121, 300 files 150-158 / 113-134, 377 files (ProstateX) 191-225 /
-#: 127-157 ms; it was 1,500, from an estimate of ~0.07 ms saved a file.
-PARALLEL_MIN_FILES = {"fork": 320, "forkserver": 4000, "spawn": 10000}
+#: serial against two readers, min of 7, since headers are mostly replayed
+#: (:mod:`.header_layout`, ~0.2 ms a file): 303 files 84 / 94 ms, 395 files 84 /
+#: 101, 505 files 148 / 143, 752 files 178 / 177, 1,055 files 205-238 / 189-219,
+#: 1,504 files 297 / 288, 2,000 files 435-500 / 368-386 (it was 320 when a header
+#: cost ~0.5 ms: ProstateX's 377 files 191-225 / 127-157 ms).
+PARALLEL_MIN_FILES = {"fork": 640, "forkserver": 4000, "spawn": 10000}
 
 
 def _plan_workers(n_files: int, workers: Optional[int], parallel_from: Optional[int] = None) -> tuple[int, str]:

@@ -452,8 +452,10 @@ def test_parallel_from_keeps_reading_in_this_process_below_it(monkeypatch):
     assert discovery._plan_workers(2000, None, parallel_from=3000)[0] == 1
     assert discovery._plan_workers(3000, None, parallel_from=3000)[0] == 4
     assert discovery._plan_workers(2000, 2, parallel_from=3000)[0] == 2
-    assert discovery._plan_workers(300, None, parallel_from=200)[0] == 1  # never below the method's own
-    assert discovery._plan_workers(300, None)[0] == 1 and discovery._plan_workers(377, None)[0] == 4
+    assert discovery._plan_workers(600, None, parallel_from=200)[0] == 1  # never below the method's own
+    # ProstateX's 377 files are read in this process, 640 and more by readers
+    assert discovery._plan_workers(377, None)[0] == 1 and discovery._plan_workers(639, None)[0] == 1
+    assert discovery._plan_workers(640, None)[0] == 4
 
 
 # ----------------------------------------------------------------------------
