@@ -334,3 +334,21 @@ def test_torch_imported_that_way_peaks_lower_and_computes_the_same():
     # the CUDA build here: the pages the plain import leaves (~140 MiB; ~330 MiB right after installing)
     # never make the peak: it is lower by at least half of them
     assert int(hwm) <= int(plain_hwm) - int(held) // 2, (hwm, plain_hwm, held)
+
+
+def test_a_failing_hand_back_never_fails_the_import(tmp_path, monkeypatch):
+    name = "fake_torch_resident_failing"
+    _fake_package(tmp_path, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def broken() -> int:
+        raise RuntimeError("smaps unreadable in some odd way")
+
+    monkeypatch.setattr(resident, "release_gpu_library_pages", broken)
+    try:
+        with resident.handing_back_while_importing(name) as finder:
+            module = __import__(name)
+        assert module._C.VALUE == 1 and finder.stage == 2 and finder.released == 0
+    finally:
+        for m in [m for m in sys.modules if m.startswith(name)]:
+            del sys.modules[m]
