@@ -508,18 +508,23 @@ def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bo
                 raise FastPathUnsupported("big endian")
         if _looks_implicit(first[4:6]) != implicit:
             raise FastPathUnsupported("data set VR encoding differs from the transfer syntax")
-        layout = _LAST_LAYOUT[0]
-        got = None
-        if layout is not None and layout.wanted is wanted and layout.implicit == implicit and src.base == 0:
-            got = replay(src.buf, size, pos, layout)  # the last walked file's layout (.header_layout)
-        if got is None:
-            rec: list = []
-            kept, stop = _walk_top(src, pos, implicit, wanted, rec)
-            layout = finished(rec, pos, wanted, implicit)
-            if layout is not None:
-                _LAST_LAYOUT[0] = layout
+        if want_pixels:
+            # one file of a series (the centre slice), after one of another: no layout to follow, and
+            # the layout of the headers read one after another is kept for the next of them
+            kept, stop = _walk_top(src, pos, implicit, wanted)
         else:
-            kept, stop = got
+            layout = _LAST_LAYOUT[0]
+            got = None
+            if layout is not None and layout.wanted is wanted and layout.implicit == implicit and src.base == 0:
+                got = replay(src.buf, size, pos, layout)  # the last walked file's layout (.header_layout)
+            if got is None:
+                rec: list = []
+                kept, stop = _walk_top(src, pos, implicit, wanted, rec)
+                layout = finished(rec, pos, wanted, implicit)
+                if layout is not None:
+                    _LAST_LAYOUT[0] = layout
+            else:
+                kept, stop = got
         pixel_head = src.peek(stop, 12)
         values = decode_all(kept)
         pixels = None

@@ -224,3 +224,18 @@ def test_discovery_gives_the_same_series_with_and_without_replays(prostatex, ven
     assert len(with_replays.series) == len(walked.series) > 20
     assert with_replays.series == walked.series
     assert with_replays.skipped == walked.skipped
+
+
+def test_a_centre_slice_read_for_its_pixels_neither_replays_nor_replaces_the_layout(prostatex, spy):
+    from SeqClassifierLib.dicom.pixels import read_native_frame
+
+    files = [str(f) for f in _series(prostatex)]
+    fast_header.walk_file(files[0], None, fast_header.WANTED, False)
+    layout = fast_header._LAST_LAYOUT[0]
+    assert layout is not None
+    spy.replays.clear()
+    other = _files(prostatex)[-1]  # a file of another series, for its pixels
+    assert read_native_frame(other) is not None
+    assert fast_header._LAST_LAYOUT[0] is layout and spy.replays == []
+    fast_header.walk_file(files[1], None, fast_header.WANTED, False)
+    assert spy.replays and spy.replays[0] is not None  # the next header still follows its neighbour's
