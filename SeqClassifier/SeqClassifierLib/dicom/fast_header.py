@@ -241,10 +241,10 @@ def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], de
             off = src.window(pos, min(12, size - pos))
             buf, base = src.buf, src.base
             blen = len(buf)
+        if rec is not None:  # every header's first 8 bytes (a long explicit one's length: below)
+            rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
         if implicit:
             group, elem, vlen = _IMPLICIT_HEAD(buf, off)
-            if rec is not None:
-                rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
             vr = None
             tag = group << 16 | elem
             if tag == _ITEM_DELIM:
@@ -256,8 +256,6 @@ def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], de
             if tag == _ITEM_DELIM:
                 if vr != b"\0\0":
                     raise FastPathUnsupported("item delimiter with a non-zero length")
-                if rec is not None:
-                    rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
                 return pos + 8
             kind = _VR_KIND.get(vr)
             if kind is None:
@@ -267,11 +265,9 @@ def _walk_item(src: _Source, pos: int, implicit: bool, length: Optional[int], de
                     raise FastPathUnsupported("element header runs past the end of the file")
                 vlen = _UINT32(buf, off + 8)[0]
                 if rec is not None:
-                    rec.append((pos, buf[off:off + 12], CHECK, None, None, 0, 0, 0))
+                    rec.append((pos + 8, buf[off + 8:off + 12], CHECK, None, None, 0, 0, 0))
                 pos += 12
             else:
-                if rec is not None:
-                    rec.append((pos, buf[off:off + 8], CHECK, None, None, 0, 0, 0))
                 pos += 8
         if vlen == 0xFFFFFFFF:
             if not _undefined_length_is_sequence(src, pos, tag, vr, rec):

@@ -47,8 +47,8 @@ STOP = 2  # the header the walk stopped at (pixel data)
 POISON = 3  # a read the record cannot stand for (bytes cut short by the end of the file): no layout
 
 _U16 = struct.Struct("<H").unpack_from
-_SPAN = np.arange(12)
 _U32 = struct.Struct("<L").unpack_from
+_SPAN = np.arange(12)
 
 
 class Layout:
@@ -92,6 +92,17 @@ def finished(record: list, start: int, wanted: frozenset, implicit: bool) -> Opt
     return Layout(start, record, wanted, implicit)
 
 
+def _new_length(buf: bytes, p: int, head: bytes, hlen: int, lenoff: int) -> Optional[int]:
+    """The defined length of the top-level element header at ``p`` that differs from ``head`` in its length
+    alone (tag, VR and reserved bytes equal); None for another header, an undefined length or one past
+    the bytes read."""
+    h = buf[p:p + hlen]
+    if len(h) != hlen or not h.startswith(head[:lenoff]):
+        return None
+    new = (_U16 if hlen - lenoff == 2 else _U32)(h, lenoff)[0]
+    return None if new == 0xFFFFFFFF else new
+
+
 def _check_all(buf: bytes, size: int, delta: int, layout: Layout) -> Optional[tuple[dict, int]]:
     """:func:`replay` in one pass: the lengths of the volatile entries are read first (they give the
     position of every later entry), then every other byte range is compared at once; None where any
@@ -104,12 +115,8 @@ def _check_all(buf: bytes, size: int, delta: int, layout: Layout) -> Optional[tu
         shift = np.full(len(entries), delta, np.int64)
         for i in volatile:
             p, head, _, _, _, vlen, hlen, lenoff = entries[i]
-            p += delta
-            h = buf[p:p + hlen]
-            if len(h) != hlen or not h.startswith(head[:lenoff]):
-                return None
-            new = (_U16 if hlen - lenoff == 2 else _U32)(h, lenoff)[0]
-            if new == 0xFFFFFFFF:
+            new = _new_length(buf, p + delta, head, hlen, lenoff)
+            if new is None:
                 return None
             lengths[i] = new
             delta += new - vlen
@@ -160,13 +167,8 @@ def replay(buf: bytes, size: int, start: int, layout: Layout) -> Optional[tuple[
                     layout.volatile = tuple(sorted(set(layout.volatile) | set(changed)))
                 return kept, p
             continue
-        if kind != LEAF:
-            return None
-        h = buf[p:p + hlen]
-        if len(h) != hlen or not h.startswith(head[:lenoff]):
-            return None  # another tag, VR or reserved bytes, or past the bytes read
-        new = (_U16 if hlen - lenoff == 2 else _U32)(h, lenoff)[0]
-        if new == 0xFFFFFFFF:
+        new = _new_length(buf, p, head, hlen, lenoff) if kind == LEAF else None
+        if new is None:
             return None
         if tag is not None:
             kept[tag] = (vr, buf[p + hlen:p + hlen + new])
