@@ -193,22 +193,81 @@ def _private_vr(tag: int, creators: dict[int, str]) -> bytes:
 _LAST_DECODED: dict[int, tuple[Optional[bytes], bytes, bool, Any]] = {}
 
 
+def _latin1(kept: dict[int, tuple[Optional[bytes], bytes]]) -> bool:
+    """Whether the values read as Latin-1: ASCII text reads the same in every character set pydicom
+    knows; other bytes only in the default / Latin-1 sets."""
+    if CHARSET not in kept:
+        return True
+    vr, raw = kept[CHARSET]
+    if vr not in (None, b"CS"):
+        raise FastPathUnsupported("unusual SpecificCharacterSet VR")
+    charset = decode_value(b"CS", raw, True)
+    return isinstance(charset, str) and charset.strip() in _LATIN1_CHARSETS
+
+
+def decode_changed(before: dict[Any, Any], kept: dict[int, tuple[Optional[bytes], bytes]],
+                   changed: frozenset) -> Optional[dict[Any, Any]]:
+    """:func:`decode_all` of ``kept`` given ``before``, the :func:`decode_all` of a ``kept`` that held the
+    same tags with the same bytes but for those in ``changed``: those are decoded, the others' values
+    copied (a list as a new list).  None where one of ``changed`` is the character set, a private creator
+    or neither a public tag read nor a private one (then decode all)."""
+    public = _PUBLIC_INFO
+    private = False
+    for tag in changed:
+        if tag not in public:
+            if tag == CHARSET or not tag & 0x10000 or 0x0010 <= (tag & 0xFFFF) < 0x0100:
+                return None
+            private = True
+    out = {k: v.copy() if type(v) is list else v for k, v in before.items()}
+    latin1 = _latin1(kept)
+    creators = None
+    if private:  # the creators are the same bytes as before: their values too
+        creators = {t: before[_CANON[t]] for t in kept if t & 0x10000 and 0x0010 <= (t & 0xFFFF) < 0x0100}
+    for tag in changed:
+        vr, raw = kept[tag]
+        info = public.get(tag)
+        if info is not None:
+            _decode_public(tag, vr, raw, info, latin1, out)
+        else:
+            out[_CANON[tag]] = _decode_private(tag, vr, raw, creators, latin1)
+    return out
+
+
+def _decode_private(tag: int, vr: Optional[bytes], raw: bytes, creators: dict, latin1: bool) -> Any:
+    """A private element's value that is not a creator (:func:`decode_all`'s rule)."""
+    if vr is None or vr == b"UN":
+        vr = _private_vr(tag, creators)
+    return decode_value(vr, raw, latin1)
+
+
+def _decode_public(tag: int, vr: Optional[bytes], raw: bytes, info: tuple, latin1: bool, out: dict) -> None:
+    """One public tag's value into ``out`` (:func:`decode_all`'s rules, the last value's cache)."""
+    canon, expected, decoder = info
+    if vr is not None and vr != expected:
+        if vr != b"UN":
+            raise FastPathUnsupported("explicit VR differs from the dictionary")
+        if len(raw) >= 0xFFFF:
+            out[canon] = decode_value(b"UN", raw, latin1)
+            return
+    if raw:
+        seen = _LAST_DECODED.get(tag)
+        if seen is not None and seen[1] == raw and seen[0] == vr and seen[2] is latin1:
+            value = seen[3]
+        else:
+            value = decoder(raw, latin1)
+            _LAST_DECODED[tag] = (vr, raw, latin1, value)
+        out[canon] = value.copy() if type(value) is list else value
+    else:
+        out[canon] = decode_value(expected, raw, latin1)
+
+
 def decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]:
     """Decoded values keyed by the canonical objects of :mod:`.tags`."""
-    # ASCII text reads the same in every character set pydicom knows; other
-    # bytes only in the default / Latin-1 sets.
-    latin1 = True
-    if CHARSET in kept:
-        vr, raw = kept[CHARSET]
-        if vr not in (None, b"CS"):
-            raise FastPathUnsupported("unusual SpecificCharacterSet VR")
-        charset = decode_value(b"CS", raw, True)
-        latin1 = isinstance(charset, str) and charset.strip() in _LATIN1_CHARSETS
+    latin1 = _latin1(kept)
     creators: dict[int, str] = {}
     out: dict[Any, Any] = {}
     private_tags = []
     public = _PUBLIC_INFO
-    last = _LAST_DECODED
     for tag, (vr, raw) in kept.items():
         info = public.get(tag)
         if info is None:
@@ -216,23 +275,7 @@ def decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]
                 raise FastPathUnsupported("sequence attribute")
             private_tags.append(tag)  # odd group: private
             continue
-        canon, expected, decoder = info
-        if vr is not None and vr != expected:
-            if vr != b"UN":
-                raise FastPathUnsupported("explicit VR differs from the dictionary")
-            if len(raw) >= 0xFFFF:
-                out[canon] = decode_value(b"UN", raw, latin1)
-                continue
-        if raw:
-            seen = last.get(tag)
-            if seen is not None and seen[1] == raw and seen[0] == vr and seen[2] is latin1:
-                value = seen[3]
-            else:
-                value = decoder(raw, latin1)
-                last[tag] = (vr, raw, latin1, value)
-            out[canon] = value.copy() if type(value) is list else value
-        else:
-            out[canon] = decode_value(expected, raw, latin1)
+        _decode_public(tag, vr, raw, info, latin1, out)
     if private_tags:
         # Creators first: the VR of an implicit / UN private element depends on them.
         for tag in private_tags:
@@ -244,10 +287,7 @@ def decode_all(kept: dict[int, tuple[Optional[bytes], bytes]]) -> dict[Any, Any]
                 creators[tag] = value
                 out[_CANON[tag]] = value
         for tag in private_tags:
-            if tag in creators:
-                continue
-            vr, raw = kept[tag]
-            if vr is None or vr == b"UN":
-                vr = _private_vr(tag, creators)
-            out[_CANON[tag]] = decode_value(vr, raw, latin1)
+            if tag not in creators:
+                vr, raw = kept[tag]
+                out[_CANON[tag]] = _decode_private(tag, vr, raw, creators, latin1)
     return out

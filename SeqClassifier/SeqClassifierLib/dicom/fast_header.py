@@ -71,9 +71,10 @@ from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from SeqClassifierLib.dicom import pydicom_compat
 from SeqClassifierLib.dicom import tags as T
-from SeqClassifierLib.dicom.fast_decode import CHARSET, NUMBER_SIZE, FastPathUnsupported, decode_all, decode_value
+from SeqClassifierLib.dicom.fast_decode import (CHARSET, NUMBER_SIZE, FastPathUnsupported, decode_all, decode_changed,
+                                                decode_value)
 from SeqClassifierLib.dicom.header import FileHeader, header_from_dataset
-from SeqClassifierLib.dicom.header_layout import CHECK, LEAF, POISON, STOP, finished, replay
+from SeqClassifierLib.dicom.header_layout import CHECK, LEAF, POISON, STOP, finished, follow, kept_layouts
 from SeqClassifierLib.dicom.pydicom_reader import SNIFF_BYTES, _starts_like_dataset
 from SeqClassifierLib.dicom.values import ValueDataset, _text
 
@@ -447,17 +448,32 @@ class FileMeta:
             self.MediaStorageSOPClassUID = sop_class
 
 
-#: The layout of the last header walked to its pixel data (:mod:`.header_layout`), replayed on the next
-#: file; one for the process (a reader reads one folder after another).  Replaced, never changed: a
-#: thread reads it once per file.
+#: The layouts of the last headers walked to their pixel data (:mod:`.header_layout`), the last used
+#: first, replayed on the next file; one tuple for the process (a reader reads one folder after another).
+#: The tuple is replaced, never changed: a thread reads it once per file.
 _LAST_LAYOUT: list = [None]
 
 
-def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool):
+def _decode_after(layout: Any, kept: dict, fresh: frozenset) -> Optional[dict]:
+    """The values of a file replayed by runs, from those of the layout's walked file (decoded once) and
+    the ``fresh`` ones; None: decode all."""
+    before = layout.cache.get("values")
+    if before is None:
+        try:
+            before = decode_all(layout.base_kept)
+        except FastPathUnsupported:
+            before = False
+        layout.cache["values"] = before
+    return decode_changed(before, kept, fresh) if before is not False else None
+
+
+def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bool, same: Optional[list] = None):
     """Open, walk and decode: (values, meta, size, stop position, bytes there, pixel value or None).
 
     ``wanted``: :data:`WANTED` or :data:`WANTED_WITH_PIXELS`; ``want_pixels``: also
-    return the raw (7FE0,0010) value of a native little-endian file.
+    return the raw (7FE0,0010) value of a native little-endian file.  ``same``: a list that receives,
+    for a file replayed by runs, ``(cache, fresh)``: its layout's cache of results for the walked file
+    (:attr:`.header_layout.Layout.cache`) and the tags whose values differ from that file's.
     """
     if not _config_is_default():
         raise FastPathUnsupported("pydicom configuration differs from the defaults")
@@ -509,20 +525,28 @@ def walk_file(path: str, size: Optional[int], wanted: frozenset, want_pixels: bo
             # the layout of the headers read one after another is kept for the next of them
             kept, stop = _walk_top(src, pos, implicit, wanted)
         else:
-            layout = _LAST_LAYOUT[0]
-            got = None
-            if layout is not None and layout.wanted is wanted and layout.implicit == implicit and src.base == 0:
-                got = replay(src.buf, size, pos, layout)  # the last walked file's layout (.header_layout)
+            layouts = _LAST_LAYOUT[0] or ()
+            got = layout = None
+            if layouts and src.base == 0:
+                # the layouts of the last files walked (.header_layout)
+                got, layout = follow(src.buf, size, pos, layouts, wanted, implicit)
+            fresh = None
             if got is None:
                 rec: list = []
                 kept, stop = _walk_top(src, pos, implicit, wanted, rec)
-                layout = finished(rec, pos, wanted, implicit)
-                if layout is not None:
-                    _LAST_LAYOUT[0] = layout
+                layout = finished(rec, pos, wanted, implicit, src.buf if src.base == 0 else None, kept)
             else:
-                kept, stop = got
+                kept, stop, fresh = got
+            if layout is not None and (not layouts or layouts[0] is not layout):
+                _LAST_LAYOUT[0] = kept_layouts(layouts, layout)
         pixel_head = src.peek(stop, 12)
-        values = decode_all(kept)
+        values = None
+        if not want_pixels and fresh is not None:
+            values = _decode_after(layout, kept, fresh)
+            if values is not None and same is not None:
+                same.append((layout.cache, fresh))
+        if values is None:
+            values = decode_all(kept)
         pixels = None
         if want_pixels:
             pixels = _native_pixel_value(src, stop, pixel_head, implicit, ts)
@@ -546,9 +570,11 @@ def sop_class_of(values: dict, meta: dict) -> tuple[Any, str]:
 
 def parse_header(path: str, size: Optional[int] = None) -> ParsedHeader:
     """Walk ``path``'s header; raise :class:`FastPathUnsupported` for anything unusual."""
-    values, meta, size, stop, pixel_head, _ = walk_file(path, size, _WANTED_SW, False)
+    same: list = []
+    values, meta, size, stop, pixel_head, _ = walk_file(path, size, _WANTED_SW, False, same)
     sop_class, _ = sop_class_of(values, meta)
-    return ParsedHeader(ValueDataset(values, FileMeta(sop_class)), size, stop, pixel_head)
+    return ParsedHeader(ValueDataset(values, FileMeta(sop_class), same[0] if same else None), size, stop,
+                        pixel_head)
 
 
 def read_file_header_fast(path: Any, size: Optional[int] = None) -> FileHeader:

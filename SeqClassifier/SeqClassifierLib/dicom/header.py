@@ -17,7 +17,8 @@ import pydicom
 
 from SeqClassifierLib.dicom import tags as T
 from SeqClassifierLib.dicom.attribute_table import ATTRIBUTES, Kind, by_keyword, constant_name
-from SeqClassifierLib.dicom.values import _elem_value, _first_item, _float, _floats, _int, _text, _text_list, _valid_b
+from SeqClassifierLib.dicom.values import (ValueDataset, _elem_value, _first_item, _float, _floats, _int, _text, _text_list,
+                                          _valid_b)
 from SeqClassifierLib.dicom.vendors import mosaic_tiles, private_b_value
 
 
@@ -86,26 +87,59 @@ class FileHeader:
     sop_instance_uid: str = ""
 
 
+_ABSENT = object()
+
+
+def _header_field(key: str, value: Any) -> Any:
+    """The header value of attribute ``key`` from its element value; :data:`_ABSENT`: none."""
+    if value is None:
+        return _ABSENT
+    if key in _LIST_FIELDS:
+        return _text_list(value)
+    if key == "PixelSpacing":
+        ps = _floats(value, 2)
+        return _ABSENT if ps is None else list(ps)
+    if key in _NUMBER_FIELDS:
+        f = _float(value)
+        return _ABSENT if f is None else f
+    text = _text(value)
+    return text if text else _ABSENT
+
+
 def _header_values(ds: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, tag in _HEADER_FIELDS.items():
-        value = _elem_value(ds, tag)
-        if value is None:
-            continue
-        if key in _LIST_FIELDS:
-            out[key] = _text_list(value)
-        elif key == "PixelSpacing":
-            ps = _floats(value, 2)
-            if ps is not None:
-                out[key] = list(ps)
-        elif key in _NUMBER_FIELDS:
-            f = _float(value)
-            if f is not None:
-                out[key] = f
+        value = _header_field(key, _elem_value(ds, tag))
+        if value is not _ABSENT:
+            out[key] = value
+    return out
+
+
+_HEADER_NUMBERS = [(key, tag, int(tag)) for key, tag in _HEADER_FIELDS.items()]
+
+
+def _header_values_of(ds: Any) -> dict[str, Any]:
+    """:func:`_header_values`; for a file replayed by runs (:attr:`.values.ValueDataset.same`) each value
+    whose element is not among the fresh ones is its walked file's (worked out once, from the values
+    decoded there: the cache's ``"values"``), a list as a new list."""
+    same = ds.same if type(ds) is ValueDataset else None
+    if same is None or not same[0].get("values"):
+        return _header_values(ds)
+    cache, fresh = same
+    base = cache.get("header")
+    if base is None:
+        base = cache["header"] = _header_values(ValueDataset(cache["values"]))
+    values = ds.values
+    out: dict[str, Any] = {}
+    for key, tag, number in _HEADER_NUMBERS:
+        if number in fresh:  # plain ints (a pydicom tag compares in Python)
+            value = _header_field(key, values.get(tag))
         else:
-            text = _text(value)
-            if text:
-                out[key] = text
+            value = base.get(key, _ABSENT)
+            if type(value) is list:
+                value = value.copy()
+        if value is not _ABSENT:
+            out[key] = value
     return out
 
 
@@ -261,7 +295,7 @@ def header_from_dataset(path: str, ds: Any, size: int, pixel_offset: int, pixel_
 
     pixel_length = _check_pixel_data(pixel_head, pixel_offset, size)
     n_frames = _number_of_frames(ds, pixel_length)
-    header = _header_values(ds)
+    header = _header_values_of(ds)
     image_type = header.get("ImageType", [])
     enhanced = sop_class in T.ENHANCED_SOP_CLASSES or _elem_value(ds, T.PER_FRAME_FUNCTIONAL_GROUPS) is not None
     if enhanced:

@@ -101,11 +101,14 @@ class ValueDataset:
     pydicom's str / IS / DSfloat / bytes / MultiValue.
     """
 
-    __slots__ = ("values", "file_meta")
+    __slots__ = ("values", "file_meta", "same")
 
-    def __init__(self, values: dict, file_meta: Any = None):
+    def __init__(self, values: dict, file_meta: Any = None, same: Optional[tuple] = None):
         self.values = values
         self.file_meta = file_meta
+        #: None, or (a cache of results for another file, the tags whose values differ from that
+        #: file's): a result computed from other tags' values alone may be taken from the cache
+        self.same = same
 
     def get(self, tag: Any, default: Any = None) -> Any:
         if tag in self.values:

@@ -27,26 +27,46 @@ class _Spy:
         self.kept = None
         self.replays: list = []
         self.one_pass: list = []
-        decode, replay, check_all = fast_header.decode_all, fast_header.replay, header_layout._check_all
+        self.by_runs: list = []
+        decode, follow = fast_header.decode_all, fast_header.follow
+        check_all, check_runs = header_layout._check_all, header_layout._check_runs
+        self.decoded = self.changed = 0
 
         def spy_check_all(*args):
             got = check_all(*args)
             self.one_pass.append(got is not None)
             return got
 
+        def spy_check_runs(*args):
+            got = check_runs(*args)
+            self.by_runs.append(got is not None)
+            return got
+
         monkeypatch.setattr(header_layout, "_check_all", spy_check_all)
+        monkeypatch.setattr(header_layout, "_check_runs", spy_check_runs)
+
+        changed = fast_header.decode_changed
 
         def decode_all(kept):
             self.kept = dict(kept)
+            self.decoded += 1
             return decode(kept)
 
-        def spy_replay(*args):
-            got = replay(*args)
-            self.replays.append(got)
+        def decode_changed(before, kept, fresh):
+            got = changed(before, kept, fresh)
+            if got is not None:
+                self.kept = dict(kept)
+                self.changed += 1
             return got
 
+        def spy_follow(*args):
+            got, layout = follow(*args)
+            self.replays.append(got)
+            return got, layout
+
         monkeypatch.setattr(fast_header, "decode_all", decode_all)
-        monkeypatch.setattr(fast_header, "replay", spy_replay)
+        monkeypatch.setattr(fast_header, "decode_changed", decode_changed)
+        monkeypatch.setattr(fast_header, "follow", spy_follow)
 
     def read(self, path: str, after: str = None, size: int = None):
         """walk_file of ``path`` (after walking ``after`` first, whose layout it then meets): its raw
@@ -60,10 +80,10 @@ class _Spy:
         self.replays.clear()
         self.kept = None
         try:
-            _, meta, size, stop, head, _ = fast_header.walk_file(path, size, fast_header.WANTED, False)
+            values, meta, size, stop, head, _ = fast_header.walk_file(path, size, fast_header.WANTED, False)
         except FastPathUnsupported as exc:
             return f"unsupported: {exc}"
-        return list(self.kept.items()), meta, size, stop, head
+        return list(self.kept.items()), list(values.items()), meta, size, stop, head
 
 
 @pytest.fixture
@@ -86,14 +106,16 @@ def test_every_shared_file_read_after_another_is_read_as_afresh(prostatex, vendo
     assert len(files) > 400 and sum(isinstance(v, tuple) for v in afresh.values()) > 400
     # both happen: most files of a series follow its layout, other series' files do not
     assert replayed > 400 and gave_up > 100, (replayed, gave_up)
-    # and the series whose lengths change from file to file are checked in one pass after the first
-    # files (their changing elements learnt): most replays of the files in a row
+    # read in a row, most files are replayed by runs (the bytes that change from file to file learnt
+    # from the first files of a series), and their values decoded from the walked file's and theirs
     fast_header._LAST_LAYOUT[0] = None
-    spy.one_pass.clear()
-    for f in files:
-        if isinstance(afresh[f], tuple):
-            fast_header.walk_file(f, None, fast_header.WANTED, False)
-    assert sum(spy.one_pass) > 0.6 * len(spy.one_pass) > 200, (sum(spy.one_pass), len(spy.one_pass))
+    spy.by_runs.clear()
+    spy.decoded = spy.changed = 0
+    usable = [f for f in files if isinstance(afresh[f], tuple)]
+    for f in usable:
+        fast_header.walk_file(f, None, fast_header.WANTED, False)
+    assert sum(spy.by_runs) > 0.7 * len(usable) > 280, (sum(spy.by_runs), len(usable))
+    assert spy.changed > 0.5 * len(usable), (spy.changed, spy.decoded)
 
 
 def _save(ds: pydicom.Dataset, path: Path, implicit: bool = False) -> str:
@@ -173,7 +195,7 @@ def test_another_element_in_the_place_of_a_wanted_one_is_walked(prostatex, tmp_p
 def test_the_size_given_bounds_the_replay_as_it_bounds_the_walk(prostatex, tmp_path, spy):
     src = _series(prostatex)[3]
     base = _variant(src, tmp_path, "base")
-    stop = spy.read(base)[3]
+    stop = spy.read(base)[4]
     # a size that ends inside the pixel data's header (the file grew since it was listed, say)
     assert spy.read(base, after=base, size=stop + 8) == spy.read(base, size=stop + 8)
     assert spy.read(base, size=stop + 8).startswith("unsupported")
@@ -185,7 +207,7 @@ def test_the_size_given_bounds_the_replay_as_it_bounds_the_walk(prostatex, tmp_p
 def test_a_file_cut_at_its_pixel_data_is_walked(prostatex, tmp_path, spy, cut):
     src = _series(prostatex)[3]
     base = _variant(src, tmp_path, "base")
-    stop = spy.read(base)[3]
+    stop = spy.read(base)[4]
     data = Path(base).read_bytes()
     short = tmp_path / "short.dcm"
     short.write_bytes(data[:stop + cut])  # the stop header, or part of it, and nothing after
@@ -200,8 +222,11 @@ def test_implicit_and_explicit_layouts_are_kept_apart(prostatex, tmp_path, spy):
     implicit = [_variant(f, tmp_path, f"i{i}", implicit=True) for i, f in enumerate(files)]
     for before, f in zip(explicit + implicit, implicit + explicit):
         assert spy.read(f, after=before) == spy.read(f)
+        spy.by_runs.clear()
+        spy.one_pass.clear()
         spy.read(f, after=before)
-        assert spy.replays == []  # an explicit layout is never tried on an implicit data set
+        # an explicit layout is never tried on an implicit data set, nor the other way round
+        assert spy.replays == [None] and spy.by_runs == spy.one_pass == []
     assert spy.read(implicit[1], after=implicit[0]) == spy.read(implicit[1])
     spy.read(implicit[1], after=implicit[0])
     assert spy.replays and spy.replays[0] is not None  # implicit after implicit: replayed
@@ -218,7 +243,7 @@ def test_a_record_that_ran_to_the_end_of_the_file_is_no_layout():
 
 def test_discovery_gives_the_same_series_with_and_without_replays(prostatex, vendors, monkeypatch):
     with_replays = discover_series([prostatex, vendors], workers=1)
-    monkeypatch.setattr(fast_header, "replay", lambda *a: None)
+    monkeypatch.setattr(fast_header, "follow", lambda *a: (None, None))
     fast_header._LAST_LAYOUT[0] = None
     walked = discover_series([prostatex, vendors], workers=1)
     assert len(with_replays.series) == len(walked.series) > 20
@@ -239,3 +264,136 @@ def test_a_centre_slice_read_for_its_pixels_neither_replays_nor_replaces_the_lay
     assert fast_header._LAST_LAYOUT[0] is layout and spy.replays == []
     fast_header.walk_file(files[1], None, fast_header.WANTED, False)
     assert spy.replays and spy.replays[0] is not None  # the next header still follows its neighbour's
+
+
+def _uid_like(uid: str, digit: str) -> str:
+    """Another UID of the same length (its last digit changed)."""
+    return uid[:-1] + (digit if uid[-1] != digit else str((int(digit) + 1) % 10))
+
+
+def test_files_that_differ_in_values_alone_are_replayed_by_runs_once_learnt(prostatex, tmp_path, spy):
+    """Values that change from file to file (a kept one, a skipped one, one inside a sequence item) are
+    learnt from the first file that differs there; the files after it are replayed by runs -- with the
+    values read from them, and the same values as read afresh."""
+    src = _series(prostatex)[3]
+
+    def variant(i):
+        def change(ds):
+            ds.InstanceNumber = str(100 + i)  # kept, the same length
+            ds.ContentTime = f"1010{10 + i}.000000"  # skipped
+            item = ds.ReferencedImageSequence[0]  # inside an item of a sequence
+            item.ReferencedSOPInstanceUID = _uid_like(item.ReferencedSOPInstanceUID, str(i % 10))
+        return _variant(src, tmp_path, f"v{i}", change)
+
+    files = [variant(i) for i in range(5)]
+    afresh = [spy.read(f) for f in files]
+    assert len({a[1][0] for a in afresh}) == 1 and len({dict(a[0])[0x00200013] for a in afresh}) == 5
+    fast_header._LAST_LAYOUT[0] = None
+    spy.by_runs.clear()
+    got = []
+    for f in files:
+        spy.replays.clear()
+        values, meta, size, stop, head, _ = fast_header.walk_file(f, None, fast_header.WANTED, False)
+        got.append((list(spy.kept.items()), list(values.items()), meta, size, stop, head))
+    assert got == afresh
+    # the first file is walked, the second replayed (and its differences learnt) but not by runs, and
+    # the next three by runs
+    assert spy.by_runs == [False, True, True, True], spy.by_runs
+    layout = fast_header._LAST_LAYOUT[0][0]
+    assert len(layout.gaps) == 3, layout.gaps
+
+
+def test_a_value_that_differs_outside_the_gaps_learnt_is_learnt_too(prostatex, tmp_path, spy):
+    src = _series(prostatex)[3]
+    a = _variant(src, tmp_path, "a", lambda ds: setattr(ds, "InstanceNumber", "11"))
+    b = _variant(src, tmp_path, "b", lambda ds: setattr(ds, "InstanceNumber", "12"))
+
+    def more(ds):
+        ds.InstanceNumber = "13"
+        ds.SeriesDescription = ds.SeriesDescription[:-1] + "#"  # kept; the same length; not learnt yet
+
+    c = _variant(src, tmp_path, "c", more)
+    d = _variant(src, tmp_path, "d", lambda ds: (setattr(ds, "InstanceNumber", "14"),
+                                                 setattr(ds, "SeriesDescription", ds.SeriesDescription[:-1] + "%")))
+    afresh = [spy.read(f) for f in (a, b, c, d)]
+    fast_header._LAST_LAYOUT[0] = None
+    spy.by_runs.clear()
+    got = []
+    for f in (a, b, c, d):
+        values, meta, size, stop, head, _ = fast_header.walk_file(f, None, fast_header.WANTED, False)
+        got.append((list(spy.kept.items()), list(values.items()), meta, size, stop, head))
+    assert got == afresh
+    assert dict(got[2][0])[0x0008103E][1].endswith(b"#") and dict(got[3][0])[0x0008103E][1].endswith(b"%")
+    assert spy.by_runs == [False, False, True], spy.by_runs  # b learns, c differs elsewhere, d by runs
+
+
+def test_files_alternating_between_two_layouts_are_walked_once_each(prostatex, tmp_path, spy):
+    """A private element that some files of a series carry and others not: both layouts are kept."""
+    src = _series(prostatex)[3]
+
+    def variant(i):
+        def change(ds):
+            ds.InstanceNumber = str(10 + i)
+            if i % 2:
+                ds.add_new(0x00290012, "LO", "AN EXTRA ELEMENT")
+        return _variant(src, tmp_path, f"alt{i}", change)
+
+    files = [variant(i) for i in range(8)]
+    afresh = [spy.read(f) for f in files]
+    fast_header._LAST_LAYOUT[0] = None
+    walked = []
+    for f in files:
+        spy.replays.clear()
+        values, meta, size, stop, head, _ = fast_header.walk_file(f, None, fast_header.WANTED, False)
+        assert (list(spy.kept.items()), list(values.items()), meta, size, stop, head) == afresh[files.index(f)]
+        walked.append(spy.replays in ([], [None]))
+    assert walked == [True, True] + [False] * 6, walked
+    assert len(fast_header._LAST_LAYOUT[0]) == 2
+
+
+def test_values_decoded_after_a_replay_by_runs_are_those_decoded_afresh(vendors, prostatex):
+    """decode_changed: the walked file's values and the changed ones, as decode_all gives them; a
+    changed character set or private creator is decoded afresh (None)."""
+    from SeqClassifierLib.dicom.fast_decode import CHARSET, decode_all, decode_changed
+
+    files = _files(prostatex, vendors)
+    kepts = []
+    for f in files:
+        try:
+            fast_header._LAST_LAYOUT[0] = None
+            src = f
+            kept = {}
+
+            def keep(k, _kept=kept):
+                _kept.update(k)
+                return decode_all(k)
+
+            orig = fast_header.decode_all
+            fast_header.decode_all = keep
+            try:
+                fast_header.walk_file(src, None, fast_header.WANTED, False)
+            finally:
+                fast_header.decode_all = orig
+            kepts.append(kept)
+        except FastPathUnsupported:
+            pass
+    assert len(kepts) > 400
+    checked = privates = 0
+    for before, after in zip(kepts, kepts[1:]):
+        if list(before) != list(after):
+            continue  # another layout: never given to decode_changed
+        changed = tuple(t for t in after if after[t] != before[t])
+        try:
+            expected = decode_all(after)
+        except FastPathUnsupported:
+            continue
+        got = decode_changed(decode_all(before), after, changed)
+        if any(t == CHARSET or (t & 0x10000 and 0x10 <= (t & 0xFFFF) < 0x100) for t in changed):
+            assert got is None
+            continue
+        assert got is not None and list(got.items()) == list(expected.items())
+        lists = [k for k, v in expected.items() if type(v) is list]
+        assert all(got[k] is not decode_all(before)[k] for k in lists)
+        checked += 1
+        privates += any(t & 0x10000 for t in changed)
+    assert checked > 300 and privates > 20, (checked, privates)
