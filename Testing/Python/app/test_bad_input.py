@@ -96,8 +96,27 @@ def clean(tmp_path_factory, mode):
     return row
 
 
+#: How far a probability of the GOOD series may move when a readable bad file beside it is another series of
+#: its study: the study context is a model input, so its probabilities move in the fourth decimal on some
+#: CPUs (0.9997 / 0.9998 on an AVX2 machine), never its label.
+PROBABILITY_TOLERANCE = 0.002
+
+
 def _pick(row: dict) -> dict:
-    return {k: row[k] for k in COMPARED}
+    return {k: row[k] for k in COMPARED if k not in ("confidence", "probabilities")}
+
+
+def _same_good_row(row: dict, clean: dict) -> bool:
+    """The GOOD series' row beside bad input is its row alone: the same fields, the probabilities within
+    :data:`PROBABILITY_TOLERANCE` (where the model gives any)."""
+    if _pick(row) != _pick(clean) or (row["confidence"] is None) != (clean["confidence"] is None):
+        return False
+    if clean["confidence"] is None:
+        return row["probabilities"] == clean["probabilities"]
+    return (abs(row["confidence"] - clean["confidence"]) <= PROBABILITY_TOLERANCE
+            and row["probabilities"].keys() == clean["probabilities"].keys()
+            and all(abs(row["probabilities"][c] - p) <= PROBABILITY_TOLERANCE
+                    for c, p in clean["probabilities"].items()))
 
 
 KINDS = list(corpus.BUILDERS)
@@ -119,7 +138,8 @@ def test_kind_beside_good_series(kind, tmp_path, clean, mode):
 
     rows = {r["series_uid"]: r for r in doc["series"]}
     assert clean["series_uid"] in rows, "the GOOD series is missing"
-    assert _pick(rows[clean["series_uid"]]) == _pick(clean), "the GOOD series changed beside bad input"
+    assert _same_good_row(rows[clean["series_uid"]], clean), ("the GOOD series changed beside bad input",
+                                                               rows[clean["series_uid"]], clean)
 
     skipped = {s["path"]: s["reason"] for s in doc["skipped"]}
     others = {uid: r for uid, r in rows.items() if uid != clean["series_uid"]}
@@ -162,7 +182,7 @@ def test_all_kinds_in_one_folder(tmp_path, clean, mode):
     cases = corpus.build_corpus(root / "bad", kinds)
     code, doc, err = classify([root], tmp_path / "all.json", mode)
     rows = {r["series_uid"]: r for r in doc["series"]}
-    assert _pick(rows[clean["series_uid"]]) == _pick(clean)
+    assert _same_good_row(rows[clean["series_uid"]], clean)
     n_expected = 1 + sum(c.n_series for c in cases.values())
     assert len(rows) == n_expected
     n_files = sum(len(c.paths) for c in cases.values())
