@@ -135,7 +135,7 @@ def _new_length(buf: bytes, p: int, head: bytes, hlen: int, lenoff: int) -> Opti
     return None if new == 0xFFFFFFFF else new
 
 
-def _check_all(buf: bytes, size: int, delta: int, layout: Layout) -> Optional[tuple[dict, int]]:
+def _check_all(buf: bytes, size: int, delta: int, layout: Layout) -> Optional[tuple[dict, int, None]]:
     """:func:`replay` in one pass: the lengths of the volatile entries are read first (they give the
     position of every later entry), then every other byte range is compared at once; None where any
     differs (the entry-by-entry replay then finds out how)."""
@@ -333,7 +333,7 @@ def _learn(layout: Layout, buf: bytes, at: list) -> None:
 
 
 def _plan(layout: Layout) -> tuple:
-    """(runs, stop index): each run ``(bytes, base position, gap)`` is compared whole at its place in the
+    """(runs, stop position in the walked file): each run ``(bytes, base position, gap)`` is compared whole at its place in the
     next file; the gap after it is None (the last run, through the stop header) or ``(length position
     or None, value position, base length, length size, tag, VR)`` in base positions."""
     if layout._plan is None:
@@ -363,10 +363,11 @@ def _plan(layout: Layout) -> tuple:
     return layout._plan
 
 
-def _check_runs(buf: bytes, size: int, delta: int, layout: Layout) -> Optional[tuple[dict, int]]:
+def _check_runs(buf: bytes, size: int, delta: int, layout: Layout) -> Optional[tuple[dict, int, frozenset]]:
     """:func:`replay` where the file equals the walked one but in the gaps learnt (:func:`_learn`): each
     run between them is compared whole, the changed lengths read, the wanted values in gaps kept from the
-    file and all others are the walked file's (the same bytes); None where a run differs."""
+    file where they differ from the walked file's (the fresh ones, the third item) and all others the
+    walked file's (the same bytes); None where a run differs."""
     plan = _plan(layout)
     if plan is None:
         return None

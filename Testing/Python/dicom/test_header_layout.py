@@ -351,32 +351,20 @@ def test_files_alternating_between_two_layouts_are_walked_once_each(prostatex, t
     assert len(fast_header._LAST_LAYOUT[0]) == 2
 
 
-def test_values_decoded_after_a_replay_by_runs_are_those_decoded_afresh(vendors, prostatex):
+def test_values_decoded_after_a_replay_by_runs_are_those_decoded_afresh(vendors, prostatex, monkeypatch):
     """decode_changed: the walked file's values and the changed ones, as decode_all gives them; a
     changed character set or private creator is decoded afresh (None)."""
     from SeqClassifierLib.dicom.fast_decode import CHARSET, decode_all, decode_changed
 
-    files = _files(prostatex, vendors)
     kepts = []
-    for f in files:
+    monkeypatch.setattr(fast_header, "decode_all", lambda kept: kepts.append(dict(kept)) or decode_all(kept))
+    for f in _files(prostatex, vendors):
+        fast_header._LAST_LAYOUT[0] = None  # every file walked: its raw values as the walk keeps them
         try:
-            fast_header._LAST_LAYOUT[0] = None
-            src = f
-            kept = {}
-
-            def keep(k, _kept=kept):
-                _kept.update(k)
-                return decode_all(k)
-
-            orig = fast_header.decode_all
-            fast_header.decode_all = keep
-            try:
-                fast_header.walk_file(src, None, fast_header.WANTED, False)
-            finally:
-                fast_header.decode_all = orig
-            kepts.append(kept)
+            fast_header.walk_file(f, None, fast_header.WANTED, False)
         except FastPathUnsupported:
             pass
+    fast_header._LAST_LAYOUT[0] = None
     assert len(kepts) > 400
     checked = privates = 0
     for before, after in zip(kepts, kepts[1:]):
