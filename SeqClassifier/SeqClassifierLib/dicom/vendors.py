@@ -122,6 +122,8 @@ PRIVATE_CREATORS: Mapping[BaseTag, tuple[str, ...]] = {
     **{e.creator_tag: e.creators for e in B_VALUE_TAGS},
     T.SIEMENS_CSA_CREATOR: SIEMENS_CSA_CREATORS,
 }
+#: The same in capitals, as :func:`private_creator_ok` compares them (made once, not per file).
+_CREATORS_UPPER = {tag: frozenset(c.upper() for c in names) for tag, names in PRIVATE_CREATORS.items()}
 
 
 def b_value_tag(vendor: str) -> PrivateBValue:
@@ -141,7 +143,7 @@ def private_creator_ok(ds: Any, creator_tag: Any, vendor: str) -> bool:
     """
     creator = _text(_elem_value(ds, creator_tag)).upper()
     if creator:
-        return creator in {c.upper() for c in PRIVATE_CREATORS[creator_tag]}
+        return creator in _CREATORS_UPPER[creator_tag]
     return vendor in _text(_elem_value(ds, T.MANUFACTURER)).upper()
 
 
